@@ -1,0 +1,481 @@
+//! The TOML configuration file, with environment overrides.
+//!
+//! Environment variables override file keys: `PGDELTA_SOURCE_<KEY>` for `[source]` and
+//! `PGDELTA_PIPELINES_<PIPELINE>_<KEY>` for `[pipelines.<pipeline>]`, where `<PIPELINE>` is
+//! the pipeline name upper-cased with `-` and `.` as `_` (lists are comma-separated).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::event::TableName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("no pipeline named '{name}' in {path} (configured: {known})")]
+    UnknownPipeline {
+        name: String,
+        path: PathBuf,
+        known: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `postgres://user[:password]@host:port/db`
+    pub url: String,
+    #[serde(default)]
+    pub sslmode: Option<SslMode>,
+    /// Root certificate file for `verify-ca` / `verify-full`.
+    #[serde(default)]
+    pub sslrootcert: Option<PathBuf>,
+    /// Password when not in the URL; prefer `PGDELTA_SOURCE_PASSWORD` or `password_file`.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// How many times to try (re)connecting before giving up.
+    #[serde(default = "default_connect_attempts")]
+    pub connect_attempts: usize,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// Delta table location; defaults to `<delta_root>/<schema>/<table>`.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+    /// Key columns, needed only where the table has no primary key.
+    #[serde(default)]
+    pub key: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub tables: Vec<String>,
+    #[serde(default = "default_delta_root")]
+    pub delta_root: String,
+    #[serde(default)]
+    pub slot: Option<String>,
+    #[serde(default)]
+    pub publication: Option<String>,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "default_batch_interval_ms")]
+    pub batch_interval_ms: u64,
+    #[serde(default)]
+    pub table: BTreeMap<String, TableConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+fn default_connect_attempts() -> usize {
+    10
+}
+fn default_delta_root() -> String {
+    "./delta-lake".into()
+}
+fn default_batch_size() -> usize {
+    10_000
+}
+fn default_batch_interval_ms() -> u64 {
+    1_000
+}
+
+const SOURCE_KEYS: &[&str] = &[
+    "url",
+    "sslmode",
+    "sslrootcert",
+    "password",
+    "password_file",
+    "connect_attempts",
+];
+const PIPELINE_KEYS: &[&str] = &[
+    "tables",
+    "delta_root",
+    "slot",
+    "publication",
+    "batch_size",
+    "batch_interval_ms",
+];
+const NUMERIC_KEYS: &[&str] = &["batch_size", "batch_interval_ms", "connect_attempts"];
+
+/// Everything one pipeline needs, resolved: table names parsed, defaults derived.
+#[derive(Debug, Clone)]
+pub struct ResolvedPipeline {
+    pub name: String,
+    pub tables: Vec<ResolvedTable>,
+    pub slot: String,
+    pub publication: String,
+    pub batch_size: usize,
+    pub batch_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResolvedTable {
+    pub name: TableName,
+    pub path: String,
+    pub partition_by: Vec<String>,
+    pub key: Vec<String>,
+}
+
+impl Config {
+    /// Reads `path`, applies `PGDELTA_*` environment overrides and checks every key.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path, std::env::vars())
+    }
+
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut value: toml::Table = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        apply_env_overrides(&mut value, env)?;
+        let mut config: Config = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
+        config.path = path.to_path_buf();
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        crate::source::postgres::parse_url(&self.source.url)
+            .map_err(|e| format!("[source] url: {e}"))?;
+        for (name, pipeline) in &self.pipelines {
+            pipeline
+                .resolve(name)
+                .map_err(|e| format!("[pipelines.{name}] {e}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn pipeline(&self, name: &str) -> Result<ResolvedPipeline, ConfigError> {
+        let pipeline = self
+            .pipelines
+            .get(name)
+            .ok_or_else(|| ConfigError::UnknownPipeline {
+                name: name.to_string(),
+                path: self.path.clone(),
+                known: self
+                    .pipelines
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        pipeline
+            .resolve(name)
+            .map_err(|message| ConfigError::Invalid {
+                path: self.path.clone(),
+                message,
+            })
+    }
+
+    /// The source password: from the URL, `password`, `password_file` or `PGDELTA_SOURCE_PASSWORD`
+    /// (already merged into `password` by the environment overrides).
+    pub fn source_password(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(password) = &self.source.password {
+            return Ok(Some(password.clone()));
+        }
+        let Some(file) = &self.source.password_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
+    }
+}
+
+impl PipelineConfig {
+    fn resolve(&self, name: &str) -> Result<ResolvedPipeline, String> {
+        if self.tables.is_empty() {
+            return Err("tables: list at least one table".into());
+        }
+        if self.batch_size == 0 {
+            return Err("batch_size must be at least 1".into());
+        }
+        let mut tables = Vec::new();
+        for table in &self.tables {
+            let parsed: TableName = table.parse().map_err(|e| format!("tables: {e}"))?;
+            let settings = self.table_settings(&parsed);
+            let default_path = format!(
+                "{}/{}/{}",
+                self.delta_root.trim_end_matches('/'),
+                parsed.schema,
+                parsed.name
+            );
+            tables.push(ResolvedTable {
+                path: settings.path.clone().unwrap_or(default_path),
+                partition_by: settings.partition_by.clone(),
+                key: settings.key.clone(),
+                name: parsed,
+            });
+        }
+        for configured in self.table.keys() {
+            let parsed: TableName = configured
+                .parse()
+                .map_err(|e| format!("table.\"{configured}\": {e}"))?;
+            if !tables.iter().any(|t| t.name == parsed) {
+                return Err(format!("table.\"{configured}\" is not in tables"));
+            }
+        }
+        let derived = format!("pgdelta_{}", sanitize_identifier(name));
+        let slot = self.slot.clone().unwrap_or_else(|| derived.clone());
+        check_slot_name(&slot)?;
+        Ok(ResolvedPipeline {
+            name: name.to_string(),
+            tables,
+            slot,
+            publication: self.publication.clone().unwrap_or(derived),
+            batch_size: self.batch_size,
+            batch_interval: Duration::from_millis(self.batch_interval_ms),
+        })
+    }
+
+    fn table_settings(&self, table: &TableName) -> TableConfig {
+        self.table
+            .iter()
+            .find(|(name, _)| name.parse::<TableName>().ok().as_ref() == Some(table))
+            .map(|(_, settings)| settings.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Lower-case letters, digits and `_`, as replication slot names require.
+pub fn sanitize_identifier(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn check_slot_name(slot: &str) -> Result<(), String> {
+    let legal = !slot.is_empty()
+        && slot.len() <= 63
+        && slot
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if legal {
+        Ok(())
+    } else {
+        Err(format!(
+            "slot '{slot}': replication slot names may contain only lower-case letters, digits and '_' (at most 63)"
+        ))
+    }
+}
+
+fn env_key(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn env_value(var: &str, key: &str, raw: &str) -> Result<toml::Value, ConfigError> {
+    if key == "tables" {
+        let items = raw
+            .split(',')
+            .map(|s| toml::Value::String(s.trim().to_string()));
+        return Ok(toml::Value::Array(items.collect()));
+    }
+    if NUMERIC_KEYS.contains(&key) {
+        let number = raw.parse::<i64>().map_err(|_| ConfigError::Env {
+            var: var.to_string(),
+            message: format!("'{key}' must be a whole number"),
+        })?;
+        return Ok(toml::Value::Integer(number));
+    }
+    Ok(toml::Value::String(raw.to_string()))
+}
+
+fn apply_env_overrides(
+    root: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let pipeline_names: Vec<String> = root
+        .get("pipelines")
+        .and_then(|p| p.as_table())
+        .map(|t| t.keys().cloned().collect())
+        .unwrap_or_default();
+    for (var, raw) in env {
+        if let Some(rest) = var.strip_prefix("PGDELTA_SOURCE_") {
+            if let Some(key) = SOURCE_KEYS.iter().find(|k| env_key(k) == rest) {
+                let source = table_entry(root, "source");
+                source.insert(key.to_string(), env_value(&var, key, &raw)?);
+            }
+        } else if let Some(rest) = var.strip_prefix("PGDELTA_PIPELINES_") {
+            for pipeline in &pipeline_names {
+                let Some(key_part) = rest.strip_prefix(&format!("{}_", env_key(pipeline))) else {
+                    continue;
+                };
+                if let Some(key) = PIPELINE_KEYS.iter().find(|k| env_key(k) == key_part) {
+                    let pipelines = table_entry(root, "pipelines");
+                    let target = table_entry(pipelines, pipeline);
+                    target.insert(key.to_string(), env_value(&var, key, &raw)?);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn table_entry<'a>(table: &'a mut toml::Table, key: &str) -> &'a mut toml::Table {
+    let entry = table
+        .entry(key.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if !entry.is_table() {
+        *entry = toml::Value::Table(toml::Table::new());
+    }
+    entry.as_table_mut().expect("just made a table")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[source]
+url = "postgres://cdcuser@127.0.0.1:5432/cdcdb"
+sslmode = "prefer"
+
+[pipelines.postgres-cdc]
+tables = ["public.customers", "public.orders"]
+delta_root = "./delta-lake"
+batch_size = 500
+
+[pipelines.postgres-cdc.table."public.orders"]
+path = "./delta-lake/orders"
+partition_by = ["region"]
+key = ["order_id"]
+"#;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::from_toml(text, Path::new("pgdelta.toml"), env)
+    }
+
+    #[test]
+    fn loads_the_documented_shape_with_defaults() {
+        let config = load(SAMPLE, &[]).unwrap();
+        let pipeline = config.pipeline("postgres-cdc").unwrap();
+        assert_eq!(pipeline.slot, "pgdelta_postgres_cdc");
+        assert_eq!(pipeline.publication, "pgdelta_postgres_cdc");
+        assert_eq!(pipeline.batch_size, 500);
+        assert_eq!(pipeline.batch_interval, Duration::from_millis(1000));
+        assert_eq!(pipeline.tables[0].path, "./delta-lake/public/customers");
+        assert_eq!(pipeline.tables[1].path, "./delta-lake/orders");
+        assert_eq!(pipeline.tables[1].partition_by, vec!["region"]);
+        assert_eq!(pipeline.tables[1].key, vec!["order_id"]);
+        assert_eq!(config.source.sslmode, Some(SslMode::Prefer));
+    }
+
+    #[test]
+    fn environment_overrides_file_keys() {
+        let config = load(
+            SAMPLE,
+            &[
+                ("PGDELTA_SOURCE_URL", "postgres://other@db:6543/x"),
+                ("PGDELTA_SOURCE_PASSWORD", "s3cret"),
+                ("PGDELTA_PIPELINES_POSTGRES_CDC_BATCH_SIZE", "7"),
+                (
+                    "PGDELTA_PIPELINES_POSTGRES_CDC_TABLES",
+                    "public.a, public.b",
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.source.url, "postgres://other@db:6543/x");
+        assert_eq!(config.source_password().unwrap().as_deref(), Some("s3cret"));
+        let pipeline = config.pipelines.get("postgres-cdc").unwrap();
+        assert_eq!(pipeline.batch_size, 7);
+        assert_eq!(pipeline.tables, vec!["public.a", "public.b"]);
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_the_file() {
+        let text = SAMPLE.replace("batch_size = 500", "batch_sise = 500");
+        let err = load(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("batch_sise"), "{err}");
+        assert!(err.contains("pgdelta.toml"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_urls_tables_and_slots() {
+        let err = load(
+            &SAMPLE.replace("postgres://cdcuser@127.0.0.1:5432/cdcdb", "http:/nope"),
+            &[],
+        );
+        assert!(err.unwrap_err().to_string().contains("url"));
+        let err = load(&SAMPLE.replace("public.orders\"]", "a.b.c\"]"), &[]);
+        assert!(err.unwrap_err().to_string().contains("a.b.c"));
+        let text = SAMPLE.replace("delta_root", "slot = \"Bad-Slot\"\ndelta_root");
+        assert!(load(&text, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("Bad-Slot"));
+    }
+
+    #[test]
+    fn unknown_pipeline_lists_the_known_ones() {
+        let config = load(SAMPLE, &[]).unwrap();
+        let err = config.pipeline("nope").unwrap_err().to_string();
+        assert!(err.contains("postgres-cdc"), "{err}");
+    }
+}

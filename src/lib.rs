@@ -1,0 +1,10 @@
+//! pgdelta: PostgreSQL logical replication into Delta Lake tables with Change Data Feed,
+//! exactly once.
+//!
+//! Data flows one way: [`source`] -> [`event`] -> [`pipeline`] -> [`sink`].
+
+pub mod config;
+pub mod event;
+pub mod pipeline;
+pub mod sink;
+pub mod source;

@@ -1,0 +1,392 @@
+//! Runs one pipeline: PostgreSQL slot -> batches -> Delta tables, then confirms the position.
+
+mod batch;
+pub mod status;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use deltalake::kernel::{DataType, StructField};
+use tokio_postgres::Client;
+
+use crate::config::{Config, ConfigError, ResolvedPipeline, ResolvedTable};
+use crate::event::{Lsn, TableName, Transaction};
+use crate::sink::delta::types::delta_type;
+use crate::sink::delta::{ChangeError, DeltaTableWriter, SinkError, TableLayout};
+use crate::source::postgres::{
+    self as pg, ChangeStream, ConnectionSettings, SourceError, SourceTable, StreamItem,
+};
+use batch::Batch;
+
+const MARKER_PREFIX: &str = "pgdelta.caught_up";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    #[error("pipeline {pipeline}: {message}")]
+    Setup { pipeline: String, message: String },
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Apply everything up to the server's WAL position at start, then exit.
+    pub exit_when_caught_up: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone)]
+pub struct RunSummary {
+    pub transactions: usize,
+    pub events: usize,
+    pub delta_commits: usize,
+    pub last_lsn: Option<Lsn>,
+}
+
+/// A prepared pipeline: tables checked, publication and slot in place, Delta tables open.
+pub struct Pipeline {
+    resolved: ResolvedPipeline,
+    settings: ConnectionSettings,
+    client: Client,
+    writers: HashMap<TableName, DeltaTableWriter>,
+    keys: HashMap<TableName, Vec<String>>,
+    summary: RunSummary,
+    warned_tables: HashSet<TableName>,
+}
+
+impl Pipeline {
+    /// Checks the source and configuration, then creates what is missing (publication, slot,
+    /// Delta tables). Nothing is created when a check fails.
+    pub async fn prepare(config: &Config, name: &str) -> Result<Pipeline, PipelineError> {
+        let resolved = config.pipeline(name)?;
+        let settings = ConnectionSettings::from_config(config)?;
+        let client = settings.connect().await?;
+        let sources = describe_tables(&client, &resolved).await?;
+        let requests: Vec<pg::TableRequest> = resolved
+            .tables
+            .iter()
+            .zip(&sources)
+            .map(|(table, source)| pg::TableRequest {
+                table: source,
+                configured_key: &table.key,
+                config_section: format!("[pipelines.{name}.table.\"{}\"]", table.name),
+            })
+            .collect();
+        let problems = pg::check_readiness(&client, &resolved.slot, &requests).await?;
+        if !problems.is_empty() {
+            return Err(SourceError::NotReady(problems).into());
+        }
+        let keys: HashMap<TableName, Vec<String>> = resolved
+            .tables
+            .iter()
+            .zip(&sources)
+            .map(|(table, source)| (table.name.clone(), key_columns(table, source)))
+            .collect();
+        let mut writers = HashMap::new();
+        for (table, source) in resolved.tables.iter().zip(&sources) {
+            let layout = table_layout(name, table, source)?;
+            let app_id = format!("pgdelta-{name}-{}", table.name);
+            let writer = DeltaTableWriter::open_or_create(
+                &table.path,
+                table.name.clone(),
+                app_id,
+                keys[&table.name].clone(),
+                layout,
+            )
+            .await?;
+            writers.insert(table.name.clone(), writer);
+        }
+        let table_names: Vec<TableName> = resolved.tables.iter().map(|t| t.name.clone()).collect();
+        pg::ensure_publication(&client, &resolved.publication, &table_names).await?;
+        pg::ensure_slot(&client, &resolved.slot).await?;
+        Ok(Pipeline {
+            resolved,
+            settings,
+            client,
+            writers,
+            keys,
+            summary: RunSummary::default(),
+            warned_tables: HashSet::new(),
+        })
+    }
+
+    pub fn writers(&self) -> impl Iterator<Item = &DeltaTableWriter> {
+        self.writers.values()
+    }
+
+    /// Streams until `shutdown` completes (or, with `exit_when_caught_up`, until caught up),
+    /// reconnecting with backoff when the server goes away.
+    pub async fn run(
+        mut self,
+        options: RunOptions,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<RunSummary, PipelineError> {
+        tokio::pin!(shutdown);
+        let marker = match options.exit_when_caught_up {
+            true => Some(format!(
+                "{}:{}:{}",
+                self.resolved.name,
+                std::process::id(),
+                chrono::Utc::now().timestamp_micros()
+            )),
+            false => None,
+        };
+        let mut marker_written = false;
+        let mut failures = 0usize;
+        loop {
+            let mut stream = match self.start_stream().await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    self.wait_before_retry(error, &mut failures).await?;
+                    continue;
+                }
+            };
+            failures = 0;
+            if let (Some(token), false) = (&marker, marker_written) {
+                match pg::emit_marker(&self.client, MARKER_PREFIX, token).await {
+                    Ok(lsn) => {
+                        tracing::info!(target_lsn = %lsn, "will exit once caught up to this position");
+                        marker_written = true;
+                    }
+                    Err(error) => {
+                        stream.shutdown().await;
+                        self.wait_before_retry(error, &mut failures).await?;
+                        continue;
+                    }
+                }
+            }
+            match self
+                .stream_batches(&mut stream, marker.as_deref(), &mut shutdown)
+                .await
+            {
+                Ok(()) => {
+                    self.wait_for_confirmation().await;
+                    stream.shutdown().await;
+                    return Ok(self.summary);
+                }
+                Err(PipelineError::Source(error)) if error.is_transient() => {
+                    stream.shutdown().await;
+                    self.wait_before_retry(error, &mut failures).await?;
+                }
+                Err(error) => {
+                    stream.shutdown().await;
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Sleeps before the next reconnect, or gives up with `error` when it is permanent or
+    /// the configured attempts are used up.
+    async fn wait_before_retry(
+        &mut self,
+        error: SourceError,
+        failures: &mut usize,
+    ) -> Result<(), PipelineError> {
+        *failures += 1;
+        if !error.is_transient() || *failures >= self.settings.attempts() {
+            return Err(error.into());
+        }
+        let delay = pg::backoff_delay(*failures);
+        tracing::warn!(%error, attempt = *failures, retry_in = ?delay, "source unavailable; reconnecting");
+        tokio::time::sleep(delay).await;
+        if let Ok(client) = self.settings.connect().await {
+            self.client = client;
+        }
+        Ok(())
+    }
+
+    async fn start_stream(&mut self) -> Result<ChangeStream, SourceError> {
+        if self.client.is_closed() {
+            self.client = self.settings.connect().await?;
+        }
+        let start = pg::slot_position(&self.client, &self.resolved.slot)
+            .await?
+            .ok_or_else(|| {
+                SourceError::Settings(format!(
+                    "replication slot {} was dropped",
+                    self.resolved.slot
+                ))
+            })?;
+        ChangeStream::start(
+            &self.settings,
+            &self.resolved.slot,
+            &self.resolved.publication,
+            start,
+            self.keys.clone(),
+        )
+        .await
+    }
+
+    async fn stream_batches(
+        &mut self,
+        stream: &mut ChangeStream,
+        marker: Option<&str>,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<(), PipelineError> {
+        let mut batch = Batch::default();
+        loop {
+            let deadline = batch.started.map(|s| s + self.resolved.batch_interval);
+            let timer = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                item = stream.next() => match item {
+                    Ok(StreamItem::Transaction(tx)) => {
+                        self.add_transaction(&mut batch, &tx)?;
+                        if batch.events >= self.resolved.batch_size {
+                            self.flush(&mut batch, stream).await?;
+                        }
+                    }
+                    Ok(StreamItem::Marker { prefix, content, lsn }) => {
+                        if prefix == MARKER_PREFIX && Some(content.as_str()) == marker {
+                            tracing::info!(%lsn, "caught up");
+                            self.flush(&mut batch, stream).await?;
+                            return Ok(());
+                        }
+                    }
+                    Err(error) => {
+                        if error.is_transient() {
+                            self.flush(&mut batch, stream).await?;
+                        }
+                        return Err(error.into());
+                    }
+                },
+                _ = timer => self.flush(&mut batch, stream).await?,
+                _ = shutdown.as_mut() => {
+                    tracing::info!("stopping: writing the current batch first");
+                    self.flush(&mut batch, stream).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn add_transaction(&mut self, batch: &mut Batch, tx: &Transaction) -> Result<(), ChangeError> {
+        let writers = &self.writers;
+        let warned = &mut self.warned_tables;
+        batch.add(tx, |table, lsn| {
+            let Some(writer) = writers.get(table) else {
+                if warned.insert(table.clone()) {
+                    tracing::warn!(%table, "publication carries a table this pipeline does not replicate; its changes are ignored");
+                }
+                return None;
+            };
+            match writer.last_applied_lsn() {
+                Some(applied) if lsn <= applied => None,
+                _ => Some(writer.new_changes()),
+            }
+        })
+    }
+
+    /// Writes every table of the batch (one Delta commit each), then confirms the position.
+    async fn flush(
+        &mut self,
+        batch: &mut Batch,
+        stream: &ChangeStream,
+    ) -> Result<(), PipelineError> {
+        let done = std::mem::take(batch);
+        let Some(lsn) = done.last_lsn else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        for (table, changes) in &done.tables {
+            let writer = self
+                .writers
+                .get_mut(table)
+                .expect("batches only hold replicated tables");
+            if changes.is_empty() {
+                continue;
+            }
+            writer.apply(changes, lsn).await?;
+            self.summary.delta_commits += 1;
+            tracing::debug!(%table, %lsn, events = changes.events, version = ?writer.version(), "committed to Delta");
+        }
+        stream.confirm(lsn);
+        self.summary.transactions += done.transactions;
+        self.summary.events += done.events;
+        self.summary.last_lsn = Some(lsn);
+        tracing::info!(%lsn, transactions = done.transactions, events = done.events, elapsed = ?started.elapsed(), "batch written");
+        Ok(())
+    }
+
+    /// Gives the replication session a moment to report the final position to the server.
+    async fn wait_for_confirmation(&self) {
+        let Some(lsn) = self.summary.last_lsn else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match pg::slot_position(&self.client, &self.resolved.slot).await {
+                Ok(Some(confirmed)) if confirmed >= lsn => return,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(_) => return,
+            }
+        }
+        tracing::warn!(%lsn, "the server has not confirmed the final position yet; a restart will skip what Delta already holds");
+    }
+}
+
+async fn describe_tables(
+    client: &Client,
+    resolved: &ResolvedPipeline,
+) -> Result<Vec<SourceTable>, SourceError> {
+    let mut tables = Vec::new();
+    for table in &resolved.tables {
+        tables.push(pg::introspect_table(client, &table.name).await?);
+    }
+    Ok(tables)
+}
+
+fn key_columns(table: &ResolvedTable, source: &SourceTable) -> Vec<String> {
+    if table.key.is_empty() {
+        source.primary_key.clone()
+    } else {
+        table.key.clone()
+    }
+}
+
+/// The Delta columns for a source table: same names and order, every column nullable.
+fn table_layout(
+    pipeline: &str,
+    table: &ResolvedTable,
+    source: &SourceTable,
+) -> Result<TableLayout, PipelineError> {
+    let columns = source
+        .columns
+        .iter()
+        .map(|column| {
+            let data_type = delta_type(column.type_oid, column.type_modifier).unwrap_or_else(|| {
+                tracing::warn!(table = %source.name, column = %column.name, pg_type = %column.type_name,
+                    "type has no Delta counterpart; stored as its PostgreSQL text form");
+                DataType::STRING
+            });
+            StructField::new(column.name.clone(), data_type, true)
+        })
+        .collect();
+    for partition in &table.partition_by {
+        if !source.columns.iter().any(|c| &c.name == partition) {
+            return Err(PipelineError::Setup {
+                pipeline: pipeline.to_string(),
+                message: format!(
+                    "partition_by column '{partition}' is not a column of {}",
+                    table.name
+                ),
+            });
+        }
+    }
+    Ok(TableLayout {
+        columns,
+        partition_by: table.partition_by.clone(),
+    })
+}

@@ -1,0 +1,84 @@
+//! What each table of a pipeline holds: read from the Delta tables alone.
+
+use deltalake::arrow::array::{Array, Int64Array};
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
+use serde::Serialize;
+
+use crate::config::ResolvedPipeline;
+use crate::event::Lsn;
+
+/// One table's replication state.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStatus {
+    pub pipeline: String,
+    pub table: String,
+    pub delta_path: String,
+    /// `None` when the Delta table does not exist yet.
+    pub delta_version: Option<u64>,
+    pub last_applied_lsn: Option<Lsn>,
+    pub rows: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub async fn pipeline_status(pipeline: &ResolvedPipeline) -> Vec<TableStatus> {
+    let mut statuses = Vec::new();
+    for table in &pipeline.tables {
+        let mut status = TableStatus {
+            pipeline: pipeline.name.clone(),
+            table: table.name.to_string(),
+            delta_path: table.path.clone(),
+            delta_version: None,
+            last_applied_lsn: None,
+            rows: None,
+            error: None,
+        };
+        let app_id = format!("pgdelta-{}-{}", pipeline.name, table.name);
+        if let Err(error) = fill_from_delta(&mut status, &app_id).await {
+            status.error = Some(error.to_string());
+        }
+        statuses.push(status);
+    }
+    statuses
+}
+
+async fn fill_from_delta(
+    status: &mut TableStatus,
+    app_id: &str,
+) -> Result<(), deltalake::DeltaTableError> {
+    if !std::path::Path::new(&status.delta_path).exists() && !status.delta_path.contains("://") {
+        return Ok(());
+    }
+    let url = deltalake::ensure_table_uri(&status.delta_path)?;
+    let table = match deltalake::open_table(url).await {
+        Ok(table) => table,
+        Err(deltalake::DeltaTableError::NotATable(_)) => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    status.delta_version = table.version();
+    let snapshot = table.snapshot()?;
+    status.last_applied_lsn = snapshot
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await?
+        .map(|v| Lsn(v as u64));
+    status.rows = Some(count_rows(table).await?);
+    Ok(())
+}
+
+async fn count_rows(table: DeltaTable) -> Result<u64, deltalake::DeltaTableError> {
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state())?;
+    ctx.register_table("t", table.table_provider().await?)?;
+    let batches = ctx.sql("SELECT count(*) FROM t").await?.collect().await?;
+    let count = batches
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .map(|a| a.value(0))
+        })
+        .unwrap_or(0);
+    Ok(count as u64)
+}

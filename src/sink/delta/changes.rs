@@ -1,0 +1,341 @@
+//! Collapses a batch of row changes so each key's last change wins.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::event::{Cell, ChangeEvent, Operation, TableName, TableSchema};
+
+/// What one key ends as after a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowChange {
+    /// The row's final values, aligned with the Delta columns.
+    Upsert(Vec<Cell>),
+    Delete,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error(
+        "table {table}: column '{column}' arrived from the source but is not in the Delta table; \
+         add it to the Delta table or recreate the table (schema evolution is not enabled)"
+    )]
+    UnknownColumn { table: TableName, column: String },
+    #[error("table {table}: a {operation} at LSN {lsn} has no value for key column '{column}'")]
+    MissingKey {
+        table: TableName,
+        operation: &'static str,
+        lsn: crate::event::Lsn,
+        column: String,
+    },
+}
+
+/// The net effect of a batch on one table, keyed by primary key.
+#[derive(Debug)]
+pub struct TableChanges {
+    table: TableName,
+    columns: Vec<String>,
+    key_positions: Vec<usize>,
+    /// Whether the table was truncated; rows then hold only what came after the last truncate.
+    pub truncated: bool,
+    order: Vec<Vec<Cell>>,
+    rows: HashMap<Vec<Cell>, RowChange>,
+    /// Per source schema: the source column index feeding each Delta column.
+    mappings: Vec<(Arc<TableSchema>, Vec<Option<usize>>)>,
+    pub events: usize,
+}
+
+impl TableChanges {
+    /// `columns` are the Delta table's columns in order; `key` names the key columns.
+    pub fn new(table: TableName, columns: Vec<String>, key: &[String]) -> Self {
+        let key_positions = key
+            .iter()
+            .filter_map(|k| columns.iter().position(|c| c == k))
+            .collect();
+        TableChanges {
+            table,
+            columns,
+            key_positions,
+            truncated: false,
+            order: Vec::new(),
+            rows: HashMap::new(),
+            mappings: Vec::new(),
+            events: 0,
+        }
+    }
+
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    pub fn key_positions(&self) -> &[usize] {
+        &self.key_positions
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.truncated && self.rows.is_empty()
+    }
+
+    /// The surviving changes in the order their keys were first seen.
+    pub fn rows(&self) -> impl Iterator<Item = (&Vec<Cell>, &RowChange)> {
+        self.order.iter().filter_map(|k| self.rows.get_key_value(k))
+    }
+
+    pub fn push(&mut self, event: &ChangeEvent) -> Result<(), ChangeError> {
+        self.events += 1;
+        if event.operation == Operation::Truncate {
+            self.truncated = true;
+            self.rows.clear();
+            self.order.clear();
+            return Ok(());
+        }
+        let mapping = self.mapping_for(&event.schema)?;
+        let aligned = |cells: &Vec<Cell>| -> Vec<Cell> {
+            mapping
+                .iter()
+                .map(|source| source.map_or(Cell::Null, |i| cells[i].clone()))
+                .collect()
+        };
+        let after = event.data.as_ref().map(aligned);
+        let before = event.before.as_ref().map(aligned);
+        match event.operation {
+            Operation::Insert | Operation::Update => {
+                let after = after.expect("insert and update events carry the new row");
+                let key = self.key_of(&after, event)?;
+                if let Some(old_row) = &before {
+                    let old_key = self.key_of(old_row, event).ok();
+                    if let Some(old_key) = old_key.filter(|old| *old != key) {
+                        self.record(old_key, RowChange::Delete);
+                    }
+                }
+                let merged = self.fill_unchanged_from_earlier(&key, after);
+                self.record(key, RowChange::Upsert(merged));
+            }
+            Operation::Delete => {
+                let old_row = before.expect("delete events carry the old key");
+                let key = self.key_of(&old_row, event)?;
+                self.record(key, RowChange::Delete);
+            }
+            Operation::Truncate => unreachable!("handled above"),
+        }
+        Ok(())
+    }
+
+    fn mapping_for(
+        &mut self,
+        schema: &Arc<TableSchema>,
+    ) -> Result<Vec<Option<usize>>, ChangeError> {
+        if let Some((_, mapping)) = self.mappings.iter().find(|(s, _)| Arc::ptr_eq(s, schema)) {
+            return Ok(mapping.clone());
+        }
+        if let Some(extra) = schema
+            .columns
+            .iter()
+            .find(|c| !self.columns.contains(&c.name))
+        {
+            return Err(ChangeError::UnknownColumn {
+                table: self.table.clone(),
+                column: extra.name.clone(),
+            });
+        }
+        let mapping: Vec<Option<usize>> = self
+            .columns
+            .iter()
+            .map(|name| schema.column_index(name))
+            .collect();
+        self.mappings.push((schema.clone(), mapping.clone()));
+        Ok(mapping)
+    }
+
+    fn key_of(&self, row: &[Cell], event: &ChangeEvent) -> Result<Vec<Cell>, ChangeError> {
+        self.key_positions
+            .iter()
+            .map(|&i| match &row[i] {
+                Cell::Text(_) => Ok(row[i].clone()),
+                _ => Err(ChangeError::MissingKey {
+                    table: self.table.clone(),
+                    operation: event.operation.as_str(),
+                    lsn: event.metadata.lsn,
+                    column: self.columns[i].clone(),
+                }),
+            })
+            .collect()
+    }
+
+    /// An update that left a TOASTed column untouched carries no value for it; an earlier
+    /// change in the same batch may have it.
+    fn fill_unchanged_from_earlier(&self, key: &Vec<Cell>, mut row: Vec<Cell>) -> Vec<Cell> {
+        if let Some(RowChange::Upsert(earlier)) = self.rows.get(key) {
+            for (cell, old) in row.iter_mut().zip(earlier) {
+                if *cell == Cell::UnchangedToast {
+                    *cell = old.clone();
+                }
+            }
+        }
+        row
+    }
+
+    fn record(&mut self, key: Vec<Cell>, change: RowChange) {
+        if self.rows.insert(key.clone(), change).is_none() {
+            self.order.push(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ColumnSchema, EventMetadata, Lsn};
+
+    fn schema() -> Arc<TableSchema> {
+        let column = |name: &str, is_key| ColumnSchema {
+            name: name.into(),
+            type_oid: 25,
+            type_modifier: -1,
+            is_key,
+        };
+        Arc::new(TableSchema {
+            table: TableName::new("public", "t"),
+            columns: vec![column("id", true), column("v", false)],
+        })
+    }
+
+    fn text(s: &str) -> Cell {
+        Cell::Text(s.into())
+    }
+
+    fn event(op: Operation, data: Option<Vec<Cell>>, before: Option<Vec<Cell>>) -> ChangeEvent {
+        ChangeEvent {
+            operation: op,
+            schema: schema(),
+            data,
+            before,
+            commit_timestamp: chrono::Utc::now(),
+            metadata: EventMetadata {
+                database: "db".into(),
+                lsn: Lsn(1),
+                tx_id: None,
+                snapshot: false,
+            },
+        }
+    }
+
+    fn changes() -> TableChanges {
+        TableChanges::new(
+            TableName::new("public", "t"),
+            vec!["id".into(), "v".into()],
+            &["id".to_string()],
+        )
+    }
+
+    #[test]
+    fn last_change_per_key_wins() {
+        let mut c = changes();
+        c.push(&event(
+            Operation::Insert,
+            Some(vec![text("1"), text("a")]),
+            None,
+        ))
+        .unwrap();
+        c.push(&event(
+            Operation::Update,
+            Some(vec![text("1"), text("b")]),
+            None,
+        ))
+        .unwrap();
+        c.push(&event(
+            Operation::Insert,
+            Some(vec![text("2"), text("x")]),
+            None,
+        ))
+        .unwrap();
+        c.push(&event(
+            Operation::Delete,
+            None,
+            Some(vec![text("2"), Cell::Null]),
+        ))
+        .unwrap();
+        let rows: Vec<_> = c.rows().collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].1, &RowChange::Upsert(vec![text("1"), text("b")]));
+        assert_eq!(rows[1].1, &RowChange::Delete);
+    }
+
+    #[test]
+    fn key_change_deletes_the_old_key() {
+        let mut c = changes();
+        c.push(&event(
+            Operation::Update,
+            Some(vec![text("2"), text("a")]),
+            Some(vec![text("1"), Cell::Null]),
+        ))
+        .unwrap();
+        let rows: Vec<_> = c.rows().collect();
+        assert_eq!(rows[0], (&vec![text("1")], &RowChange::Delete));
+        assert_eq!(rows[1].0, &vec![text("2")]);
+    }
+
+    #[test]
+    fn unchanged_toast_takes_the_earlier_value_in_the_batch() {
+        let mut c = changes();
+        c.push(&event(
+            Operation::Insert,
+            Some(vec![text("1"), text("big")]),
+            None,
+        ))
+        .unwrap();
+        c.push(&event(
+            Operation::Update,
+            Some(vec![text("1"), Cell::UnchangedToast]),
+            None,
+        ))
+        .unwrap();
+        let rows: Vec<_> = c.rows().collect();
+        assert_eq!(rows[0].1, &RowChange::Upsert(vec![text("1"), text("big")]));
+    }
+
+    #[test]
+    fn truncate_forgets_earlier_rows() {
+        let mut c = changes();
+        c.push(&event(
+            Operation::Insert,
+            Some(vec![text("1"), text("a")]),
+            None,
+        ))
+        .unwrap();
+        c.push(&event(Operation::Truncate, None, None)).unwrap();
+        c.push(&event(
+            Operation::Insert,
+            Some(vec![text("3"), text("c")]),
+            None,
+        ))
+        .unwrap();
+        assert!(c.truncated);
+        assert_eq!(c.rows().count(), 1);
+    }
+
+    #[test]
+    fn refuses_unknown_columns_and_missing_keys() {
+        let mut c = TableChanges::new(
+            TableName::new("public", "t"),
+            vec!["id".into()],
+            &["id".into()],
+        );
+        let err = c
+            .push(&event(
+                Operation::Insert,
+                Some(vec![text("1"), text("a")]),
+                None,
+            ))
+            .unwrap_err();
+        assert!(err.to_string().contains("column 'v'"), "{err}");
+        let mut c = changes();
+        let err = c
+            .push(&event(
+                Operation::Insert,
+                Some(vec![Cell::Null, text("a")]),
+                None,
+            ))
+            .unwrap_err();
+        assert!(err.to_string().contains("key column 'id'"), "{err}");
+    }
+}

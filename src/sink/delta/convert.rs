@@ -1,0 +1,417 @@
+//! Turns PostgreSQL text renderings into Arrow arrays of the Delta column types.
+//!
+//! The replication session pins `DateStyle=ISO`, `TimeZone=UTC`, `extra_float_digits=3` and
+//! `bytea_output=hex`, so each type has one text form to parse.
+
+use std::sync::Arc;
+
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use deltalake::arrow::array::{
+    new_null_array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
+    Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, ListArray,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use deltalake::arrow::buffer::OffsetBuffer;
+use deltalake::arrow::datatypes::{DataType, FieldRef, TimeUnit};
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot convert '{value}' to {target}: {reason}")]
+pub struct ConvertError {
+    pub value: String,
+    pub target: String,
+    pub reason: String,
+}
+
+fn convert_error(value: &str, target: &DataType, reason: impl Into<String>) -> ConvertError {
+    let mut shown: String = value.chars().take(200).collect();
+    if shown.len() < value.len() {
+        shown.push('…');
+    }
+    ConvertError {
+        value: shown,
+        target: target.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Build one Arrow array of `target` type from text values (`None` = SQL NULL).
+pub fn build_array(target: &DataType, values: &[Option<&str>]) -> Result<ArrayRef, ConvertError> {
+    macro_rules! parsed {
+        ($builder:ty, $parse:expr) => {{
+            let mut builder = <$builder>::with_capacity(values.len());
+            for value in values {
+                match value {
+                    None => builder.append_null(),
+                    Some(text) => builder.append_option($parse(text)?),
+                }
+            }
+            Arc::new(builder.finish()) as ArrayRef
+        }};
+    }
+    let array = match target {
+        DataType::Null => new_null_array(target, values.len()),
+        DataType::Boolean => parsed!(BooleanBuilder, |t| parse_bool(t, target)),
+        DataType::Int16 => parsed!(Int16Builder, |t: &str| parse_number(t, target)),
+        DataType::Int32 => parsed!(Int32Builder, |t: &str| parse_number(t, target)),
+        DataType::Int64 => parsed!(Int64Builder, |t: &str| parse_number(t, target)),
+        DataType::Float32 => parsed!(Float32Builder, |t: &str| parse_number(t, target)),
+        DataType::Float64 => parsed!(Float64Builder, |t: &str| parse_number(t, target)),
+        DataType::Utf8 => {
+            let mut builder = StringBuilder::with_capacity(values.len(), 0);
+            values.iter().for_each(|v| builder.append_option(*v));
+            Arc::new(builder.finish())
+        }
+        DataType::Binary => {
+            let mut builder = BinaryBuilder::with_capacity(values.len(), 0);
+            for value in values {
+                match value {
+                    None => builder.append_null(),
+                    Some(text) => builder.append_option(parse_bytea(text, target)?),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+        DataType::Date32 => parsed!(Date32Builder, |t| parse_date(t, target)),
+        DataType::Timestamp(TimeUnit::Microsecond, zone) => {
+            let mut builder = TimestampMicrosecondBuilder::with_capacity(values.len());
+            for value in values {
+                match value {
+                    None => builder.append_null(),
+                    Some(text) => builder.append_option(parse_timestamp(text, target)?),
+                }
+            }
+            Arc::new(builder.finish().with_timezone_opt(zone.clone()))
+        }
+        DataType::Decimal128(precision, scale) => {
+            let mut builder = Decimal128Builder::with_capacity(values.len());
+            for value in values {
+                match value {
+                    None => builder.append_null(),
+                    Some(text) => builder.append_option(parse_decimal(text, *scale, target)?),
+                }
+            }
+            let array = builder
+                .finish()
+                .with_precision_and_scale(*precision, *scale)
+                .map_err(|e| convert_error("", target, e.to_string()))?;
+            Arc::new(array)
+        }
+        DataType::List(element) => build_list(element, values, target)?,
+        other => {
+            return Err(convert_error(
+                values.iter().flatten().next().unwrap_or(&""),
+                other,
+                "pgdelta has no conversion to this Arrow type",
+            ))
+        }
+    };
+    Ok(array)
+}
+
+fn build_list(
+    element: &FieldRef,
+    values: &[Option<&str>],
+    target: &DataType,
+) -> Result<ArrayRef, ConvertError> {
+    let mut lengths = Vec::with_capacity(values.len());
+    let mut elements: Vec<Option<String>> = Vec::new();
+    let mut validity = Vec::with_capacity(values.len());
+    for value in values {
+        match value {
+            None => {
+                lengths.push(0);
+                validity.push(false);
+            }
+            Some(text) => {
+                let items = parse_array_literal(text).ok_or_else(|| {
+                    convert_error(text, target, "not a one-dimensional array literal")
+                })?;
+                lengths.push(items.len());
+                elements.extend(items);
+                validity.push(true);
+            }
+        }
+    }
+    let element_refs: Vec<Option<&str>> = elements.iter().map(|e| e.as_deref()).collect();
+    let child = build_array(element.data_type(), &element_refs)?;
+    let list = ListArray::try_new(
+        element.clone(),
+        OffsetBuffer::from_lengths(lengths),
+        child,
+        Some(validity.into()),
+    )
+    .map_err(|e| convert_error("", target, e.to_string()))?;
+    Ok(Arc::new(list))
+}
+
+fn parse_bool(text: &str, target: &DataType) -> Result<Option<bool>, ConvertError> {
+    match text {
+        "t" | "true" => Ok(Some(true)),
+        "f" | "false" => Ok(Some(false)),
+        _ => Err(convert_error(text, target, "expected t or f")),
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(
+    text: &str,
+    target: &DataType,
+) -> Result<Option<T>, ConvertError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse::<T>()
+        .map(Some)
+        .map_err(|e| convert_error(text, target, e.to_string()))
+}
+
+fn parse_bytea(text: &str, target: &DataType) -> Result<Option<Vec<u8>>, ConvertError> {
+    let hex_digits = text.strip_prefix("\\x").ok_or_else(|| {
+        convert_error(text, target, "expected bytea in hex output format (\\x...)")
+    })?;
+    hex::decode(hex_digits)
+        .map(Some)
+        .map_err(|e| convert_error(text, target, e.to_string()))
+}
+
+/// Splits off PostgreSQL's ` BC` suffix, returning the text and the astronomical-year sign.
+fn strip_era(text: &str) -> (&str, bool) {
+    match text.strip_suffix(" BC") {
+        Some(rest) => (rest, true),
+        None => (text, false),
+    }
+}
+
+/// `infinity` has no Delta counterpart: it is stored as NULL, with a warning.
+fn is_infinite(text: &str) -> bool {
+    if text == "infinity" || text == "-infinity" {
+        tracing::warn!(value = text, "infinite date/time stored as NULL in Delta");
+        return true;
+    }
+    false
+}
+
+fn parse_naive_date(text: &str) -> Option<NaiveDate> {
+    let (text, bc) = strip_era(text);
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    if !bc {
+        return Some(date);
+    }
+    use chrono::Datelike;
+    date.with_year(1 - date.year())
+}
+
+fn parse_date(text: &str, target: &DataType) -> Result<Option<i32>, ConvertError> {
+    if is_infinite(text) {
+        return Ok(None);
+    }
+    let date =
+        parse_naive_date(text).ok_or_else(|| convert_error(text, target, "expected YYYY-MM-DD"))?;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    Ok(Some((date - epoch).num_days() as i32))
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM[:SS]]][ BC]` into microseconds since the epoch (UTC).
+fn parse_timestamp(text: &str, target: &DataType) -> Result<Option<i64>, ConvertError> {
+    if is_infinite(text) {
+        return Ok(None);
+    }
+    let bad = || {
+        convert_error(
+            text,
+            target,
+            "expected YYYY-MM-DD HH:MM:SS[.ffffff][+HH:MM]",
+        )
+    };
+    let (body, bc) = strip_era(text);
+    let (date_part, time_part) = body.split_once(' ').ok_or_else(bad)?;
+    let (time_part, offset_seconds) = split_utc_offset(time_part).ok_or_else(bad)?;
+    let date =
+        parse_naive_date(&format!("{date_part}{}", if bc { " BC" } else { "" })).ok_or_else(bad)?;
+    let time = NaiveTime::parse_from_str(time_part, "%H:%M:%S%.f").map_err(|_| bad())?;
+    let local = NaiveDateTime::new(date, time);
+    let micros = local.and_utc().timestamp_micros() - offset_seconds * 1_000_000;
+    Ok(Some(micros))
+}
+
+/// Splits `12:00:00.5+05:30` into the time and the offset in seconds (0 when absent).
+fn split_utc_offset(time: &str) -> Option<(&str, i64)> {
+    let Some(pos) = time.rfind(['+', '-']) else {
+        return Some((time, 0));
+    };
+    let (clock, offset) = time.split_at(pos);
+    let sign = if offset.starts_with('-') { -1 } else { 1 };
+    let mut seconds = 0i64;
+    for (i, part) in offset[1..].split(':').enumerate() {
+        let unit = [3600, 60, 1].get(i)?;
+        seconds += part.parse::<i64>().ok()? * unit;
+    }
+    Some((clock, sign * seconds))
+}
+
+/// Parses a decimal literal into an i128 scaled by `scale`; `NaN` becomes NULL with a warning.
+fn parse_decimal(text: &str, scale: i8, target: &DataType) -> Result<Option<i128>, ConvertError> {
+    if text == "NaN" {
+        tracing::warn!("numeric NaN stored as NULL in a Delta decimal column");
+        return Ok(None);
+    }
+    let bad = |why: &str| convert_error(text, target, why);
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let scale = scale.max(0) as usize;
+    if fraction.len() > scale {
+        return Err(bad("more fractional digits than the column's scale"));
+    }
+    let padded = format!("{whole}{fraction}{}", "0".repeat(scale - fraction.len()));
+    if padded.is_empty() || !padded.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("not a decimal number"));
+    }
+    let magnitude: i128 = padded
+        .parse()
+        .map_err(|_| bad("out of range for a decimal"))?;
+    Ok(Some(if negative { -magnitude } else { magnitude }))
+}
+
+/// Parses a one-dimensional PostgreSQL array literal such as `{1,NULL,"a b","x\"y"}`.
+pub fn parse_array_literal(text: &str) -> Option<Vec<Option<String>>> {
+    // Arrays with explicit bounds look like `[0:1]={1,2}`; the bounds carry no values.
+    let body = match text.find("={") {
+        Some(pos) if text.starts_with('[') => &text[pos + 1..],
+        _ => text,
+    };
+    let inner = body.strip_prefix('{')?.strip_suffix('}')?;
+    let mut items = Vec::new();
+    if inner.is_empty() {
+        return Some(items);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        let item = if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut value = String::new();
+            loop {
+                match chars.next()? {
+                    '\\' => value.push(chars.next()?),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+            Some(value)
+        } else {
+            let mut value = String::new();
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if c == '{' {
+                    return None; // multi-dimensional: not supported as a Delta array
+                }
+                value.push(c);
+                chars.next();
+            }
+            (value != "NULL").then_some(value)
+        };
+        items.push(item);
+        match chars.next() {
+            None => return Some(items),
+            Some(',') => continue,
+            Some(_) => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::arrow::array::{Array, AsArray};
+    use deltalake::arrow::datatypes::{
+        Date32Type, Decimal128Type, Field, Int32Type, TimestampMicrosecondType,
+    };
+
+    #[test]
+    fn parses_decimals_with_scale_and_sign() {
+        let t = DataType::Decimal128(10, 2);
+        assert_eq!(parse_decimal("12.5", 2, &t).unwrap(), Some(1250));
+        assert_eq!(parse_decimal("-0.01", 2, &t).unwrap(), Some(-1));
+        assert_eq!(parse_decimal("7", 2, &t).unwrap(), Some(700));
+        assert_eq!(parse_decimal("NaN", 2, &t).unwrap(), None);
+        assert!(parse_decimal("1.234", 2, &t).is_err());
+        assert!(parse_decimal("abc", 2, &t).is_err());
+        let array = build_array(&t, &[Some("1.10"), None]).unwrap();
+        assert_eq!(array.as_primitive::<Decimal128Type>().value(0), 110);
+        assert!(array.is_null(1));
+    }
+
+    #[test]
+    fn parses_timestamps_with_offsets_and_eras() {
+        let tz = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        assert_eq!(
+            parse_timestamp("1970-01-01 00:00:01+00", &tz).unwrap(),
+            Some(1_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("1970-01-01 05:30:00.5+05:30", &tz).unwrap(),
+            Some(500_000)
+        );
+        assert_eq!(
+            parse_timestamp("1969-12-31 23:59:59", &tz).unwrap(),
+            Some(-1_000_000)
+        );
+        assert_eq!(parse_timestamp("infinity", &tz).unwrap(), None);
+        let bc = parse_timestamp("0001-01-01 00:00:00 BC", &tz)
+            .unwrap()
+            .unwrap();
+        assert!(
+            bc < parse_timestamp("0001-01-01 00:00:00", &tz)
+                .unwrap()
+                .unwrap()
+        );
+        let array = build_array(&tz, &[Some("2024-02-29 12:00:00+00")]).unwrap();
+        assert_eq!(
+            array.as_primitive::<TimestampMicrosecondType>().value(0),
+            1_709_208_000_000_000
+        );
+    }
+
+    #[test]
+    fn parses_dates_and_bytea() {
+        let array =
+            build_array(&DataType::Date32, &[Some("1970-01-02"), Some("1969-12-31")]).unwrap();
+        assert_eq!(array.as_primitive::<Date32Type>().value(0), 1);
+        assert_eq!(array.as_primitive::<Date32Type>().value(1), -1);
+        let bytes = build_array(&DataType::Binary, &[Some("\\xdeadbeef")]).unwrap();
+        assert_eq!(bytes.as_binary::<i32>().value(0), &[0xde, 0xad, 0xbe, 0xef]);
+        assert!(build_array(&DataType::Binary, &[Some("plain")]).is_err());
+    }
+
+    #[test]
+    fn parses_array_literals() {
+        assert_eq!(
+            parse_array_literal(r#"{1,NULL,"a b","x\"y"}"#).unwrap(),
+            vec![
+                Some("1".into()),
+                None,
+                Some("a b".into()),
+                Some("x\"y".into())
+            ]
+        );
+        assert_eq!(parse_array_literal("{}").unwrap(), vec![]);
+        assert_eq!(parse_array_literal("[0:1]={7,8}").unwrap().len(), 2);
+        assert!(parse_array_literal("{{1,2},{3,4}}").is_none());
+        let list_type = DataType::List(Arc::new(Field::new("element", DataType::Int32, true)));
+        let array = build_array(&list_type, &[Some("{1,2}"), None, Some("{}")]).unwrap();
+        let list = array.as_list::<i32>();
+        assert_eq!(list.value(0).as_primitive::<Int32Type>().values(), &[1, 2]);
+        assert!(list.is_null(1));
+        assert_eq!(list.value(2).len(), 0);
+    }
+
+    #[test]
+    fn names_the_value_and_type_on_failure() {
+        let err = build_array(&DataType::Int32, &[Some("12x")]).unwrap_err();
+        assert!(err.to_string().contains("'12x'"), "{err}");
+        assert!(err.to_string().contains("Int32"), "{err}");
+    }
+}

@@ -1,0 +1,9 @@
+//! The Delta Lake sink: one writer per table, MERGE-based, CDF on, exactly once.
+
+pub mod changes;
+pub mod convert;
+pub mod types;
+mod writer;
+
+pub use changes::{ChangeError, RowChange, TableChanges};
+pub use writer::{DeltaTableWriter, SinkError, TableLayout};

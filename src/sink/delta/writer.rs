@@ -1,0 +1,342 @@
+//! Applies collapsed batches to one Delta table with MERGE, one Delta commit per batch,
+//! recording the source position in the commit's `txn` action for exactly-once restarts.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
+use deltalake::datafusion::common::Column;
+use deltalake::datafusion::prelude::{lit, when, Expr, SessionContext};
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{StructField, Transaction};
+use deltalake::operations::merge::MergeBuilder;
+use deltalake::{DeltaTable, DeltaTableError, TableProperty};
+
+use super::changes::{RowChange, TableChanges};
+use super::convert::{build_array, ConvertError};
+use crate::event::{Cell, Lsn, TableName};
+
+const OP_COLUMN: &str = "__pgdelta_op";
+const KEEP_PREFIX: &str = "__pgdelta_keep_";
+const SOURCE: &str = "source";
+const TARGET: &str = "target";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("Delta table {location}: {source}")]
+    Delta {
+        location: String,
+        #[source]
+        source: DeltaTableError,
+    },
+    #[error("table {table}, column '{column}': {source}")]
+    Convert {
+        table: TableName,
+        column: String,
+        #[source]
+        source: ConvertError,
+    },
+    #[error("Delta table {location} exists with columns {found:?}, but the source table {table} has {expected:?}")]
+    SchemaMismatch {
+        location: String,
+        table: TableName,
+        expected: Vec<String>,
+        found: Vec<String>,
+    },
+    #[error(transparent)]
+    Changes(#[from] super::changes::ChangeError),
+}
+
+/// One Delta table fed by one source table.
+pub struct DeltaTableWriter {
+    table: DeltaTable,
+    location: String,
+    source_table: TableName,
+    app_id: String,
+    schema: SchemaRef,
+    key: Vec<String>,
+    last_applied: Option<Lsn>,
+}
+
+/// How a new Delta table should look.
+pub struct TableLayout {
+    pub columns: Vec<StructField>,
+    pub partition_by: Vec<String>,
+}
+
+impl DeltaTableWriter {
+    /// Opens the Delta table at `location`, creating it with `layout` and CDF on if absent.
+    pub async fn open_or_create(
+        location: &str,
+        source_table: TableName,
+        app_id: String,
+        key: Vec<String>,
+        layout: TableLayout,
+    ) -> Result<Self, SinkError> {
+        let delta_err = |source| SinkError::Delta {
+            location: location.to_string(),
+            source,
+        };
+        let url = deltalake::ensure_table_uri(location).map_err(delta_err)?;
+        let mut table = DeltaTable::try_from_url(url).await.map_err(delta_err)?;
+        if table.version().is_none() {
+            table = create_table(table, &source_table, layout)
+                .await
+                .map_err(delta_err)?;
+        } else {
+            check_columns(&table, location, &source_table, &layout)?;
+        }
+        let snapshot = table.snapshot().map_err(delta_err)?;
+        let last_applied = snapshot
+            .transaction_version(table.log_store().as_ref(), &app_id)
+            .await
+            .map_err(delta_err)?
+            .map(|v| Lsn(v as u64));
+        let schema = snapshot.snapshot().arrow_schema();
+        Ok(DeltaTableWriter {
+            table,
+            location: location.to_string(),
+            source_table,
+            app_id,
+            schema,
+            key,
+            last_applied,
+        })
+    }
+
+    /// The commit LSN of the last source transaction this table holds.
+    pub fn last_applied_lsn(&self) -> Option<Lsn> {
+        self.last_applied
+    }
+
+    pub fn version(&self) -> Option<u64> {
+        self.table.version()
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub fn column_names(&self) -> Vec<String> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    /// An empty change set for this table's columns and key.
+    pub fn new_changes(&self) -> TableChanges {
+        TableChanges::new(self.source_table.clone(), self.column_names(), &self.key)
+    }
+
+    /// Applies `changes` as one Delta commit tagged with `lsn`.
+    pub async fn apply(&mut self, changes: &TableChanges, lsn: Lsn) -> Result<(), SinkError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let commit = CommitProperties::default()
+            .with_application_transaction(Transaction::new(&self.app_id, lsn.as_i64()))
+            .with_metadata([("pgdelta.lsn".to_string(), lsn.to_string().into())]);
+        let table = self.table.clone();
+        let delta_err = |source| SinkError::Delta {
+            location: self.location.clone(),
+            source,
+        };
+        let updated = if changes.rows().next().is_none() {
+            table
+                .delete()
+                .with_commit_properties(commit)
+                .await
+                .map_err(delta_err)?
+                .0
+        } else {
+            let batch = self.source_batch(changes)?;
+            let merge = self
+                .merge_builder(table, batch, changes.truncated)
+                .map_err(delta_err)?;
+            merge
+                .with_commit_properties(commit)
+                .await
+                .map_err(delta_err)?
+                .0
+        };
+        self.table = updated;
+        self.last_applied = Some(lsn);
+        Ok(())
+    }
+
+    /// The MERGE source: the table's columns, the operation, and a keep-flag per column
+    /// that has unchanged TOAST values.
+    fn source_batch(&self, changes: &TableChanges) -> Result<RecordBatch, SinkError> {
+        let rows: Vec<(&Vec<Cell>, &RowChange)> = changes.rows().collect();
+        let mut fields: Vec<Field> = Vec::new();
+        let mut arrays: Vec<ArrayRef> = Vec::new();
+        for (index, field) in self.schema.fields().iter().enumerate() {
+            let values = column_values(&rows, changes.key_positions(), index);
+            let array =
+                build_array(field.data_type(), &values).map_err(|source| SinkError::Convert {
+                    table: self.source_table.clone(),
+                    column: field.name().clone(),
+                    source,
+                })?;
+            fields.push(Field::new(field.name(), field.data_type().clone(), true));
+            arrays.push(array);
+            if let Some(keep) = keep_flags(&rows, index) {
+                fields.push(Field::new(
+                    format!("{KEEP_PREFIX}{index}"),
+                    ArrowType::Boolean,
+                    false,
+                ));
+                arrays.push(Arc::new(keep));
+            }
+        }
+        let ops: StringArray = rows
+            .iter()
+            .map(|(_, change)| {
+                Some(if matches!(change, RowChange::Delete) {
+                    "delete"
+                } else {
+                    "upsert"
+                })
+            })
+            .collect();
+        fields.push(Field::new(OP_COLUMN, ArrowType::Utf8, false));
+        arrays.push(Arc::new(ops));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| SinkError::Delta {
+            location: self.location.clone(),
+            source: e.into(),
+        })
+    }
+
+    fn merge_builder(
+        &self,
+        table: DeltaTable,
+        batch: RecordBatch,
+        truncated: bool,
+    ) -> Result<MergeBuilder, DeltaTableError> {
+        let has_keep = |index: usize| {
+            batch
+                .schema()
+                .index_of(&format!("{KEEP_PREFIX}{index}"))
+                .is_ok()
+        };
+        let source = SessionContext::new().read_batch(batch.clone())?;
+        let on = self
+            .key
+            .iter()
+            .map(|k| qualified(TARGET, k).eq(qualified(SOURCE, k)))
+            .reduce(Expr::and)
+            .expect("tables always have at least one key column");
+        let is_delete = qualified(SOURCE, OP_COLUMN).eq(lit("delete"));
+        let is_upsert = qualified(SOURCE, OP_COLUMN).eq(lit("upsert"));
+        let names = self.column_names();
+        let mut merge = table
+            .merge(source, on)
+            .with_source_alias(SOURCE)
+            .with_target_alias(TARGET)
+            .when_matched_delete(|delete| delete.predicate(is_delete.clone()))?
+            .when_matched_update(|mut update| {
+                update = update.predicate(is_upsert.clone());
+                for (index, name) in names.iter().enumerate() {
+                    let value = if has_keep(index) {
+                        when(
+                            qualified(SOURCE, &format!("{KEEP_PREFIX}{index}")),
+                            qualified(TARGET, name),
+                        )
+                        .otherwise(qualified(SOURCE, name))
+                        .expect("a CASE with one branch and an ELSE is valid")
+                    } else {
+                        qualified(SOURCE, name)
+                    };
+                    update = update.update(Column::new_unqualified(name), value);
+                }
+                update
+            })?
+            .when_not_matched_insert(|mut insert| {
+                insert = insert.predicate(is_upsert.clone());
+                for name in &names {
+                    insert = insert.set(Column::new_unqualified(name), qualified(SOURCE, name));
+                }
+                insert
+            })?;
+        if truncated {
+            merge = merge.when_not_matched_by_source_delete(|delete| delete)?;
+        }
+        Ok(merge)
+    }
+}
+
+fn qualified(relation: &str, name: &str) -> Expr {
+    Expr::Column(Column::new(Some(relation), name))
+}
+
+/// Text values of one column across the rows; deletes carry only their key.
+fn column_values<'a>(
+    rows: &[(&'a Vec<Cell>, &'a RowChange)],
+    key_positions: &[usize],
+    index: usize,
+) -> Vec<Option<&'a str>> {
+    rows.iter()
+        .map(|(key, change)| match change {
+            RowChange::Upsert(cells) => cells[index].as_text(),
+            RowChange::Delete => key_positions
+                .iter()
+                .position(|&k| k == index)
+                .and_then(|i| key[i].as_text()),
+        })
+        .collect()
+}
+
+fn keep_flags(rows: &[(&Vec<Cell>, &RowChange)], index: usize) -> Option<BooleanArray> {
+    let flags: Vec<bool> = rows
+        .iter()
+        .map(|(_, change)| matches!(change, RowChange::Upsert(cells) if cells[index] == Cell::UnchangedToast))
+        .collect();
+    flags.iter().any(|&f| f).then(|| BooleanArray::from(flags))
+}
+
+async fn create_table(
+    table: DeltaTable,
+    source_table: &TableName,
+    layout: TableLayout,
+) -> Result<DeltaTable, DeltaTableError> {
+    tracing::info!(table = %source_table, location = %table.table_url(), "creating Delta table with change data feed");
+    table
+        .create()
+        .with_table_name(source_table.name.clone())
+        .with_comment(format!(
+            "Replicated from PostgreSQL table {source_table} by pgdelta"
+        ))
+        .with_columns(layout.columns)
+        .with_partition_columns(layout.partition_by)
+        .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
+        .await
+}
+
+fn check_columns(
+    table: &DeltaTable,
+    location: &str,
+    source_table: &TableName,
+    layout: &TableLayout,
+) -> Result<(), SinkError> {
+    let snapshot = table.snapshot().map_err(|source| SinkError::Delta {
+        location: location.to_string(),
+        source,
+    })?;
+    let found: Vec<String> = snapshot
+        .schema()
+        .fields()
+        .map(|f| f.name().clone())
+        .collect();
+    let expected: Vec<String> = layout.columns.iter().map(|f| f.name().clone()).collect();
+    if found != expected {
+        return Err(SinkError::SchemaMismatch {
+            location: location.to_string(),
+            table: source_table.clone(),
+            expected,
+            found,
+        });
+    }
+    Ok(())
+}

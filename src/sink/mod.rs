@@ -1,0 +1,3 @@
+//! Where changes are written.
+
+pub mod delta;

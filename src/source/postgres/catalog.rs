@@ -1,0 +1,419 @@
+//! What the source database holds and whether it is ready for CDC; publication and slot setup.
+
+use std::fmt;
+
+use tokio_postgres::Client;
+
+use super::SourceError;
+use crate::event::{quote_ident, ColumnSchema, Lsn, TableName};
+
+/// One column as the catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub type_oid: u32,
+    pub type_modifier: i32,
+    /// `format_type()` output, e.g. `numeric(10,2)`.
+    pub type_name: String,
+    pub not_null: bool,
+}
+
+/// A source table's columns, key and replica identity.
+#[derive(Debug, Clone)]
+pub struct SourceTable {
+    pub name: TableName,
+    pub columns: Vec<ColumnInfo>,
+    pub primary_key: Vec<String>,
+    /// `d` default, `f` full, `i` index, `n` nothing.
+    pub replica_identity: char,
+}
+
+impl SourceTable {
+    /// Columns as the event model describes them, with `key` marking key columns.
+    pub fn column_schemas(&self, key: &[String]) -> Vec<ColumnSchema> {
+        self.columns
+            .iter()
+            .map(|c| ColumnSchema {
+                name: c.name.clone(),
+                type_oid: c.type_oid,
+                type_modifier: c.type_modifier,
+                is_key: key.contains(&c.name),
+            })
+            .collect()
+    }
+}
+
+fn query_error(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> SourceError {
+    let context = context.into();
+    move |source| SourceError::Query { context, source }
+}
+
+pub async fn introspect_table(
+    client: &Client,
+    table: &TableName,
+) -> Result<SourceTable, SourceError> {
+    let context = format!("describe table {table}");
+    let relation = client
+        .query_opt(
+            "SELECT c.oid, c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&table.schema, &table.name],
+        )
+        .await
+        .map_err(query_error(&context))?
+        .ok_or_else(|| SourceError::MissingTable(table.clone()))?;
+    let oid: u32 = relation.get(0);
+    let replica_identity: String = relation.get(1);
+    let columns = client
+        .query(
+            "SELECT a.attname::text, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), a.attnotnull \
+             FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            &[&oid],
+        )
+        .await
+        .map_err(query_error(&context))?
+        .into_iter()
+        .map(|row| ColumnInfo {
+            name: row.get(0),
+            type_oid: row.get(1),
+            type_modifier: row.get(2),
+            type_name: row.get(3),
+            not_null: row.get(4),
+        })
+        .collect();
+    let primary_key = client
+        .query(
+            "SELECT a.attname::text FROM pg_index i \
+             CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position) \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+             WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.position",
+            &[&oid],
+        )
+        .await
+        .map_err(query_error(&context))?
+        .into_iter()
+        .map(|row| row.get(0))
+        .collect();
+    Ok(SourceTable {
+        name: table.clone(),
+        columns,
+        primary_key,
+        replica_identity: replica_identity.chars().next().unwrap_or('d'),
+    })
+}
+
+/// One thing to change before CDC can work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadinessProblem(pub String);
+
+impl fmt::Display for ReadinessProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A table and the key columns the configuration gives it (empty: use the primary key).
+pub struct TableRequest<'a> {
+    pub table: &'a SourceTable,
+    pub configured_key: &'a [String],
+    pub config_section: String,
+}
+
+/// Checks server settings, privileges and each table's key; every problem is one message.
+pub async fn check_readiness(
+    client: &Client,
+    slot: &str,
+    tables: &[TableRequest<'_>],
+) -> Result<Vec<ReadinessProblem>, SourceError> {
+    let mut problems = server_problems(client, slot).await?;
+    for request in tables {
+        problems.extend(table_problems(request));
+    }
+    Ok(problems)
+}
+
+async fn server_problems(
+    client: &Client,
+    slot: &str,
+) -> Result<Vec<ReadinessProblem>, SourceError> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('wal_level'), \
+                    current_setting('max_replication_slots')::int, \
+                    (SELECT count(*)::int FROM pg_replication_slots), \
+                    current_setting('max_wal_senders')::int, \
+                    (SELECT count(*)::int FROM pg_stat_replication), \
+                    (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user), \
+                    EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+            &[&slot],
+        )
+        .await
+        .map_err(query_error("check CDC readiness"))?;
+    let wal_level: String = row.get(0);
+    let (max_slots, used_slots): (i32, i32) = (row.get(1), row.get(2));
+    let (max_senders, used_senders): (i32, i32) = (row.get(3), row.get(4));
+    let can_replicate: bool = row.get(5);
+    let slot_exists: bool = row.get(6);
+    let mut problems = Vec::new();
+    let mut problem = |text: String| problems.push(ReadinessProblem(text));
+    if wal_level != "logical" {
+        problem(format!(
+            "wal_level is '{wal_level}': set wal_level = logical in postgresql.conf and restart PostgreSQL"
+        ));
+    }
+    if !slot_exists && used_slots >= max_slots {
+        problem(format!(
+            "all {max_slots} replication slots are in use: raise max_replication_slots or drop an unused slot"
+        ));
+    }
+    if used_senders >= max_senders {
+        problem(format!(
+            "all {max_senders} WAL senders are in use: raise max_wal_senders"
+        ));
+    }
+    if !can_replicate {
+        problem("the connecting role lacks the REPLICATION attribute: ALTER ROLE <user> WITH REPLICATION".into());
+    }
+    Ok(problems)
+}
+
+fn table_problems(request: &TableRequest<'_>) -> Vec<ReadinessProblem> {
+    let table = request.table;
+    let mut problems = Vec::new();
+    for key in request.configured_key {
+        if !table.columns.iter().any(|c| &c.name == key) {
+            problems.push(ReadinessProblem(format!(
+                "table {}: key column '{key}' in {} does not exist",
+                table.name, request.config_section
+            )));
+        }
+    }
+    let has_key = !table.primary_key.is_empty() || !request.configured_key.is_empty();
+    if !has_key {
+        problems.push(ReadinessProblem(format!(
+            "table {} has no primary key: add one, or set key = [\"<column>\", ...] in {} \
+             (and ALTER TABLE {} REPLICA IDENTITY FULL)",
+            table.name,
+            request.config_section,
+            table.name.quoted()
+        )));
+    }
+    let identity_ok = match table.replica_identity {
+        'f' | 'i' => true,
+        'd' => !table.primary_key.is_empty(),
+        _ => false,
+    };
+    if !identity_ok {
+        problems.push(ReadinessProblem(format!(
+            "table {} cannot publish its updates and deletes (REPLICA IDENTITY {}): \
+             ALTER TABLE {} REPLICA IDENTITY FULL",
+            table.name,
+            match table.replica_identity {
+                'n' => "NOTHING",
+                _ => "DEFAULT without a primary key",
+            },
+            table.name.quoted()
+        )));
+    }
+    problems
+}
+
+/// Creates the publication for `tables`, or adds the missing ones to an existing one.
+pub async fn ensure_publication(
+    client: &Client,
+    publication: &str,
+    tables: &[TableName],
+) -> Result<(), SourceError> {
+    let context = format!("set up publication {publication}");
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_publication WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(query_error(&context))?
+        .is_some();
+    let quoted = |tables: &[&TableName]| {
+        tables
+            .iter()
+            .map(|t| t.quoted())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !exists {
+        let all: Vec<&TableName> = tables.iter().collect();
+        let sql = format!(
+            "CREATE PUBLICATION {} FOR TABLE {}",
+            quote_ident(publication),
+            quoted(&all)
+        );
+        tracing::info!(publication, "creating publication");
+        return client
+            .batch_execute(&sql)
+            .await
+            .map_err(query_error(&context));
+    }
+    let published: Vec<TableName> = client
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(query_error(&context))?
+        .into_iter()
+        .map(|row| TableName::new(row.get::<_, String>(0), row.get::<_, String>(1)))
+        .collect();
+    let missing: Vec<&TableName> = tables.iter().filter(|t| !published.contains(t)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(publication, tables = %quoted(&missing), "adding tables to publication");
+    let sql = format!(
+        "ALTER PUBLICATION {} ADD TABLE {}",
+        quote_ident(publication),
+        quoted(&missing)
+    );
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(query_error(&context))
+}
+
+/// Creates the logical slot with pgoutput if it does not exist; returns its confirmed position.
+pub async fn ensure_slot(client: &Client, slot: &str) -> Result<Lsn, SourceError> {
+    let context = format!("set up replication slot {slot}");
+    if let Some(lsn) = slot_position(client, slot).await? {
+        return Ok(lsn);
+    }
+    tracing::info!(slot, "creating logical replication slot (pgoutput)");
+    client
+        .query_one(
+            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&slot],
+        )
+        .await
+        .map_err(query_error(&context))?;
+    slot_position(client, slot).await?.ok_or_else(|| {
+        SourceError::Settings(format!("slot {slot} vanished right after it was created"))
+    })
+}
+
+/// The slot's `confirmed_flush_lsn`, or `None` when there is no such slot.
+pub async fn slot_position(client: &Client, slot: &str) -> Result<Option<Lsn>, SourceError> {
+    let row = client
+        .query_opt(
+            "SELECT confirmed_flush_lsn::text, plugin::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(query_error(format!("read replication slot {slot}")))?;
+    let Some(row) = row else { return Ok(None) };
+    let plugin: Option<String> = row.get(1);
+    if plugin.as_deref() != Some("pgoutput") {
+        return Err(SourceError::Settings(format!(
+            "replication slot {slot} exists but uses plugin {plugin:?}, not pgoutput: choose another slot name"
+        )));
+    }
+    let lsn: Option<String> = row.get(0);
+    Ok(Some(lsn.and_then(|l| l.parse().ok()).unwrap_or_default()))
+}
+
+/// Drops the slot and the publication (on request only).
+pub async fn drop_slot_and_publication(
+    client: &Client,
+    slot: &str,
+    publication: &str,
+) -> Result<(), SourceError> {
+    if slot_position(client, slot).await?.is_some() {
+        client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await
+            .map_err(query_error(format!("drop replication slot {slot}")))?;
+    }
+    let sql = format!("DROP PUBLICATION IF EXISTS {}", quote_ident(publication));
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(query_error(format!("drop publication {publication}")))
+}
+
+/// The server's current WAL insert position.
+pub async fn current_wal_lsn(client: &Client) -> Result<Lsn, SourceError> {
+    let row = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(query_error("read the current WAL position"))?;
+    let text: String = row.get(0);
+    text.parse()
+        .map_err(|e: crate::event::ParseLsnError| SourceError::Settings(e.to_string()))
+}
+
+/// Writes a non-transactional logical message; it reaches the stream after every transaction
+/// committed before it, so seeing it means "caught up to here".
+pub async fn emit_marker(client: &Client, prefix: &str, content: &str) -> Result<Lsn, SourceError> {
+    let row = client
+        .query_one(
+            "SELECT pg_logical_emit_message(false, $1, $2)::text",
+            &[&prefix, &content],
+        )
+        .await
+        .map_err(query_error(
+            "write the caught-up marker with pg_logical_emit_message",
+        ))?;
+    let text: String = row.get(0);
+    text.parse()
+        .map_err(|e: crate::event::ParseLsnError| SourceError::Settings(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(primary_key: &[&str], identity: char) -> SourceTable {
+        SourceTable {
+            name: TableName::new("public", "events"),
+            columns: vec![ColumnInfo {
+                name: "id".into(),
+                type_oid: 23,
+                type_modifier: -1,
+                type_name: "integer".into(),
+                not_null: true,
+            }],
+            primary_key: primary_key.iter().map(|s| s.to_string()).collect(),
+            replica_identity: identity,
+        }
+    }
+
+    fn problems(table: &SourceTable, key: &[String]) -> Vec<ReadinessProblem> {
+        table_problems(&TableRequest {
+            table,
+            configured_key: key,
+            config_section: "[pipelines.p.table.\"public.events\"]".into(),
+        })
+    }
+
+    #[test]
+    fn a_table_with_a_primary_key_is_ready() {
+        assert!(problems(&table(&["id"], 'd'), &[]).is_empty());
+    }
+
+    #[test]
+    fn replica_identity_full_without_key_needs_configured_key() {
+        let t = table(&[], 'f');
+        let found = problems(&t, &[]);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].0.contains("has no primary key"), "{}", found[0]);
+        assert!(found[0].0.contains("set key ="), "{}", found[0]);
+        assert!(problems(&t, &["id".into()]).is_empty());
+    }
+
+    #[test]
+    fn unknown_key_column_and_identity_nothing_are_reported() {
+        let found = problems(&table(&["id"], 'n'), &["nope".into()]);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().any(|p| p.0.contains("'nope'")));
+        assert!(found
+            .iter()
+            .any(|p| p.0.contains("REPLICA IDENTITY NOTHING")));
+    }
+}

@@ -1,0 +1,64 @@
+//! PostgreSQL source: connections, catalog checks, publication and slot, the replication stream.
+
+mod catalog;
+mod connection;
+pub mod pgoutput;
+mod replication;
+
+pub use catalog::{
+    check_readiness, current_wal_lsn, drop_slot_and_publication, emit_marker, ensure_publication,
+    ensure_slot, introspect_table, slot_position, ColumnInfo, ReadinessProblem, SourceTable,
+    TableRequest,
+};
+pub use connection::{backoff_delay, parse_url, ConnectionSettings};
+pub use replication::{ChangeStream, StreamItem};
+
+use crate::event::TableName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot connect to PostgreSQL at {target} after {attempts} attempt(s): {message}")]
+    Connect {
+        target: String,
+        attempts: usize,
+        message: String,
+    },
+    #[error("PostgreSQL query failed ({context}): {source}")]
+    Query {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("PostgreSQL is not ready for change data capture:\n{}", list(.0))]
+    NotReady(Vec<ReadinessProblem>),
+    #[error("table {0} does not exist in the source database")]
+    MissingTable(TableName),
+    #[error("replication stream from {target}: {message}")]
+    Replication { target: String, message: String },
+    #[error("replication stream: {0}")]
+    Decode(#[from] pgoutput::DecodeError),
+    #[error("invalid connection setting: {0}")]
+    Settings(String),
+}
+
+impl SourceError {
+    /// Whether retrying later may help (the server went away), as opposed to a problem
+    /// that needs a person to fix something.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Connect { .. } | SourceError::Replication { .. } => true,
+            SourceError::Query { source, .. } => {
+                source.is_closed() || source.as_db_error().is_none()
+            }
+            _ => false,
+        }
+    }
+}
+
+fn list(problems: &[ReadinessProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
