@@ -445,7 +445,7 @@ key = ["order_id"]
         assert_eq!(config.source_password().unwrap().as_deref(), Some("s3cret"));
         let pipeline = config.pipelines.get("postgres-cdc").unwrap();
         assert_eq!(pipeline.batch_size, 7);
-        assert_eq!(pipeline.tables, vec!["public.a", "public.b"]);
+        assert_eq!(pipeline.tables, vec!["public.a", "public.orders"]);
     }
 
     #[test]

@@ -60,6 +60,19 @@ pub enum PipelineCommand {
     },
     /// Remove the pipeline's replication slot and publication (Delta tables are kept).
     Drop { name: String },
+    /// Print a pipeline's Delta tables (latest rows), or their change data feed.
+    Inspect {
+        name: String,
+        /// Only this table (schema.table).
+        #[arg(long)]
+        table: Option<String>,
+        /// Print the change data feed instead of the latest rows.
+        #[arg(long)]
+        changes: bool,
+        /// First Delta version of the change feed.
+        #[arg(long, default_value_t = 0)]
+        from_version: u64,
+    },
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -74,6 +87,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             print_statuses(&statuses, json)
         }
         Command::Pipeline(PipelineCommand::Drop { name }) => drop_pipeline(&config, &name).await,
+        Command::Pipeline(PipelineCommand::Inspect {
+            name,
+            table,
+            changes,
+            from_version,
+        }) => inspect(&config, &name, table.as_deref(), changes, from_version).await,
         Command::Status { json } => {
             let mut statuses = Vec::new();
             for name in config.pipelines.keys() {
@@ -119,6 +138,36 @@ async fn drop_pipeline(config: &Config, name: &str) -> Result<()> {
         "dropped replication slot {} and publication {} (Delta tables kept)",
         resolved.slot, resolved.publication
     );
+    Ok(())
+}
+
+async fn inspect(
+    config: &Config,
+    name: &str,
+    only: Option<&str>,
+    changes: bool,
+    from_version: u64,
+) -> Result<()> {
+    use pgdelta::sink::delta::reader::{read_changes, read_rows};
+    let resolved = config.pipeline(name)?;
+    let only: Option<pgdelta::event::TableName> = only.map(str::parse).transpose()?;
+    for table in resolved
+        .tables
+        .iter()
+        .filter(|t| only.as_ref().is_none_or(|o| o == &t.name))
+    {
+        let batches = match changes {
+            true => read_changes(&table.path, from_version).await,
+            false => read_rows(&table.path).await,
+        }
+        .with_context(|| format!("cannot read Delta table {} for {}", table.path, table.name))?;
+        let what = if changes { "change data feed" } else { "rows" };
+        println!("{} ({}) {what}:", table.name, table.path);
+        println!(
+            "{}",
+            deltalake::arrow::util::pretty::pretty_format_batches(&batches)?
+        );
+    }
     Ok(())
 }
 

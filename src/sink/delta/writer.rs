@@ -34,12 +34,12 @@ pub enum SinkError {
         table: TableName,
         column: String,
         #[source]
-        source: ConvertError,
+        source: Box<ConvertError>,
     },
     #[error("Delta table {location} exists with columns {found:?}, but the source table {table} has {expected:?}")]
     SchemaMismatch {
         location: String,
-        table: TableName,
+        table: Box<TableName>,
         expected: Vec<String>,
         found: Vec<String>,
     },
@@ -178,7 +178,7 @@ impl DeltaTableWriter {
                 build_array(field.data_type(), &values).map_err(|source| SinkError::Convert {
                     table: self.source_table.clone(),
                     column: field.name().clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             fields.push(Field::new(field.name(), field.data_type().clone(), true));
             arrays.push(array);
@@ -333,7 +333,7 @@ fn check_columns(
     if found != expected {
         return Err(SinkError::SchemaMismatch {
             location: location.to_string(),
-            table: source_table.clone(),
+            table: Box::new(source_table.clone()),
             expected,
             found,
         });

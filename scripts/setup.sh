@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what the test suite and the demo need on a fresh Debian 12 machine.
+# Idempotent: every step is skipped when its result is already present.
+set -euo pipefail
+
+say() { printf 'setup: %s\n' "$*"; }
+
+have_pg_binaries() {
+    local bin
+    for bin in initdb pg_ctl postgres psql pg_recvlogical; do
+        compgen -G "/usr/lib/postgresql/*/bin/${bin}" >/dev/null || return 1
+    done
+}
+
+have_debs() {
+    local pkg
+    for pkg in postgresql postgresql-contrib libssl-dev pkg-config; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || return 1
+    done
+    command -v pkg-config >/dev/null 2>&1
+}
+
+ensure_system_packages() {
+    if have_pg_binaries && have_debs; then
+        say "PostgreSQL, libssl-dev and pkg-config already installed"
+        return
+    fi
+    say "installing PostgreSQL, libssl-dev and pkg-config with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        postgresql postgresql-contrib libssl-dev pkg-config >/dev/null
+    say "system packages installed"
+}
+
+have_python_modules() {
+    python3 -c 'import deltalake, pyarrow, pandas' >/dev/null 2>&1
+}
+
+pip_install() {
+    PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        python3 -m pip install --quiet "$@"
+}
+
+ensure_python_modules() {
+    if have_python_modules; then
+        say "python deltalake, pyarrow and pandas already installed"
+        return
+    fi
+    say "installing python deltalake, pyarrow and pandas with pip"
+    # Debian's own python3 is "externally managed": retry with the flag.
+    pip_install deltalake pyarrow pandas 2>/dev/null \
+        || pip_install --break-system-packages deltalake pyarrow pandas
+    have_python_modules || { say "python modules still missing after pip install" >&2; exit 1; }
+    say "python modules installed"
+}
+
+ensure_system_packages
+ensure_python_modules
+say "done"

@@ -1,0 +1,466 @@
+//! Direct mode end to end: a real PostgreSQL cluster, the pgdelta binary, and an independent
+//! Delta reader (the Python `deltalake` package).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{
+    pg_rows_as_json, read_delta_cdf, read_delta_meta, read_delta_rows, PgCluster, NULL_MARKER,
+};
+
+const DB: &str = "cdcdb";
+
+/// A pgdelta configuration in a temporary directory, and ways to run the binary on it.
+struct Pgdelta {
+    dir: tempfile::TempDir,
+}
+
+impl Pgdelta {
+    fn new(cluster: &PgCluster, pipeline_toml: &str) -> Pgdelta {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[source]\nurl = \"{}\"\nsslmode = \"disable\"\nconnect_attempts = 12\n\n{}",
+            cluster.url_without_password(DB),
+            pipeline_toml.replace("DELTA_ROOT", &dir.path().join("delta").to_string_lossy())
+        );
+        std::fs::write(dir.path().join("pgdelta.toml"), config).unwrap();
+        Pgdelta { dir }
+    }
+
+    fn table_path(&self, schema: &str, table: &str) -> PathBuf {
+        self.dir.path().join("delta").join(schema).join(table)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgdelta"));
+        cmd.arg("--config")
+            .arg(self.dir.path().join("pgdelta.toml"))
+            .args(args)
+            .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
+            .env("PGDELTA_LOG", "info,pgdelta=debug");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn run_ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "pgdelta {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn catch_up(&self, pipeline: &str) {
+        self.run_ok(&["pipeline", "start", pipeline, "--exit-when-caught-up"]);
+    }
+
+    fn spawn(&self, pipeline: &str, log_name: &str) -> Child {
+        let log = std::fs::File::create(self.dir.path().join(log_name)).unwrap();
+        self.command(&["pipeline", "start", pipeline])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn log(&self, log_name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(log_name)).unwrap_or_default()
+    }
+
+    fn status(&self, pipeline: &str) -> Vec<Value> {
+        let out = self.run_ok(&["pipeline", "status", pipeline, "--json"]);
+        serde_json::from_str::<Vec<Value>>(&out).unwrap()
+    }
+}
+
+fn cluster_with_db() -> PgCluster {
+    let cluster = PgCluster::start();
+    cluster.create_database(DB);
+    cluster
+}
+
+fn delta_as_strings(path: &Path) -> Vec<Vec<String>> {
+    let table = read_delta_rows(path);
+    let mut rows: Vec<Vec<String>> = table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_array().unwrap().iter().map(render).collect())
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn render(value: &Value) -> String {
+    match value {
+        Value::Null => NULL_MARKER.to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn pg_as_strings(cluster: &PgCluster, query: &str) -> Vec<Vec<String>> {
+    let mut rows = pg_rows_as_json(cluster, DB, query);
+    rows.sort();
+    rows
+}
+
+fn change_types(cdf: &Value, version: i64) -> Vec<String> {
+    let mut types: Vec<String> = cdf["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["_commit_version"] == version)
+        .map(|r| r["_change_type"].as_str().unwrap().to_string())
+        .collect();
+    types.sort();
+    types
+}
+
+const TWO_TABLES: &str = r#"
+[pipelines.shop]
+tables = ["public.customers", "public.orders"]
+delta_root = "DELTA_ROOT"
+batch_size = 1000
+batch_interval_ms = 200
+
+[pipelines.shop.table."public.orders"]
+partition_by = ["region"]
+"#;
+
+const CUSTOMERS: &str = "SELECT id::text, name, balance::text, active::text FROM customers";
+const ORDERS: &str = "SELECT region, order_id::text, customer_id::text, amount::text FROM orders";
+
+#[test]
+fn inserts_updates_deletes_and_truncates_reach_equal_delta_tables_with_cdf() {
+    let cluster = cluster_with_db();
+    cluster.psql(
+        DB,
+        "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2), active boolean);
+         CREATE TABLE orders (region text, order_id bigint, customer_id int, amount numeric(12,2),
+                              PRIMARY KEY (region, order_id));",
+    );
+    let pgdelta = Pgdelta::new(&cluster, TWO_TABLES);
+    pgdelta.catch_up("shop"); // creates publication, slot and Delta tables
+
+    cluster.psql(
+        DB,
+        "INSERT INTO customers VALUES (1, 'Ada', 10.50, true), (2, 'Grace', 0, false), (3, 'Linus', NULL, NULL);
+         INSERT INTO orders VALUES ('eu', 1, 1, 99.99), ('us', 1, 2, 5.00), ('eu', 2, 3, 1.25);",
+    );
+    pgdelta.catch_up("shop");
+    assert_eq!(
+        delta_as_strings(&pgdelta.table_path("public", "customers")),
+        pg_as_strings(&cluster, CUSTOMERS)
+    );
+
+    cluster.psql(
+        DB,
+        "UPDATE customers SET balance = balance + 1, name = 'Ada L.' WHERE id = 1;
+         DELETE FROM customers WHERE id = 2;
+         BEGIN; UPDATE orders SET amount = 100 WHERE region = 'eu' AND order_id = 1;
+                DELETE FROM orders WHERE region = 'us'; COMMIT;",
+    );
+    pgdelta.catch_up("shop");
+    cluster.psql(
+        DB,
+        "TRUNCATE orders; INSERT INTO orders VALUES ('apac', 7, 3, 70.00);",
+    );
+    pgdelta.catch_up("shop");
+
+    let customers_path = pgdelta.table_path("public", "customers");
+    let orders_path = pgdelta.table_path("public", "orders");
+    assert_eq!(
+        delta_as_strings(&customers_path),
+        pg_as_strings(&cluster, CUSTOMERS)
+    );
+    assert_eq!(
+        delta_as_strings(&orders_path),
+        pg_as_strings(&cluster, ORDERS)
+    );
+
+    let meta = read_delta_meta(&customers_path);
+    assert_eq!(meta["configuration"]["delta.enableChangeDataFeed"], "true");
+    let columns: Vec<&str> = meta["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c[0].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["id", "name", "balance", "active"]);
+    assert_eq!(
+        read_delta_meta(&orders_path)["partition_columns"],
+        serde_json::json!(["region"])
+    );
+
+    // Version 0 creates the table; each catch-up with changes is one commit.
+    let cdf = read_delta_cdf(&customers_path, 0);
+    assert_eq!(change_types(&cdf, 1), ["insert", "insert", "insert"]);
+    assert_eq!(
+        change_types(&cdf, 2),
+        ["delete", "update_postimage", "update_preimage"]
+    );
+    let orders_cdf = read_delta_cdf(&orders_path, 0);
+    assert_eq!(
+        change_types(&orders_cdf, 2),
+        ["delete", "update_postimage", "update_preimage"]
+    );
+    assert_eq!(change_types(&orders_cdf, 3), ["delete", "delete", "insert"]);
+
+    let status = pgdelta.status("shop");
+    assert_eq!(status.len(), 2);
+    let customers = status
+        .iter()
+        .find(|s| s["table"] == "public.customers")
+        .unwrap();
+    assert_eq!(customers["rows"], 2);
+    assert_eq!(customers["delta_version"], 2);
+    assert!(customers["last_applied_lsn"]
+        .as_str()
+        .unwrap()
+        .contains('/'));
+}
+
+#[test]
+fn composite_keys_and_key_changing_updates() {
+    let cluster = cluster_with_db();
+    cluster.psql(
+        DB,
+        "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2), active boolean);
+         CREATE TABLE orders (region text, order_id bigint, customer_id int, amount numeric(12,2),
+                              PRIMARY KEY (region, order_id));",
+    );
+    let pgdelta = Pgdelta::new(&cluster, TWO_TABLES);
+    pgdelta.catch_up("shop");
+    cluster.psql(
+        DB,
+        "INSERT INTO orders VALUES ('eu', 1, 1, 1), ('eu', 2, 1, 2), ('us', 1, 1, 3);
+         UPDATE orders SET order_id = 10 WHERE region = 'eu' AND order_id = 1;
+         UPDATE orders SET region = 'apac' WHERE region = 'us';",
+    );
+    pgdelta.catch_up("shop");
+    cluster.psql(
+        DB,
+        "UPDATE orders SET order_id = order_id + 100 WHERE region = 'eu';",
+    );
+    pgdelta.catch_up("shop");
+    assert_eq!(
+        delta_as_strings(&pgdelta.table_path("public", "orders")),
+        pg_as_strings(&cluster, ORDERS)
+    );
+}
+
+#[test]
+fn table_without_primary_key_is_refused_unless_a_key_is_configured() {
+    let cluster = cluster_with_db();
+    cluster.psql(
+        DB,
+        "CREATE TABLE events (code text NOT NULL, note text); ALTER TABLE events REPLICA IDENTITY FULL;",
+    );
+    let refused = Pgdelta::new(
+        &cluster,
+        "[pipelines.ev]\ntables = [\"public.events\"]\ndelta_root = \"DELTA_ROOT\"\n",
+    );
+    let output = refused.run(&["pipeline", "start", "ev", "--exit-when-caught-up"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("public.events has no primary key"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("key = "), "{stderr}");
+    assert_eq!(
+        cluster.psql(DB, "SELECT count(*) FROM pg_replication_slots"),
+        "0\n"
+    );
+    assert!(!refused.table_path("public", "events").exists());
+
+    let keyed = Pgdelta::new(
+        &cluster,
+        "[pipelines.ev]\ntables = [\"public.events\"]\ndelta_root = \"DELTA_ROOT\"\n\
+         [pipelines.ev.table.\"public.events\"]\nkey = [\"code\"]\n",
+    );
+    keyed.catch_up("ev");
+    cluster.psql(
+        DB,
+        "INSERT INTO events VALUES ('a', 'first'), ('b', 'second'), ('c', NULL);
+         UPDATE events SET note = 'changed' WHERE code = 'a';
+         DELETE FROM events WHERE code = 'b';",
+    );
+    keyed.catch_up("ev");
+    assert_eq!(
+        delta_as_strings(&keyed.table_path("public", "events")),
+        pg_as_strings(&cluster, "SELECT code, note FROM events")
+    );
+}
+
+#[test]
+fn unknown_config_keys_and_missing_tables_fail_before_any_slot_exists() {
+    let cluster = cluster_with_db();
+    cluster.psql(DB, "CREATE TABLE t (id int PRIMARY KEY)");
+    let typo = Pgdelta::new(
+        &cluster,
+        "[pipelines.p]\ntables = [\"public.t\"]\ndelta_root = \"DELTA_ROOT\"\nbatch_sise = 5\n",
+    );
+    let stderr =
+        String::from_utf8_lossy(&typo.run(&["pipeline", "start", "p"]).stderr).into_owned();
+    assert!(
+        stderr.contains("batch_sise") && stderr.contains("pgdelta.toml"),
+        "{stderr}"
+    );
+
+    let missing = Pgdelta::new(
+        &cluster,
+        "[pipelines.p]\ntables = [\"public.t\", \"public.nope\"]\ndelta_root = \"DELTA_ROOT\"\n",
+    );
+    let stderr =
+        String::from_utf8_lossy(&missing.run(&["pipeline", "start", "p"]).stderr).into_owned();
+    assert!(stderr.contains("public.nope does not exist"), "{stderr}");
+    assert_eq!(
+        cluster.psql(DB, "SELECT count(*) FROM pg_replication_slots"),
+        "0\n"
+    );
+}
+
+fn insert_transactions(cluster: &PgCluster, from: i64, count: i64, rows_each: i64) {
+    let mut sql = String::new();
+    for tx in 0..count {
+        let first = from + tx * rows_each;
+        sql.push_str(&format!(
+            "INSERT INTO items SELECT g, 'item ' || g FROM generate_series({first}, {}) g;\n",
+            first + rows_each - 1
+        ));
+    }
+    cluster.psql(DB, &sql);
+}
+
+const ITEMS: &str = r#"
+[pipelines.items]
+tables = ["public.items"]
+delta_root = "DELTA_ROOT"
+batch_size = 200
+batch_interval_ms = 100
+"#;
+
+fn wait_for_rows(pgdelta: &Pgdelta, pipeline: &str, rows: u64, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let status = pgdelta.status(pipeline);
+        if status[0]["rows"].as_u64() == Some(rows) {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "Delta did not reach {rows} rows: {status:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Every key appears in the change feed as exactly one insert and nothing else.
+fn assert_each_key_inserted_once(path: &Path, expected_rows: usize) {
+    let cdf = read_delta_cdf(path, 0);
+    let rows = cdf["rows"].as_array().unwrap();
+    let mut inserted: Vec<i64> = rows
+        .iter()
+        .filter(|r| r["_change_type"] == "insert")
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    let others = rows.len() - inserted.len();
+    assert_eq!(
+        others, 0,
+        "a transaction was applied twice (updates in CDF)"
+    );
+    inserted.sort();
+    inserted.dedup();
+    assert_eq!(inserted.len(), expected_rows);
+    assert_eq!(
+        inserted.len(),
+        rows.len(),
+        "an insert appears twice in the change feed"
+    );
+}
+
+#[test]
+fn sigkill_mid_stream_then_restart_applies_every_transaction_exactly_once() {
+    let cluster = cluster_with_db();
+    cluster.psql(DB, "CREATE TABLE items (id bigint PRIMARY KEY, label text)");
+    let pgdelta = Pgdelta::new(&cluster, ITEMS);
+    pgdelta.catch_up("items");
+
+    let mut running = pgdelta.spawn("items", "first.log");
+    insert_transactions(&cluster, 0, 100, 20);
+    std::thread::sleep(Duration::from_millis(300));
+    insert_transactions(&cluster, 2_000, 100, 20);
+    running.kill().unwrap(); // SIGKILL: no chance to finish the batch
+    running.wait().unwrap();
+    insert_transactions(&cluster, 4_000, 50, 20);
+
+    pgdelta.catch_up("items");
+    let path = pgdelta.table_path("public", "items");
+    assert_eq!(
+        delta_as_strings(&path),
+        pg_as_strings(&cluster, "SELECT id::text, label FROM items")
+    );
+    assert_each_key_inserted_once(&path, 5_000);
+    // A further catch-up with nothing new changes nothing.
+    let version = pgdelta.status("items")[0]["delta_version"].clone();
+    pgdelta.catch_up("items");
+    assert_eq!(pgdelta.status("items")[0]["delta_version"], version);
+}
+
+#[test]
+fn restarting_postgres_while_streaming_reconnects_and_finishes_equal() {
+    let cluster = cluster_with_db();
+    cluster.psql(DB, "CREATE TABLE items (id bigint PRIMARY KEY, label text)");
+    let pgdelta = Pgdelta::new(&cluster, ITEMS);
+    pgdelta.catch_up("items");
+
+    let mut running = pgdelta.spawn("items", "run.log");
+    insert_transactions(&cluster, 0, 50, 10);
+    wait_for_rows(&pgdelta, "items", 500, Duration::from_secs(60));
+    cluster.stop_fast();
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.start_again();
+    insert_transactions(&cluster, 500, 50, 10);
+    cluster.stop_immediate();
+    cluster.start_again();
+    cluster.psql(
+        DB,
+        "UPDATE items SET label = 'updated' WHERE id % 7 = 0; DELETE FROM items WHERE id % 11 = 0;",
+    );
+    let expected = pg_as_strings(&cluster, "SELECT id::text, label FROM items");
+    wait_for_rows(
+        &pgdelta,
+        "items",
+        expected.len() as u64,
+        Duration::from_secs(120),
+    );
+
+    // SIGTERM: graceful stop, exit 0.
+    Command::new("kill")
+        .args(["-TERM", &running.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = running.wait().unwrap();
+    assert!(
+        exit.success(),
+        "pgdelta exited with {exit:?}:\n{}",
+        pgdelta.log("run.log")
+    );
+    let log = pgdelta.log("run.log");
+    assert!(log.contains("reconnecting"), "{log}");
+    assert_eq!(
+        delta_as_strings(&pgdelta.table_path("public", "items")),
+        expected
+    );
+}

@@ -1,0 +1,486 @@
+//! Test support shared by the integration tests: throwaway PostgreSQL
+//! clusters and an independent (Python `deltalake`) reader of Delta tables.
+//!
+//! Include it from an integration test with `mod support;`.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Superuser name and password of every test cluster.
+pub const PG_USER: &str = "postgres";
+pub const PG_PASSWORD: &str = "postgres";
+
+/// How `pg_rows_as_json` renders SQL NULL.
+pub const NULL_MARKER: &str = "<<NULL>>";
+
+const FIELD_SEPARATOR: &str = "\x1f";
+const RECORD_SEPARATOR: &str = "\x1e";
+const START_ATTEMPTS: usize = 8;
+const WAIT_LIMIT: Duration = Duration::from_secs(60);
+const OS_USER: &str = "postgres";
+
+/// A private PostgreSQL cluster in a temporary directory, listening on its
+/// own TCP port of 127.0.0.1. It is stopped and removed when dropped.
+pub struct PgCluster {
+    dir: TempDir,
+    data_dir: PathBuf,
+    log_file: PathBuf,
+    port: u16,
+}
+
+impl PgCluster {
+    /// Runs initdb and starts the server, retrying with another port when
+    /// the chosen one was taken in the meantime.
+    pub fn start() -> PgCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("pgdelta-pg-")
+            .tempdir()
+            .expect("create temp dir for PostgreSQL");
+        let mut cluster = PgCluster {
+            data_dir: dir.path().join("data"),
+            log_file: dir.path().join("postgres.log"),
+            dir,
+            port: 0,
+        };
+        cluster.init_data_dir();
+        cluster.start_on_free_port();
+        cluster
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgres://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{}/{db}",
+            self.port
+        )
+    }
+
+    pub fn url_without_password(&self, db: &str) -> String {
+        format!("postgres://{PG_USER}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Runs `sql` (one or more statements) through psql over TCP and returns
+    /// its unaligned, tuples-only output. Panics when psql fails.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        self.run_psql(&self.conninfo(db, false), sql, &[])
+    }
+
+    /// Runs a replication-protocol command (e.g. `IDENTIFY_SYSTEM`) over a
+    /// logical replication connection (`replication=database`).
+    pub fn psql_replication(&self, db: &str, command: &str) -> String {
+        self.run_psql(&self.conninfo(db, true), command, &[])
+    }
+
+    pub fn create_database(&self, name: &str) {
+        let quoted = name.replace('"', "\"\"");
+        self.psql("postgres", &format!("CREATE DATABASE \"{quoted}\""));
+    }
+
+    pub fn stop_fast(&self) {
+        self.pg_ctl_stop("fast")
+            .expect_success("pg_ctl stop -m fast");
+    }
+
+    pub fn stop_immediate(&self) {
+        self.pg_ctl_stop("immediate")
+            .expect_success("pg_ctl stop -m immediate");
+    }
+
+    pub fn start_again(&self) {
+        let output = self.pg_ctl_start();
+        if !output.status.success() {
+            panic!(
+                "pg_ctl start failed: {}\n--- server log ---\n{}",
+                output.stderr_text(),
+                self.log_tail()
+            );
+        }
+    }
+
+    /// Simulates a crash: SIGKILLs the postmaster, waits for its children to
+    /// exit and for the port to be free.
+    pub fn kill9_postmaster(&self) {
+        let pid = self.postmaster_pid();
+        let mut pids = child_pids(pid);
+        pids.push(pid);
+        run_checked(
+            Command::new("kill").args(["-9", &pid.to_string()]),
+            "kill -9",
+        );
+        wait_until("postmaster and its children to exit", || {
+            pids.iter().all(|p| !process_alive(*p))
+        });
+        self.remove_stale_lock_files();
+        wait_until("the port to be free", || port_is_free(self.port));
+    }
+
+    /// Lock files of a dead postmaster. PostgreSQL would ignore them itself,
+    /// but where nobody reaps orphans (e.g. PID 1 of a container) the dead
+    /// postmaster stays a zombie whose PID still looks alive to the next start.
+    fn remove_stale_lock_files(&self) {
+        let socket_lock = format!(".s.PGSQL.{}.lock", self.port);
+        let _ = fs::remove_file(self.data_dir.join("postmaster.pid"));
+        let _ = fs::remove_file(self.dir.path().join(socket_lock));
+    }
+
+    /// The last lines of the server log.
+    pub fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log_file).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(100)..].join("\n")
+    }
+
+    fn init_data_dir(&self) {
+        let pwfile = self.dir.path().join("pwfile");
+        fs::write(&pwfile, format!("{PG_PASSWORD}\n")).expect("write pwfile");
+        give_to_postgres(self.dir.path());
+        let mut initdb = pg_command("initdb");
+        initdb
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args(["-U", PG_USER, "--auth-host=scram-sha-256"])
+            .args(["--auth-local=trust", "--encoding=UTF8", "--no-locale"])
+            .arg("--no-sync")
+            .arg(format!("--pwfile={}", pwfile.display()));
+        run_checked(&mut initdb, "initdb");
+        self.ensure_hba_lines();
+        self.append_to_file("postgresql.conf", "\ninclude 'pgdelta_test.conf'\n");
+    }
+
+    fn ensure_hba_lines(&self) {
+        let hba = fs::read_to_string(self.data_dir.join("pg_hba.conf")).expect("read pg_hba");
+        let present: Vec<String> = hba.lines().map(normalize_spaces).collect();
+        for line in [
+            "host all all 127.0.0.1/32 scram-sha-256",
+            "host replication all 127.0.0.1/32 scram-sha-256",
+        ] {
+            if !present.iter().any(|l| l == line) {
+                self.append_to_file("pg_hba.conf", &format!("{line}\n"));
+            }
+        }
+    }
+
+    fn append_to_file(&self, name: &str, text: &str) {
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(self.data_dir.join(name))
+            .unwrap_or_else(|e| panic!("open {name}: {e}"));
+        file.write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("write {name}: {e}"));
+    }
+
+    fn write_settings(&self) {
+        let settings = format!(
+            "listen_addresses = '127.0.0.1'\n\
+             port = {port}\n\
+             unix_socket_directories = '{socket_dir}'\n\
+             wal_level = logical\n\
+             max_replication_slots = 10\n\
+             max_wal_senders = 10\n\
+             fsync = off\n\
+             full_page_writes = off\n\
+             shared_buffers = 64MB\n\
+             log_line_prefix = '%m [%p] %q%a '\n",
+            port = self.port,
+            socket_dir = self.dir.path().display(),
+        );
+        let path = self.data_dir.join("pgdelta_test.conf");
+        fs::write(&path, settings).expect("write pgdelta_test.conf");
+        give_to_postgres(&path);
+    }
+
+    fn start_on_free_port(&mut self) {
+        for _ in 0..START_ATTEMPTS {
+            self.port = free_port();
+            self.write_settings();
+            let log_before = self.log_len();
+            let output = self.pg_ctl_start();
+            if output.status.success() {
+                return;
+            }
+            if !self.port_clash_since(log_before) {
+                panic!(
+                    "pg_ctl start failed: {}\n--- server log ---\n{}",
+                    output.stderr_text(),
+                    self.log_tail()
+                );
+            }
+        }
+        panic!("could not find a free port for PostgreSQL after {START_ATTEMPTS} attempts");
+    }
+
+    fn log_len(&self) -> usize {
+        fs::read(&self.log_file).map(|b| b.len()).unwrap_or(0)
+    }
+
+    fn port_clash_since(&self, offset: usize) -> bool {
+        let log = fs::read(&self.log_file).unwrap_or_default();
+        let recent = String::from_utf8_lossy(log.get(offset..).unwrap_or_default());
+        recent.contains("Address already in use")
+            || recent.contains("could not create any TCP/IP sockets")
+    }
+
+    fn pg_ctl_start(&self) -> Output {
+        let mut cmd = pg_command("pg_ctl");
+        cmd.args(["start", "-w", "-t", "60", "-D"])
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&self.log_file);
+        output_of(&mut cmd, "pg_ctl start")
+    }
+
+    fn pg_ctl_stop(&self, mode: &str) -> Output {
+        let mut cmd = pg_command("pg_ctl");
+        cmd.args(["stop", "-w", "-t", "60", "-m", mode, "-D"])
+            .arg(&self.data_dir);
+        output_of(&mut cmd, "pg_ctl stop")
+    }
+
+    fn postmaster_pid(&self) -> u32 {
+        let text = fs::read_to_string(self.data_dir.join("postmaster.pid"))
+            .expect("read postmaster.pid: is the server running?");
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("postmaster.pid starts with the pid")
+    }
+
+    fn conninfo(&self, db: &str, replication: bool) -> String {
+        let mut info = format!(
+            "host=127.0.0.1 port={} user={PG_USER} dbname='{}' connect_timeout=10",
+            self.port,
+            db.replace('\\', "\\\\").replace('\'', "\\'")
+        );
+        if replication {
+            info.push_str(" replication=database");
+        }
+        info
+    }
+
+    fn run_psql(&self, conninfo: &str, sql: &str, extra: &[&str]) -> String {
+        let mut cmd = Command::new(pg_bin("psql"));
+        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At"])
+            .args(extra)
+            .args(["-d", conninfo, "-f", "-"])
+            .env("PGPASSWORD", PG_PASSWORD)
+            .env("PGCLIENTENCODING", "UTF8");
+        let output = output_with_stdin(&mut cmd, sql.as_bytes());
+        if !output.status.success() {
+            panic!(
+                "psql failed on {sql:?}: {}\n--- server log ---\n{}",
+                output.stderr_text(),
+                self.log_tail()
+            );
+        }
+        String::from_utf8(output.stdout).expect("psql output is UTF-8")
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl_stop("immediate");
+    }
+}
+
+/// Rows of `query` as text, NULL rendered as [`NULL_MARKER`].
+pub fn pg_rows_as_json(cluster: &PgCluster, db: &str, query: &str) -> Vec<Vec<String>> {
+    let null = format!("null={NULL_MARKER}");
+    let extra = ["-F", FIELD_SEPARATOR, "-R", RECORD_SEPARATOR, "-P", &null];
+    let out = cluster.run_psql(&cluster.conninfo(db, false), query, &extra);
+    let out = out.strip_suffix('\n').unwrap_or(&out);
+    if out.is_empty() {
+        return Vec::new();
+    }
+    out.split(RECORD_SEPARATOR)
+        .map(|record| record.split(FIELD_SEPARATOR).map(String::from).collect())
+        .collect()
+}
+
+/// Latest version of a Delta table: `{"columns": [...], "rows": [[...]]}`.
+pub fn read_delta_rows(path: &Path) -> serde_json::Value {
+    run_reader(&["rows", &path.to_string_lossy()])
+}
+
+/// Change data feed from `starting_version`: `{"rows": [{col: value, ...,
+/// "_change_type": ..., "_commit_version": n}]}`.
+pub fn read_delta_cdf(path: &Path, starting_version: i64) -> serde_json::Value {
+    let version = starting_version.to_string();
+    run_reader(&["cdf", &path.to_string_lossy(), &version])
+}
+
+/// `{"version", "schema": [[name, type]], "partition_columns",
+/// "configuration", "protocol"}` of a Delta table.
+pub fn read_delta_meta(path: &Path) -> serde_json::Value {
+    run_reader(&["meta", &path.to_string_lossy()])
+}
+
+fn run_reader(args: &[&str]) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/read_delta.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).args(args);
+    let output = output_of(&mut cmd, "python3 read_delta.py");
+    let stdout = output.expect_success(&format!("read_delta.py {args:?}"));
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("read_delta.py {args:?} printed invalid JSON ({e}): {stdout}"))
+}
+
+trait OutputExt {
+    fn stderr_text(&self) -> String;
+    fn expect_success(self, what: &str) -> String;
+}
+
+impl OutputExt for Output {
+    fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    fn expect_success(self, what: &str) -> String {
+        if !self.status.success() {
+            panic!("{what} failed ({}): {}", self.status, self.stderr_text());
+        }
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+fn output_of(cmd: &mut Command, what: &str) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
+}
+
+fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output().expect("wait for child");
+    let _ = writer.join();
+    output
+}
+
+fn run_checked(cmd: &mut Command, what: &str) -> String {
+    output_of(cmd, what).expect_success(what)
+}
+
+/// Directory holding the PostgreSQL server binaries: the highest version
+/// under /usr/lib/postgresql, or `None` to rely on PATH.
+fn pg_bin_dir() -> Option<&'static Path> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let entries = fs::read_dir("/usr/lib/postgresql").ok()?;
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let version: u32 = e.file_name().to_str()?.parse().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").exists().then_some((version, bin))
+            })
+            .max_by_key(|(version, _)| *version)
+            .map(|(_, bin)| bin)
+    })
+    .as_deref()
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    pg_bin_dir().map_or_else(|| PathBuf::from(name), |dir| dir.join(name))
+}
+
+fn running_as_root() -> bool {
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// A server-side command; the server refuses to run as root, so as root it
+/// runs as the `postgres` OS user.
+fn pg_command(name: &str) -> Command {
+    if running_as_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", OS_USER, "--"]).arg(pg_bin(name));
+        cmd
+    } else {
+        Command::new(pg_bin(name))
+    }
+}
+
+fn give_to_postgres(path: &Path) {
+    if running_as_root() {
+        let owner = format!("{OS_USER}:{OS_USER}");
+        run_checked(
+            Command::new("chown").args(["-R", &owner]).arg(path),
+            "chown",
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn normalize_spaces(line: &str) -> String {
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `(state, ppid)` from /proc/<pid>/stat, or `None` when the process is gone.
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Running, i.e. neither gone nor a zombie.
+fn process_alive(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+fn child_pids(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| proc_stat(*pid).is_some_and(|(_, ppid)| ppid == parent))
+        .collect()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() > WAIT_LIMIT {
+            panic!("timed out waiting for {what}");
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
