@@ -436,7 +436,7 @@ key = ["order_id"]
                 ("PGDELTA_PIPELINES_POSTGRES_CDC_BATCH_SIZE", "7"),
                 (
                     "PGDELTA_PIPELINES_POSTGRES_CDC_TABLES",
-                    "public.a, public.b",
+                    "public.a, public.orders",
                 ),
             ],
         )
