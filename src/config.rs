@@ -76,6 +76,19 @@ pub struct TableConfig {
     pub key: Vec<String>,
 }
 
+/// Whether to copy what the tables already hold before streaming changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotMode {
+    /// Copy every table that has no pgdelta position yet, then stream (the default).
+    #[default]
+    Initial,
+    /// Never copy; stream changes from when the slot was created.
+    Never,
+    /// Copy the tables that need it, then exit without streaming.
+    InitialOnly,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
@@ -90,6 +103,11 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     #[serde(default = "default_batch_interval_ms")]
     pub batch_interval_ms: u64,
+    #[serde(default)]
+    pub snapshot_mode: SnapshotMode,
+    /// How many tables are copied at once during the initial snapshot.
+    #[serde(default = "default_snapshot_parallelism")]
+    pub snapshot_parallelism: usize,
     #[serde(default)]
     pub table: BTreeMap<String, TableConfig>,
 }
@@ -116,6 +134,9 @@ fn default_batch_size() -> usize {
 fn default_batch_interval_ms() -> u64 {
     1_000
 }
+fn default_snapshot_parallelism() -> usize {
+    2
+}
 
 const SOURCE_KEYS: &[&str] = &[
     "url",
@@ -132,8 +153,15 @@ const PIPELINE_KEYS: &[&str] = &[
     "publication",
     "batch_size",
     "batch_interval_ms",
+    "snapshot_mode",
+    "snapshot_parallelism",
 ];
-const NUMERIC_KEYS: &[&str] = &["batch_size", "batch_interval_ms", "connect_attempts"];
+const NUMERIC_KEYS: &[&str] = &[
+    "batch_size",
+    "batch_interval_ms",
+    "connect_attempts",
+    "snapshot_parallelism",
+];
 
 /// Everything one pipeline needs, resolved: table names parsed, defaults derived.
 #[derive(Debug, Clone)]
@@ -144,6 +172,8 @@ pub struct ResolvedPipeline {
     pub publication: String,
     pub batch_size: usize,
     pub batch_interval: Duration,
+    pub snapshot_mode: SnapshotMode,
+    pub snapshot_parallelism: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -276,6 +306,8 @@ impl PipelineConfig {
             publication: self.publication.clone().unwrap_or(derived),
             batch_size: self.batch_size,
             batch_interval: Duration::from_millis(self.batch_interval_ms),
+            snapshot_mode: self.snapshot_mode,
+            snapshot_parallelism: self.snapshot_parallelism.max(1),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Runs one pipeline: PostgreSQL slot -> batches -> Delta tables, then confirms the position.
 
 mod batch;
+mod snapshot;
 pub mod status;
 
 use std::collections::{HashMap, HashSet};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use deltalake::kernel::{DataType, StructField};
 use tokio_postgres::Client;
 
-use crate::config::{Config, ConfigError, ResolvedPipeline, ResolvedTable};
+use crate::config::{Config, ConfigError, ResolvedPipeline, ResolvedTable, SnapshotMode};
 use crate::event::{Lsn, TableName, Transaction};
 use crate::sink::delta::types::delta_type;
 use crate::sink::delta::{ChangeError, DeltaTableWriter, SinkError, TableLayout};
@@ -105,7 +106,7 @@ impl Pipeline {
         }
         let table_names: Vec<TableName> = resolved.tables.iter().map(|t| t.name.clone()).collect();
         pg::ensure_publication(&client, &resolved.publication, &table_names).await?;
-        pg::ensure_slot(&client, &resolved.slot).await?;
+        take_initial_snapshot(&client, &settings, &resolved, &mut writers, sources).await?;
         Ok(Pipeline {
             resolved,
             settings,
@@ -128,6 +129,10 @@ impl Pipeline {
         options: RunOptions,
         shutdown: impl Future<Output = ()>,
     ) -> Result<RunSummary, PipelineError> {
+        if self.resolved.snapshot_mode == SnapshotMode::InitialOnly {
+            tracing::info!("snapshot_mode = initial_only: not streaming");
+            return Ok(self.summary);
+        }
         tokio::pin!(shutdown);
         let marker = match options.exit_when_caught_up {
             true => Some(format!(
@@ -335,6 +340,55 @@ impl Pipeline {
         }
         tracing::warn!(%lsn, "the server has not confirmed the final position yet; a restart will skip what Delta already holds");
     }
+}
+
+/// Creates the slot if needed and copies the tables that have no pgdelta position yet: under
+/// the new slot's own snapshot, or, when the slot already exists (an interrupted snapshot, a
+/// table added later), under a temporary slot's snapshot. Streaming then skips, per table,
+/// every transaction the copy already holds.
+async fn take_initial_snapshot(
+    client: &Client,
+    settings: &ConnectionSettings,
+    resolved: &ResolvedPipeline,
+    writers: &mut HashMap<TableName, DeltaTableWriter>,
+    sources: Vec<SourceTable>,
+) -> Result<(), PipelineError> {
+    let slot_exists = pg::slot_position(client, &resolved.slot).await?.is_some();
+    let jobs: Vec<snapshot::CopyJob> = match resolved.snapshot_mode {
+        SnapshotMode::Never => Vec::new(),
+        _ => {
+            let needs_copy: Vec<SourceTable> = sources
+                .into_iter()
+                .filter(|source| writers[&source.name].last_applied_lsn().is_none())
+                .collect();
+            needs_copy
+                .into_iter()
+                .map(|source| snapshot::CopyJob {
+                    writer: writers.remove(&source.name).expect("a writer per table"),
+                    source,
+                })
+                .collect()
+        }
+    };
+    if jobs.is_empty() {
+        pg::ensure_slot(client, &resolved.slot).await?;
+        return Ok(());
+    }
+    let exported = match slot_exists {
+        false => pg::snapshot::create_slot_with_snapshot(settings, &resolved.slot, false).await?,
+        true => {
+            let temporary = format!("{}_snap_{}", resolved.slot, std::process::id());
+            pg::snapshot::create_slot_with_snapshot(settings, &temporary, true).await?
+        }
+    };
+    let tables: Vec<String> = jobs.iter().map(|j| j.source.name.to_string()).collect();
+    tracing::info!(tables = %tables.join(", "), at = %exported.consistent_point, "initial snapshot starting");
+    let copied =
+        snapshot::copy_tables(settings, &exported, jobs, resolved.snapshot_parallelism).await?;
+    for writer in copied {
+        writers.insert(writer.table_name().clone(), writer);
+    }
+    Ok(())
 }
 
 async fn describe_tables(

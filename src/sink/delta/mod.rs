@@ -7,4 +7,4 @@ pub mod types;
 mod writer;
 
 pub use changes::{ChangeError, RowChange, TableChanges};
-pub use writer::{DeltaTableWriter, SinkError, TableLayout};
+pub use writer::{DeltaTableWriter, SinkError, SnapshotAppender, TableLayout};

@@ -10,6 +10,7 @@ use deltalake::datafusion::prelude::{lit, when, Expr, SessionContext};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{StructField, Transaction};
 use deltalake::operations::merge::MergeBuilder;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
 use super::changes::{RowChange, TableChanges};
@@ -45,6 +46,61 @@ pub enum SinkError {
     },
     #[error(transparent)]
     Changes(#[from] super::changes::ChangeError),
+    #[error(
+        "Delta table {location} already holds data but no pgdelta position for {table}: \
+         it was not written by this pipeline; point the table's path elsewhere or remove it"
+    )]
+    NotOurs {
+        location: String,
+        table: Box<TableName>,
+    },
+}
+
+/// Rows of an initial copy being written to Parquet files, not yet committed.
+pub struct SnapshotAppender {
+    writer: RecordBatchWriter,
+    schema: SchemaRef,
+    rows: u64,
+}
+
+impl SnapshotAppender {
+    /// Appends rows whose values come from `positions`: for each Delta column, the index of
+    /// its value in a row, or `None` when the source no longer has that column.
+    pub async fn append(
+        &mut self,
+        table: &TableName,
+        rows: &[Vec<Option<String>>],
+        positions: &[Option<usize>],
+    ) -> Result<(), SinkError> {
+        let mut arrays = Vec::with_capacity(positions.len());
+        for (field, position) in self.schema.fields().iter().zip(positions) {
+            let values: Vec<Option<&str>> = rows
+                .iter()
+                .map(|row| position.and_then(|p| row[p].as_deref()))
+                .collect();
+            let array =
+                build_array(field.data_type(), &values).map_err(|source| SinkError::Convert {
+                    table: table.clone(),
+                    column: field.name().clone(),
+                    source: Box::new(source),
+                })?;
+            arrays.push(array);
+        }
+        let batch =
+            RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| SinkError::Delta {
+                location: table.to_string(),
+                source: e.into(),
+            })?;
+        self.writer
+            .write(batch)
+            .await
+            .map_err(|source| SinkError::Delta {
+                location: table.to_string(),
+                source,
+            })?;
+        self.rows += rows.len() as u64;
+        Ok(())
+    }
 }
 
 /// One Delta table fed by one source table.
@@ -113,6 +169,10 @@ impl DeltaTableWriter {
         self.table.version()
     }
 
+    pub fn table_name(&self) -> &TableName {
+        &self.source_table
+    }
+
     pub fn location(&self) -> &str {
         &self.location
     }
@@ -164,6 +224,49 @@ impl DeltaTableWriter {
         self.table = updated;
         self.last_applied = Some(lsn);
         Ok(())
+    }
+
+    /// Starts a bulk append of the table's initial copy; nothing is visible until
+    /// [`SnapshotAppender::commit`].
+    pub fn begin_snapshot(&self) -> Result<SnapshotAppender, SinkError> {
+        let delta_err = |source| SinkError::Delta {
+            location: self.location.clone(),
+            source,
+        };
+        let has_rows = self.version().is_some_and(|v| v > 0);
+        if has_rows && self.last_applied.is_none() {
+            return Err(SinkError::NotOurs {
+                location: self.location.clone(),
+                table: Box::new(self.source_table.clone()),
+            });
+        }
+        Ok(SnapshotAppender {
+            writer: RecordBatchWriter::for_table(&self.table).map_err(delta_err)?,
+            schema: self.schema.clone(),
+            rows: 0,
+        })
+    }
+
+    /// Commits a finished snapshot as one Delta commit tagged with the snapshot's position.
+    pub async fn commit_snapshot(
+        &mut self,
+        mut appender: SnapshotAppender,
+        lsn: Lsn,
+    ) -> Result<u64, SinkError> {
+        let commit = CommitProperties::default()
+            .with_application_transaction(Transaction::new(&self.app_id, lsn.as_i64()))
+            .with_metadata([("pgdelta.snapshot_lsn".to_string(), lsn.to_string().into())]);
+        appender.writer = appender.writer.with_commit_properties(commit);
+        appender
+            .writer
+            .flush_and_commit(&mut self.table)
+            .await
+            .map_err(|source| SinkError::Delta {
+                location: self.location.clone(),
+                source,
+            })?;
+        self.last_applied = Some(lsn);
+        Ok(appender.rows)
     }
 
     /// The MERGE source: the table's columns, the operation, and a keep-flag per column

@@ -26,6 +26,8 @@ pub struct SourceTable {
     pub primary_key: Vec<String>,
     /// `d` default, `f` full, `i` index, `n` nothing.
     pub replica_identity: char,
+    /// The planner's row estimate (`pg_class.reltuples`); 0 when never analyzed.
+    pub estimated_rows: i64,
 }
 
 impl SourceTable {
@@ -55,7 +57,7 @@ pub async fn introspect_table(
     let context = format!("describe table {table}");
     let relation = client
         .query_opt(
-            "SELECT c.oid, c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+            "SELECT c.oid, c.relreplident::text, greatest(c.reltuples, 0)::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
             &[&table.schema, &table.name],
         )
@@ -64,6 +66,7 @@ pub async fn introspect_table(
         .ok_or_else(|| SourceError::MissingTable(table.clone()))?;
     let oid: u32 = relation.get(0);
     let replica_identity: String = relation.get(1);
+    let estimated_rows: i64 = relation.get(2);
     let columns = client
         .query(
             "SELECT a.attname::text, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), a.attnotnull \
@@ -99,6 +102,7 @@ pub async fn introspect_table(
         columns,
         primary_key,
         replica_identity: replica_identity.chars().next().unwrap_or('d'),
+        estimated_rows,
     })
 }
 
@@ -381,6 +385,7 @@ mod tests {
             }],
             primary_key: primary_key.iter().map(|s| s.to_string()).collect(),
             replica_identity: identity,
+            estimated_rows: 0,
         }
     }
 

@@ -4,6 +4,7 @@ mod catalog;
 mod connection;
 pub mod pgoutput;
 mod replication;
+pub mod snapshot;
 
 pub use catalog::{
     check_readiness, current_wal_lsn, drop_slot_and_publication, emit_marker, ensure_publication,
