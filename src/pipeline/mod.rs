@@ -6,13 +6,15 @@ pub mod status;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deltalake::kernel::{DataType, StructField};
 use tokio_postgres::Client;
 
 use crate::config::{Config, ConfigError, ResolvedPipeline, ResolvedTable, SnapshotMode};
-use crate::event::{Lsn, TableName, Transaction};
+use crate::event::{Lsn, TableName, TableSchema, Transaction};
+use crate::sink::delta::evolution::plan_schema_change;
 use crate::sink::delta::types::delta_type;
 use crate::sink::delta::{ChangeError, DeltaTableWriter, SinkError, TableLayout};
 use crate::source::postgres::{
@@ -34,6 +36,11 @@ pub enum PipelineError {
     Change(#[from] ChangeError),
     #[error("pipeline {pipeline}: {message}")]
     Setup { pipeline: String, message: String },
+    #[error("pipeline {pipeline}: these tables were stopped while the others went on:\n{}", .stopped.join("\n"))]
+    TablesStopped {
+        pipeline: String,
+        stopped: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -60,6 +67,10 @@ pub struct Pipeline {
     keys: HashMap<TableName, Vec<String>>,
     summary: RunSummary,
     warned_tables: HashSet<TableName>,
+    /// The last source schema seen per table, to notice schema changes once.
+    schemas: HashMap<TableName, Arc<TableSchema>>,
+    /// Tables whose stream stopped (e.g. an incompatible type change), with the reason.
+    stopped: HashMap<TableName, String>,
 }
 
 impl Pipeline {
@@ -91,17 +102,30 @@ impl Pipeline {
             .map(|(table, source)| (table.name.clone(), key_columns(table, source)))
             .collect();
         let mut writers = HashMap::new();
+        let mut stopped = HashMap::new();
         for (table, source) in resolved.tables.iter().zip(&sources) {
             let layout = table_layout(name, table, source)?;
             let app_id = format!("pgdelta-{name}-{}", table.name);
-            let writer = DeltaTableWriter::open_or_create(
+            let key = keys[&table.name].clone();
+            let mut writer = DeltaTableWriter::open_or_create(
                 &table.path,
                 table.name.clone(),
                 app_id,
-                keys[&table.name].clone(),
+                key,
                 layout,
             )
             .await?;
+            let schema = TableSchema {
+                table: table.name.clone(),
+                columns: source.column_schemas(&keys[&table.name]),
+            };
+            match plan_evolution(&writer, &schema)? {
+                Evolution::Unchanged => {}
+                Evolution::AddColumns(fields) => add_columns(&mut writer, fields).await?,
+                Evolution::Stop(reason) => {
+                    stopped.insert(table.name.clone(), reason);
+                }
+            }
             writers.insert(table.name.clone(), writer);
         }
         let table_names: Vec<TableName> = resolved.tables.iter().map(|t| t.name.clone()).collect();
@@ -115,6 +139,8 @@ impl Pipeline {
             keys,
             summary: RunSummary::default(),
             warned_tables: HashSet::new(),
+            schemas: HashMap::new(),
+            stopped,
         })
     }
 
@@ -174,7 +200,7 @@ impl Pipeline {
                 Ok(()) => {
                     self.wait_for_confirmation().await;
                     stream.shutdown().await;
-                    return Ok(self.summary);
+                    return self.finish();
                 }
                 Err(PipelineError::Source(error)) if error.is_transient() => {
                     stream.shutdown().await;
@@ -248,6 +274,7 @@ impl Pipeline {
             tokio::select! {
                 item = stream.next() => match item {
                     Ok(StreamItem::Transaction(tx)) => {
+                        self.follow_schema_changes(&tx, &mut batch, stream).await?;
                         self.add_transaction(&mut batch, &tx)?;
                         if batch.events >= self.resolved.batch_size {
                             self.flush(&mut batch, stream).await?;
@@ -277,10 +304,67 @@ impl Pipeline {
         }
     }
 
+    /// The run's result: an error naming the stopped tables, if any were.
+    fn finish(self) -> Result<RunSummary, PipelineError> {
+        if self.stopped.is_empty() {
+            return Ok(self.summary);
+        }
+        let mut stopped: Vec<String> = self
+            .stopped
+            .iter()
+            .map(|(t, why)| format!("  - {t}: {why}"))
+            .collect();
+        stopped.sort();
+        Err(PipelineError::TablesStopped {
+            pipeline: self.resolved.name,
+            stopped,
+        })
+    }
+
+    /// Adds new source columns to the Delta table (after writing what came before), keeps
+    /// dropped ones, and stops a table whose column type changed beyond what Delta holds.
+    async fn follow_schema_changes(
+        &mut self,
+        tx: &Transaction,
+        batch: &mut Batch,
+        stream: &ChangeStream,
+    ) -> Result<(), PipelineError> {
+        for event in &tx.events {
+            let table = event.table();
+            let known = self
+                .schemas
+                .get(table)
+                .is_some_and(|s| Arc::ptr_eq(s, &event.schema));
+            if known || self.stopped.contains_key(table) {
+                continue;
+            }
+            self.schemas.insert(table.clone(), event.schema.clone());
+            let Some(writer) = self.writers.get(table) else {
+                continue;
+            };
+            match plan_evolution(writer, &event.schema)? {
+                Evolution::Unchanged => {}
+                Evolution::Stop(reason) => {
+                    self.stopped.insert(table.clone(), reason);
+                }
+                Evolution::AddColumns(fields) => {
+                    self.flush(batch, stream).await?;
+                    add_columns(self.writers.get_mut(table).expect("checked above"), fields)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn add_transaction(&mut self, batch: &mut Batch, tx: &Transaction) -> Result<(), ChangeError> {
         let writers = &self.writers;
         let warned = &mut self.warned_tables;
+        let stopped = &self.stopped;
         batch.add(tx, |table, lsn| {
+            if stopped.contains_key(table) {
+                return None;
+            }
             let Some(writer) = writers.get(table) else {
                 if warned.insert(table.clone()) {
                     tracing::warn!(%table, "publication carries a table this pipeline does not replicate; its changes are ignored");
@@ -340,6 +424,45 @@ impl Pipeline {
         }
         tracing::warn!(%lsn, "the server has not confirmed the final position yet; a restart will skip what Delta already holds");
     }
+}
+
+/// What a source schema means for a table's Delta columns.
+enum Evolution {
+    Unchanged,
+    AddColumns(Vec<StructField>),
+    /// The table cannot go on; the reason says what to do.
+    Stop(String),
+}
+
+fn plan_evolution(writer: &DeltaTableWriter, schema: &TableSchema) -> Result<Evolution, SinkError> {
+    let table = &schema.table;
+    let change = plan_schema_change(&writer.column_types()?, schema);
+    if !change.incompatible.is_empty() {
+        let reason = format!(
+            "{}; to recover, remove the Delta table at {} and restart: it is copied again from a snapshot",
+            change.incompatible.join("; "),
+            writer.location()
+        );
+        tracing::error!(%table, %reason, "table stopped; the other tables go on");
+        return Ok(Evolution::Stop(reason));
+    }
+    if !change.dropped.is_empty() {
+        tracing::warn!(%table, columns = ?change.dropped, "columns dropped in the source are kept in Delta, null from now on");
+    }
+    Ok(match change.added.is_empty() {
+        true => Evolution::Unchanged,
+        false => Evolution::AddColumns(change.added),
+    })
+}
+
+async fn add_columns(
+    writer: &mut DeltaTableWriter,
+    fields: Vec<StructField>,
+) -> Result<(), SinkError> {
+    let names: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
+    writer.add_columns(fields).await?;
+    tracing::info!(table = %writer.table_name(), columns = ?names, "added source columns to the Delta table");
+    Ok(())
 }
 
 /// Creates the slot if needed and copies the tables that have no pgdelta position yet: under

@@ -2,6 +2,7 @@
 
 pub mod changes;
 pub mod convert;
+pub mod evolution;
 pub mod reader;
 pub mod types;
 mod writer;

@@ -37,13 +37,6 @@ pub enum SinkError {
         #[source]
         source: Box<ConvertError>,
     },
-    #[error("Delta table {location} exists with columns {found:?}, but the source table {table} has {expected:?}")]
-    SchemaMismatch {
-        location: String,
-        table: Box<TableName>,
-        expected: Vec<String>,
-        found: Vec<String>,
-    },
     #[error(transparent)]
     Changes(#[from] super::changes::ChangeError),
     #[error(
@@ -139,8 +132,6 @@ impl DeltaTableWriter {
             table = create_table(table, &source_table, layout)
                 .await
                 .map_err(delta_err)?;
-        } else {
-            check_columns(&table, location, &source_table, &layout)?;
         }
         let snapshot = table.snapshot().map_err(delta_err)?;
         let last_applied = snapshot
@@ -183,6 +174,41 @@ impl DeltaTableWriter {
             .iter()
             .map(|f| f.name().clone())
             .collect()
+    }
+
+    /// The Delta columns with their Delta types.
+    pub fn column_types(&self) -> Result<Vec<(String, deltalake::kernel::DataType)>, SinkError> {
+        let snapshot = self.table.snapshot().map_err(|source| SinkError::Delta {
+            location: self.location.clone(),
+            source,
+        })?;
+        Ok(snapshot
+            .schema()
+            .fields()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect())
+    }
+
+    /// Adds nullable columns at the end; rows written before hold null in them.
+    pub async fn add_columns(&mut self, fields: Vec<StructField>) -> Result<(), SinkError> {
+        let delta_err = |source| SinkError::Delta {
+            location: self.location.clone(),
+            source,
+        };
+        let table = self
+            .table
+            .clone()
+            .add_columns()
+            .with_fields(fields)
+            .await
+            .map_err(delta_err)?;
+        self.schema = table
+            .snapshot()
+            .map_err(delta_err)?
+            .snapshot()
+            .arrow_schema();
+        self.table = table;
+        Ok(())
     }
 
     /// An empty change set for this table's columns and key.
@@ -415,31 +441,4 @@ async fn create_table(
         .with_partition_columns(layout.partition_by)
         .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
         .await
-}
-
-fn check_columns(
-    table: &DeltaTable,
-    location: &str,
-    source_table: &TableName,
-    layout: &TableLayout,
-) -> Result<(), SinkError> {
-    let snapshot = table.snapshot().map_err(|source| SinkError::Delta {
-        location: location.to_string(),
-        source,
-    })?;
-    let found: Vec<String> = snapshot
-        .schema()
-        .fields()
-        .map(|f| f.name().clone())
-        .collect();
-    let expected: Vec<String> = layout.columns.iter().map(|f| f.name().clone()).collect();
-    if found != expected {
-        return Err(SinkError::SchemaMismatch {
-            location: location.to_string(),
-            table: Box::new(source_table.clone()),
-            expected,
-            found,
-        });
-    }
-    Ok(())
 }

@@ -1,0 +1,387 @@
+//! Initial snapshot, tables added later, snapshot modes, schema evolution and TOAST, against
+//! a real PostgreSQL and the pgdelta binary.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde_json::Value;
+use support::{
+    pg_rows_as_json, read_delta_cdf, read_delta_meta, read_delta_rows, PgCluster, NULL_MARKER,
+};
+
+const DB: &str = "cdcdb";
+
+struct Pgdelta {
+    dir: tempfile::TempDir,
+    source: String,
+}
+
+impl Pgdelta {
+    fn new(cluster: &PgCluster) -> Pgdelta {
+        Pgdelta {
+            dir: tempfile::tempdir().unwrap(),
+            source: format!(
+                "[source]\nurl = \"{}\"\nsslmode = \"disable\"\n\n",
+                cluster.url_without_password(DB)
+            ),
+        }
+    }
+
+    /// Writes the config with `pipeline` (DELTA_ROOT replaced by this test's directory).
+    fn configure(&self, pipeline: &str) {
+        let root = self.dir.path().join("delta");
+        let text = format!(
+            "{}{}",
+            self.source,
+            pipeline.replace("DELTA_ROOT", &root.to_string_lossy())
+        );
+        std::fs::write(self.dir.path().join("pgdelta.toml"), text).unwrap();
+    }
+
+    fn table_path(&self, table: &str) -> PathBuf {
+        self.dir.path().join("delta/public").join(table)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pgdelta"));
+        command
+            .arg("--config")
+            .arg(self.dir.path().join("pgdelta.toml"))
+            .args(args)
+            .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn catch_up(&self, pipeline: &str) -> String {
+        let output = self.run(&["pipeline", "start", pipeline, "--exit-when-caught-up"]);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "pgdelta failed:\n{stderr}");
+        stderr
+    }
+}
+
+fn cluster_with_db() -> PgCluster {
+    let cluster = PgCluster::start();
+    cluster.create_database(DB);
+    cluster
+}
+
+fn render(value: &Value) -> String {
+    match value {
+        Value::Null => NULL_MARKER.to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn delta_as_strings(path: &Path) -> Vec<Vec<String>> {
+    let table = read_delta_rows(path);
+    let mut rows: Vec<Vec<String>> = table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_array().unwrap().iter().map(render).collect())
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn pg_as_strings(cluster: &PgCluster, query: &str) -> Vec<Vec<String>> {
+    let mut rows = pg_rows_as_json(cluster, DB, query);
+    rows.sort();
+    rows
+}
+
+fn pipeline(name: &str, tables: &[&str], extra: &str) -> String {
+    let list = tables
+        .iter()
+        .map(|t| format!("\"public.{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("[pipelines.{name}]\ntables = [{list}]\ndelta_root = \"DELTA_ROOT\"\nbatch_size = 5000\n{extra}\n")
+}
+
+/// Keeps changing `accounts` from another connection until told to stop; each round touches
+/// a few neighbouring keys, as application traffic does.
+fn start_writer(cluster: &PgCluster, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+    let url = cluster.url(DB);
+    std::thread::spawn(move || {
+        let mut rounds = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let sql = format!(
+                "BEGIN; UPDATE accounts SET balance = balance + 1 WHERE id BETWEEN {r} AND {r} + 9;
+                 DELETE FROM accounts WHERE id = {d};
+                 INSERT INTO accounts VALUES ({n}, 'late {n}', 0); COMMIT;",
+                r = 500_000 + rounds * 10,
+                d = 900_000 + rounds,
+                n = 2_000_000 + rounds
+            );
+            let status = Command::new("psql")
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &url, "-c", &sql])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            rounds += 1;
+        }
+        rounds
+    })
+}
+
+fn wait_for_log(path: &Path, needle: &str, child: &mut std::process::Child) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.contains(needle) {
+            return log;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("pgdelta exited ({status}) before logging '{needle}':\n{log}");
+        }
+        assert!(
+            started.elapsed().as_secs() < 600,
+            "no '{needle}' in:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn snapshot_of_a_million_rows_while_writers_change_the_table_has_no_gap_or_duplicate() {
+    let cluster = cluster_with_db();
+    cluster.psql(
+        DB,
+        "CREATE TABLE accounts (id bigint PRIMARY KEY, owner text, balance numeric(12,2));
+         INSERT INTO accounts SELECT g, 'owner ' || g, g % 1000 FROM generate_series(1, 1000000) g;
+         ANALYZE accounts;",
+    );
+    let pgdelta = Pgdelta::new(&cluster);
+    pgdelta.configure(&pipeline("acc", &["accounts"], "snapshot_parallelism = 2"));
+
+    // Writers run before, during and until the end of the copy.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = start_writer(&cluster, stop.clone());
+    let log_path = pgdelta.dir.path().join("snapshot.log");
+    let mut child = pgdelta
+        .command(&["pipeline", "start", "acc", "--exit-when-caught-up"])
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_log(&log_path, "initial snapshot committed", &mut child);
+    stop.store(true, Ordering::Relaxed);
+    let rounds = writer.join().unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "{}",
+        std::fs::read_to_string(&log_path).unwrap()
+    );
+    pgdelta.catch_up("acc"); // whatever the first run's marker did not cover
+
+    let query = "SELECT id::text, owner, balance::text FROM accounts";
+    let path = pgdelta.table_path("accounts");
+    let delta = delta_as_strings(&path);
+    let expected = pg_as_strings(&cluster, query);
+    assert!(rounds > 0, "the writer never ran");
+    assert_eq!(
+        delta.len(),
+        expected.len(),
+        "row count differs ({rounds} writer rounds)"
+    );
+    assert!(
+        delta == expected,
+        "Delta differs from PostgreSQL after {rounds} writer rounds"
+    );
+    let mut ids: Vec<&String> = delta.iter().map(|r| &r[0]).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), delta.len(), "a key is doubled");
+}
+
+#[test]
+fn snapshot_rows_are_inserts_in_the_change_feed_and_modes_never_and_initial_only() {
+    let cluster = cluster_with_db();
+    cluster.psql(
+        DB,
+        "CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a VALUES (1, 'x'), (2, 'y');
+         CREATE TABLE b (id int PRIMARY KEY, v text); INSERT INTO b VALUES (1, 'old');",
+    );
+    let pgdelta = Pgdelta::new(&cluster);
+    pgdelta.configure(&pipeline("p", &["a"], "snapshot_mode = \"initial_only\""));
+    let log = pgdelta.catch_up("p");
+    assert!(log.contains("initial_only"), "{log}");
+    let cdf = read_delta_cdf(&pgdelta.table_path("a"), 0);
+    let types: Vec<&str> = cdf["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["_change_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["insert", "insert"]);
+
+    // Table b joins later: the slot exists, so b is copied under a temporary slot's snapshot.
+    cluster.psql(DB, "INSERT INTO a VALUES (3, 'z'); UPDATE b SET v = 'new';");
+    pgdelta.configure(&pipeline("p", &["a", "b"], ""));
+    pgdelta.catch_up("p");
+    assert_eq!(
+        delta_as_strings(&pgdelta.table_path("a")),
+        pg_as_strings(&cluster, "SELECT id::text, v FROM a")
+    );
+    assert_eq!(
+        delta_as_strings(&pgdelta.table_path("b")),
+        pg_as_strings(&cluster, "SELECT id::text, v FROM b")
+    );
+
+    // snapshot_mode = never: what c held before is not copied, later changes stream.
+    cluster.psql(
+        DB,
+        "CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c VALUES (1);",
+    );
+    pgdelta.configure(&pipeline("q", &["c"], "snapshot_mode = \"never\""));
+    pgdelta.catch_up("q");
+    cluster.psql(DB, "INSERT INTO c VALUES (2);");
+    pgdelta.catch_up("q");
+    assert_eq!(
+        delta_as_strings(&pgdelta.table_path("c")),
+        vec![vec!["2".to_string()]]
+    );
+}
+
+#[test]
+fn updates_that_leave_a_toasted_value_alone_keep_it_in_delta() {
+    let cluster = cluster_with_db();
+    cluster.psql(
+        DB,
+        "CREATE TABLE docs (id int PRIMARY KEY, title text, body text)",
+    );
+    let pgdelta = Pgdelta::new(&cluster);
+    pgdelta.configure(&pipeline("d", &["docs"], ""));
+    pgdelta.catch_up("d");
+    // 10 MB of incompressible-ish text is stored out of line (TOAST).
+    cluster.psql(
+        DB,
+        "INSERT INTO docs SELECT 1, 'first', string_agg(md5(g::text), '') FROM generate_series(1, 330000) g;
+         INSERT INTO docs VALUES (2, 'small', 'short body');",
+    );
+    pgdelta.catch_up("d");
+    cluster.psql(DB, "UPDATE docs SET title = 'renamed' WHERE id = 1;");
+    pgdelta.catch_up("d");
+    // Both in one batch: the second update also leaves body untouched.
+    cluster.psql(DB, "UPDATE docs SET title = 'again' WHERE id = 1; UPDATE docs SET title = 'twice' WHERE id = 1;");
+    pgdelta.catch_up("d");
+    let query = "SELECT id::text, title, md5(body), length(body)::text FROM docs";
+    let delta = read_delta_rows(&pgdelta.table_path("docs"));
+    let mut summarized: Vec<Vec<String>> = delta["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let body = row[2].as_str().unwrap();
+            vec![
+                render(&row[0]),
+                render(&row[1]),
+                md5_hex(body),
+                body.len().to_string(),
+            ]
+        })
+        .collect();
+    summarized.sort();
+    assert_eq!(summarized, pg_as_strings(&cluster, query));
+}
+
+/// MD5 of a value computed outside the test, so a 10 MB value is compared without printing it.
+fn md5_hex(text: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn added_columns_extend_delta_and_dropped_columns_keep_their_history() {
+    let cluster = cluster_with_db();
+    cluster.psql(
+        DB,
+        "CREATE TABLE people (id int PRIMARY KEY, name text, nickname text)",
+    );
+    let pgdelta = Pgdelta::new(&cluster);
+    pgdelta.configure(&pipeline("s", &["people", "pets"], ""));
+    cluster.psql(DB, "CREATE TABLE pets (id int PRIMARY KEY, legs int)");
+    pgdelta.catch_up("s");
+    cluster.psql(DB, "INSERT INTO people VALUES (1, 'Ada', 'A');");
+    pgdelta.catch_up("s");
+    cluster.psql(
+        DB,
+        "ALTER TABLE people ADD COLUMN age int;
+         INSERT INTO people VALUES (2, 'Grace', 'G', 85);
+         UPDATE people SET age = 36 WHERE id = 1;",
+    );
+    pgdelta.catch_up("s");
+    let path = pgdelta.table_path("people");
+    let columns: Vec<String> = read_delta_meta(&path)["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c[0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(columns, ["id", "name", "nickname", "age"]);
+    assert_eq!(
+        delta_as_strings(&path),
+        pg_as_strings(
+            &cluster,
+            "SELECT id::text, name, nickname, age::text FROM people"
+        )
+    );
+
+    cluster.psql(
+        DB,
+        "ALTER TABLE people DROP COLUMN nickname; INSERT INTO people VALUES (3, 'Linus', 50);",
+    );
+    pgdelta.catch_up("s");
+    let rows = delta_as_strings(&path);
+    assert_eq!(rows.len(), 3);
+    let linus = rows.iter().find(|r| r[0] == "3").unwrap();
+    assert_eq!(
+        linus[2], NULL_MARKER,
+        "a dropped column is null from then on"
+    );
+    let ada = rows.iter().find(|r| r[0] == "1").unwrap();
+    assert_eq!(ada[2], "A", "earlier rows keep the dropped column's values");
+
+    // A type change Delta cannot widen stops that table, names the column and both types,
+    // and the other table goes on.
+    cluster.psql(
+        DB,
+        "ALTER TABLE people ALTER COLUMN age TYPE text; INSERT INTO people VALUES (4, 'Ken', 'old');
+         INSERT INTO pets VALUES (1, 4);",
+    );
+    let output = pgdelta.run(&["pipeline", "start", "s", "--exit-when-caught-up"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("age") && stderr.contains("integer") && stderr.contains("string"),
+        "{stderr}"
+    );
+    assert_eq!(
+        delta_as_strings(&pgdelta.table_path("pets")),
+        vec![vec!["1".to_string(), "4".to_string()]]
+    );
+}
