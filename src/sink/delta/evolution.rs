@@ -33,10 +33,13 @@ pub fn plan_schema_change(
         incompatible: Vec::new(),
     };
     for column in &source.columns {
-        let wanted = delta_type(column.type_oid, column.type_modifier).unwrap_or(DataType::STRING);
+        // A type pgdelta does not know (a domain, an enum) says nothing about compatibility:
+        // the values are checked as they are converted.
+        let known = delta_type(column.type_oid, column.type_modifier);
+        let wanted = known.clone().unwrap_or(DataType::STRING);
         match delta_columns.iter().find(|(name, _)| name == &column.name) {
             None => change.added.push(StructField::new(column.name.clone(), wanted, true)),
-            Some((_, existing)) if *existing != wanted => change.incompatible.push(format!(
+            Some((_, existing)) if known.is_some() && *existing != wanted => change.incompatible.push(format!(
                 "column '{}' changed from {} to {} (PostgreSQL type oid {}), which the Delta column cannot hold",
                 column.name,
                 type_name(existing),

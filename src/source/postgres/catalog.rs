@@ -69,8 +69,13 @@ pub async fn introspect_table(
     let estimated_rows: i64 = relation.get(2);
     let columns = client
         .query(
-            "SELECT a.attname::text, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), a.attnotnull \
-             FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            // A domain is stored as its base type.
+            "SELECT a.attname::text, \
+                    CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, \
+                    CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, \
+                    format_type(a.atttypid, a.atttypmod), a.attnotnull \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
             &[&oid],
         )
         .await

@@ -1,0 +1,282 @@
+//! Drives the pgdelta binary for the reliability, TLS and identifier tests: a config file in
+//! a temporary directory, `pipeline start|status|drop`, and comparisons of Delta with
+//! PostgreSQL through the independent Python reader.
+//!
+//! Include it after `mod support;` with `mod harness;`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{self, pg_rows_as_json, read_delta_rows, PgCluster, NULL_MARKER};
+
+pub const DB: &str = "cdcdb";
+
+/// A pgdelta configuration in a temporary directory, and ways to run the binary on it.
+pub struct Pgdelta {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pgdelta {
+    /// A plain-TCP source (`sslmode = "disable"`) on `cluster`'s `DB`.
+    pub fn new(cluster: &PgCluster, pipelines_toml: &str) -> Pgdelta {
+        let source = format!(
+            "url = \"{}\"\nsslmode = \"disable\"\nconnect_attempts = 12\n",
+            cluster.url_without_password(DB)
+        );
+        Pgdelta::with_source(&source, pipelines_toml)
+    }
+
+    /// `source_toml` is the body of `[source]`; `DELTA_ROOT` in `pipelines_toml` becomes a
+    /// directory inside the temporary directory.
+    pub fn with_source(source_toml: &str, pipelines_toml: &str) -> Pgdelta {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("delta");
+        let config = format!(
+            "[source]\n{source_toml}\n{}",
+            pipelines_toml.replace("DELTA_ROOT", &root.to_string_lossy())
+        );
+        std::fs::write(dir.path().join("pgdelta.toml"), config).unwrap();
+        Pgdelta { dir }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("pgdelta.toml")
+    }
+
+    pub fn delta_root(&self) -> PathBuf {
+        self.dir.path().join("delta")
+    }
+
+    pub fn table_path(&self, schema: &str, table: &str) -> PathBuf {
+        self.delta_root().join(schema).join(table)
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgdelta"));
+        cmd.arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
+            .env("PGDELTA_LOG", "info,pgdelta=debug");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "pgdelta {args:?} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    pub fn catch_up(&self, pipeline: &str) {
+        self.run_ok(&["pipeline", "start", pipeline, "--exit-when-caught-up"]);
+    }
+
+    /// `pipeline start <pipeline>` in the background, its stderr appended to `log_name`.
+    pub fn spawn(&self, pipeline: &str, log_name: &str) -> Child {
+        self.spawn_args(&["pipeline", "start", pipeline], log_name)
+    }
+
+    pub fn spawn_args(&self, args: &[&str], log_name: &str) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(log_name))
+            .unwrap();
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn log(&self, log_name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(log_name)).unwrap_or_default()
+    }
+
+    pub fn status(&self, pipeline: &str) -> Vec<Value> {
+        let out = self.run_ok(&["pipeline", "status", pipeline, "--json"]);
+        serde_json::from_str::<Vec<Value>>(&out).unwrap()
+    }
+}
+
+pub fn cluster_with_db() -> PgCluster {
+    let cluster = PgCluster::start();
+    cluster.create_database(DB);
+    cluster
+}
+
+/// Latest rows of a Delta table as sorted text rows, NULL as [`NULL_MARKER`].
+pub fn delta_as_strings(path: &Path) -> Vec<Vec<String>> {
+    let table = read_delta_rows(path);
+    let mut rows: Vec<Vec<String>> = table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_array().unwrap().iter().map(render).collect())
+        .collect();
+    rows.sort();
+    rows
+}
+
+pub fn render(value: &Value) -> String {
+    match value {
+        Value::Null => NULL_MARKER.to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn pg_as_strings(cluster: &PgCluster, query: &str) -> Vec<Vec<String>> {
+    let mut rows = pg_rows_as_json(cluster, DB, query);
+    rows.sort();
+    rows
+}
+
+/// One `txn` action of a Delta commit: the commit's version, its appId and its version
+/// (for pgdelta: the source commit LSN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnAction {
+    pub delta_version: u64,
+    pub app_id: String,
+    pub txn_version: i64,
+}
+
+/// Every `txn` action in `<table>/_delta_log/*.json`, in Delta version order.
+pub fn txn_actions(table: &Path) -> Vec<TxnAction> {
+    let log_dir = table.join("_delta_log");
+    let mut commits: BTreeMap<u64, PathBuf> = BTreeMap::new();
+    for entry in std::fs::read_dir(&log_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".json") else {
+            continue;
+        };
+        if let Ok(version) = stem.parse::<u64>() {
+            commits.insert(version, path);
+        }
+    }
+    let mut actions = Vec::new();
+    for (version, path) in commits {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let action: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}: invalid JSON line ({e}): {line}", path.display()));
+            if let Some(txn) = action.get("txn") {
+                actions.push(TxnAction {
+                    delta_version: version,
+                    app_id: txn["appId"].as_str().unwrap().to_string(),
+                    txn_version: txn["version"].as_i64().unwrap(),
+                });
+            }
+        }
+    }
+    actions
+}
+
+/// Panics unless, per appId, the txn versions strictly increase with the Delta version:
+/// a repeated or lower version means a source transaction was applied twice.
+pub fn assert_txn_versions_strictly_increase(table: &Path) -> usize {
+    let actions = txn_actions(table);
+    let mut last: BTreeMap<&str, &TxnAction> = BTreeMap::new();
+    for action in &actions {
+        if let Some(previous) = last.get(action.app_id.as_str()) {
+            assert!(
+                action.txn_version > previous.txn_version,
+                "{}: txn version of {} did not increase: Delta version {} has {}, Delta version {} had {}",
+                table.display(),
+                action.app_id,
+                action.delta_version,
+                action.txn_version,
+                previous.delta_version,
+                previous.txn_version
+            );
+        }
+        last.insert(&action.app_id, action);
+    }
+    actions.len()
+}
+
+/// Polls `done` every 200 ms until it holds, panicking with `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sends SIGKILL and reaps the process.
+pub fn kill9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Sends SIGTERM and waits for the exit.
+pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap()
+}
+
+/// Runs `cmd` as the `postgres` OS user when root (the server's files must belong to it).
+pub fn as_postgres_user(program: &str) -> Command {
+    if running_as_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--", program]);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// Hands `path` to the `postgres` OS user when running as root.
+pub fn give_to_postgres(path: &Path) {
+    if running_as_root() {
+        let status = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "chown {}", path.display());
+    }
+}
+
+/// Replaces the server's `pg_hba.conf` (keeping its owner) and reloads the configuration.
+pub fn replace_pg_hba(cluster: &PgCluster, text: &str) {
+    std::fs::write(cluster.data_dir().join("pg_hba.conf"), text).unwrap();
+    cluster.psql("postgres", "SELECT pg_reload_conf()");
+}
+
+pub fn slot_exists(cluster: &PgCluster, slot: &str) -> bool {
+    let sql = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'");
+    cluster.psql(DB, &sql).trim() == "1"
+}
+
+pub fn publication_exists(cluster: &PgCluster, publication: &str) -> bool {
+    let sql = format!("SELECT count(*) FROM pg_publication WHERE pubname = '{publication}'");
+    cluster.psql(DB, &sql).trim() == "1"
+}
