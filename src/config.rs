@@ -89,6 +89,17 @@ pub enum SnapshotMode {
     InitialOnly,
 }
 
+/// What to do with a change that cannot be applied (e.g. a value Delta cannot hold).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorPolicy {
+    /// Stop with an error naming table, column, value and position; nothing is confirmed.
+    #[default]
+    Fail,
+    /// Write the change to the dead-letter file with the reason and go on.
+    DeadLetter,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
@@ -108,6 +119,11 @@ pub struct PipelineConfig {
     /// How many tables are copied at once during the initial snapshot.
     #[serde(default = "default_snapshot_parallelism")]
     pub snapshot_parallelism: usize,
+    #[serde(default)]
+    pub on_error: ErrorPolicy,
+    /// JSONL file for dead letters; defaults to `<delta_root>/_dead_letters/<pipeline>.jsonl`.
+    #[serde(default)]
+    pub dead_letter_path: Option<String>,
     #[serde(default)]
     pub table: BTreeMap<String, TableConfig>,
 }
@@ -155,6 +171,8 @@ const PIPELINE_KEYS: &[&str] = &[
     "batch_interval_ms",
     "snapshot_mode",
     "snapshot_parallelism",
+    "on_error",
+    "dead_letter_path",
 ];
 const NUMERIC_KEYS: &[&str] = &[
     "batch_size",
@@ -174,6 +192,8 @@ pub struct ResolvedPipeline {
     pub batch_interval: Duration,
     pub snapshot_mode: SnapshotMode,
     pub snapshot_parallelism: usize,
+    pub on_error: ErrorPolicy,
+    pub dead_letter_path: String,
 }
 
 #[derive(Debug, Clone)]
@@ -308,6 +328,13 @@ impl PipelineConfig {
             batch_interval: Duration::from_millis(self.batch_interval_ms),
             snapshot_mode: self.snapshot_mode,
             snapshot_parallelism: self.snapshot_parallelism.max(1),
+            on_error: self.on_error,
+            dead_letter_path: self.dead_letter_path.clone().unwrap_or_else(|| {
+                format!(
+                    "{}/_dead_letters/{name}.jsonl",
+                    self.delta_root.trim_end_matches('/')
+                )
+            }),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Runs one pipeline: PostgreSQL slot -> batches -> Delta tables, then confirms the position.
 
 mod batch;
+pub mod dead_letter;
 mod snapshot;
 pub mod status;
 
@@ -12,15 +13,18 @@ use std::time::{Duration, Instant};
 use deltalake::kernel::{DataType, StructField};
 use tokio_postgres::Client;
 
-use crate::config::{Config, ConfigError, ResolvedPipeline, ResolvedTable, SnapshotMode};
+use crate::config::{
+    Config, ConfigError, ErrorPolicy, ResolvedPipeline, ResolvedTable, SnapshotMode,
+};
 use crate::event::{Lsn, TableName, TableSchema, Transaction};
 use crate::sink::delta::evolution::plan_schema_change;
 use crate::sink::delta::types::delta_type;
-use crate::sink::delta::{ChangeError, DeltaTableWriter, SinkError, TableLayout};
+use crate::sink::delta::{ChangeError, DeltaTableWriter, SinkError, TableChanges, TableLayout};
 use crate::source::postgres::{
     self as pg, ChangeStream, ConnectionSettings, SourceError, SourceTable, StreamItem,
 };
 use batch::Batch;
+use dead_letter::{DeadLetter, DeadLetterFile};
 
 const MARKER_PREFIX: &str = "pgdelta.caught_up";
 
@@ -389,23 +393,72 @@ impl Pipeline {
             return Ok(());
         };
         let started = Instant::now();
-        for (table, changes) in &done.tables {
-            let writer = self
-                .writers
-                .get_mut(table)
-                .expect("batches only hold replicated tables");
+        let mut done = done;
+        for (table, changes) in done.tables.iter_mut() {
             if changes.is_empty() {
                 continue;
             }
-            writer.apply(changes, lsn).await?;
+            self.apply_changes(table, changes, lsn).await?;
             self.summary.delta_commits += 1;
-            tracing::debug!(%table, %lsn, events = changes.events, version = ?writer.version(), "committed to Delta");
         }
         stream.confirm(lsn);
         self.summary.transactions += done.transactions;
         self.summary.events += done.events;
         self.summary.last_lsn = Some(lsn);
         tracing::info!(%lsn, transactions = done.transactions, events = done.events, elapsed = ?started.elapsed(), "batch written");
+        Ok(())
+    }
+
+    /// One Delta commit for one table; under `on_error = "dead_letter"`, rows whose values
+    /// cannot be converted are written to the dead-letter file and the rest is applied.
+    async fn apply_changes(
+        &mut self,
+        table: &TableName,
+        changes: &mut TableChanges,
+        lsn: Lsn,
+    ) -> Result<(), PipelineError> {
+        let writer = self
+            .writers
+            .get_mut(table)
+            .expect("batches only hold replicated tables");
+        let error = match writer.apply(changes, lsn).await {
+            Ok(()) => {
+                tracing::debug!(%table, %lsn, events = changes.events, version = ?writer.version(), "committed to Delta");
+                return Ok(());
+            }
+            Err(error @ SinkError::Convert { .. })
+                if self.resolved.on_error == ErrorPolicy::DeadLetter =>
+            {
+                error
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let rejected = writer.unconvertible_rows(changes);
+        if rejected.is_empty() {
+            return Err(error.into());
+        }
+        let letters: Vec<DeadLetter> = rejected
+            .iter()
+            .map(|(key, reason)| DeadLetter {
+                pipeline: &self.resolved.name,
+                table: table.to_string(),
+                lsn,
+                error: reason.clone(),
+                operation: "upsert",
+                payload: dead_letter::payload_of(changes, key),
+                recorded_at: chrono::Utc::now(),
+            })
+            .collect();
+        let file = DeadLetterFile::new(&self.resolved.dead_letter_path);
+        file.append(&letters).map_err(|e| PipelineError::Setup {
+            pipeline: self.resolved.name.clone(),
+            message: e.to_string(),
+        })?;
+        tracing::error!(%table, %lsn, rows = letters.len(), file = %file.path().display(), "changes that cannot be applied went to the dead-letter file");
+        for (key, _) in &rejected {
+            changes.remove(key);
+        }
+        writer.apply(changes, lsn).await?;
         Ok(())
     }
 

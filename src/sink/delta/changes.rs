@@ -80,6 +80,16 @@ impl TableChanges {
         self.order.iter().filter_map(|k| self.rows.get_key_value(k))
     }
 
+    /// Drops `key`'s change (one that cannot be applied and went elsewhere).
+    pub fn remove(&mut self, key: &Vec<Cell>) -> Option<RowChange> {
+        self.order.retain(|k| k != key);
+        self.rows.remove(key)
+    }
+
+    pub fn table(&self) -> &TableName {
+        &self.table
+    }
+
     pub fn push(&mut self, event: &ChangeEvent) -> Result<(), ChangeError> {
         self.events += 1;
         if event.operation == Operation::Truncate {

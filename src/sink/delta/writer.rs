@@ -252,6 +252,31 @@ impl DeltaTableWriter {
         Ok(())
     }
 
+    /// The rows of `changes` whose values do not convert to the Delta column types, with
+    /// the reason. Only used after a batch failed, so it may be slow.
+    pub fn unconvertible_rows(&self, changes: &TableChanges) -> Vec<(Vec<Cell>, String)> {
+        let mut rejected = Vec::new();
+        for (key, change) in changes.rows() {
+            let RowChange::Upsert(cells) = change else {
+                continue;
+            };
+            let failure = self
+                .schema
+                .fields()
+                .iter()
+                .zip(cells)
+                .find_map(|(field, cell)| {
+                    build_array(field.data_type(), &[cell.as_text()])
+                        .err()
+                        .map(|e| format!("column '{}': {e}", field.name()))
+                });
+            if let Some(reason) = failure {
+                rejected.push((key.clone(), reason));
+            }
+        }
+        rejected
+    }
+
     /// Starts a bulk append of the table's initial copy; nothing is visible until
     /// [`SnapshotAppender::commit`].
     pub fn begin_snapshot(&self) -> Result<SnapshotAppender, SinkError> {
