@@ -106,7 +106,8 @@ fn pipeline(name: &str, tables: &[&str], extra: &str) -> String {
         .map(|t| format!("\"public.{t}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    format!("[pipelines.{name}]\ntables = [{list}]\ndelta_root = \"DELTA_ROOT\"\nbatch_size = 5000\n{extra}\n")
+    let batch = if extra.contains("batch_size") { "" } else { "batch_size = 5000\n" };
+    format!("[pipelines.{name}]\ntables = [{list}]\ndelta_root = \"DELTA_ROOT\"\n{batch}{extra}\n")
 }
 
 /// Keeps changing `accounts` from another connection until told to stop; each round touches
@@ -383,5 +384,55 @@ fn added_columns_extend_delta_and_dropped_columns_keep_their_history() {
     assert_eq!(
         delta_as_strings(&pgdelta.table_path("pets")),
         vec![vec!["1".to_string(), "4".to_string()]]
+    );
+}
+
+#[test]
+fn a_large_transaction_lands_in_one_delta_commit_whatever_the_batch_size() {
+    let cluster = cluster_with_db();
+    cluster.psql(DB, "CREATE TABLE big (id bigint PRIMARY KEY, payload text)");
+    let pgdelta = Pgdelta::new(&cluster);
+    pgdelta.configure(&pipeline("big", &["big"], "batch_size = 1000"));
+    pgdelta.catch_up("big");
+    cluster.psql(
+        DB,
+        "BEGIN;
+         INSERT INTO big SELECT g, repeat('x', 50) FROM generate_series(1, 300000) g;
+         UPDATE big SET payload = 'changed' WHERE id % 3 = 0;
+         DELETE FROM big WHERE id % 5 = 0;
+         COMMIT;",
+    );
+    pgdelta.catch_up("big");
+    let cdf = read_delta_cdf(&pgdelta.table_path("big"), 0);
+    let versions: std::collections::BTreeSet<i64> = cdf["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["_commit_version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        versions.len(),
+        1,
+        "the transaction was split across Delta commits: {versions:?}"
+    );
+    let count = cdf["rows"].as_array().unwrap().len();
+    assert_eq!(
+        count, 240_000,
+        "only the net inserts of the transaction appear"
+    );
+    let expected = cluster.psql(
+        DB,
+        "SELECT count(*), count(*) FILTER (WHERE payload = 'changed') FROM big",
+    );
+    let rows = read_delta_rows(&pgdelta.table_path("big"));
+    let changed = rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r[1] == "changed")
+        .count();
+    assert_eq!(
+        expected.trim(),
+        format!("{}|{changed}", rows["rows"].as_array().unwrap().len())
     );
 }

@@ -20,23 +20,22 @@ pub struct Batch {
 impl Batch {
     /// Adds `tx`; `changes_for` returns the change set of a table, or `None` when the table
     /// already holds this transaction (or is not replicated), so its events are skipped.
-    pub fn add<F>(&mut self, tx: &Transaction, mut changes_for: F) -> Result<(), ChangeError>
+    pub fn add<F>(&mut self, tx: Transaction, mut changes_for: F) -> Result<(), ChangeError>
     where
         F: FnMut(&TableName, Lsn) -> Option<TableChanges>,
     {
         self.started.get_or_insert_with(Instant::now);
         self.transactions += 1;
-        for event in &tx.events {
-            let table = event.table();
-            if !self.tables.contains_key(table) {
-                match changes_for(table, tx.end_lsn) {
+        for event in tx.events {
+            if !self.tables.contains_key(event.table()) {
+                match changes_for(event.table(), tx.end_lsn) {
                     Some(changes) => {
-                        self.tables.insert(table.clone(), changes);
+                        self.tables.insert(event.table().clone(), changes);
                     }
                     None => continue,
                 }
             }
-            let changes = self.tables.get_mut(table).expect("inserted above");
+            let changes = self.tables.get_mut(event.table()).expect("inserted above");
             changes.push(event)?;
             self.events += 1;
         }

@@ -279,7 +279,7 @@ impl Pipeline {
                 item = stream.next() => match item {
                     Ok(StreamItem::Transaction(tx)) => {
                         self.follow_schema_changes(&tx, &mut batch, stream).await?;
-                        self.add_transaction(&mut batch, &tx)?;
+                        self.add_transaction(&mut batch, tx)?;
                         if batch.events >= self.resolved.batch_size {
                             self.flush(&mut batch, stream).await?;
                         }
@@ -361,7 +361,7 @@ impl Pipeline {
         Ok(())
     }
 
-    fn add_transaction(&mut self, batch: &mut Batch, tx: &Transaction) -> Result<(), ChangeError> {
+    fn add_transaction(&mut self, batch: &mut Batch, tx: Transaction) -> Result<(), ChangeError> {
         let writers = &self.writers;
         let warned = &mut self.warned_tables;
         let stopped = &self.stopped;

@@ -90,7 +90,8 @@ impl TableChanges {
         &self.table
     }
 
-    pub fn push(&mut self, event: &ChangeEvent) -> Result<(), ChangeError> {
+    /// Adds one change; the event's cells move into the change set.
+    pub fn push(&mut self, mut event: ChangeEvent) -> Result<(), ChangeError> {
         self.events += 1;
         if event.operation == Operation::Truncate {
             self.truncated = true;
@@ -99,14 +100,17 @@ impl TableChanges {
             return Ok(());
         }
         let mapping = self.mapping_for(&event.schema)?;
-        let aligned = |cells: &Vec<Cell>| -> Vec<Cell> {
+        let aligned = |mut cells: Vec<Cell>| -> Vec<Cell> {
             mapping
                 .iter()
-                .map(|source| source.map_or(Cell::Null, |i| cells[i].clone()))
+                .map(|source| {
+                    source.map_or(Cell::Null, |i| std::mem::replace(&mut cells[i], Cell::Null))
+                })
                 .collect()
         };
-        let after = event.data.as_ref().map(aligned);
-        let before = event.before.as_ref().map(aligned);
+        let after = event.data.take().map(aligned);
+        let before = event.before.take().map(aligned);
+        let event = &event;
         match event.operation {
             Operation::Insert | Operation::Update => {
                 let after = after.expect("insert and update events carry the new row");
@@ -240,25 +244,25 @@ mod tests {
     #[test]
     fn last_change_per_key_wins() {
         let mut c = changes();
-        c.push(&event(
+        c.push(event(
             Operation::Insert,
             Some(vec![text("1"), text("a")]),
             None,
         ))
         .unwrap();
-        c.push(&event(
+        c.push(event(
             Operation::Update,
             Some(vec![text("1"), text("b")]),
             None,
         ))
         .unwrap();
-        c.push(&event(
+        c.push(event(
             Operation::Insert,
             Some(vec![text("2"), text("x")]),
             None,
         ))
         .unwrap();
-        c.push(&event(
+        c.push(event(
             Operation::Delete,
             None,
             Some(vec![text("2"), Cell::Null]),
@@ -273,7 +277,7 @@ mod tests {
     #[test]
     fn key_change_deletes_the_old_key() {
         let mut c = changes();
-        c.push(&event(
+        c.push(event(
             Operation::Update,
             Some(vec![text("2"), text("a")]),
             Some(vec![text("1"), Cell::Null]),
@@ -287,13 +291,13 @@ mod tests {
     #[test]
     fn unchanged_toast_takes_the_earlier_value_in_the_batch() {
         let mut c = changes();
-        c.push(&event(
+        c.push(event(
             Operation::Insert,
             Some(vec![text("1"), text("big")]),
             None,
         ))
         .unwrap();
-        c.push(&event(
+        c.push(event(
             Operation::Update,
             Some(vec![text("1"), Cell::UnchangedToast]),
             None,
@@ -306,14 +310,14 @@ mod tests {
     #[test]
     fn truncate_forgets_earlier_rows() {
         let mut c = changes();
-        c.push(&event(
+        c.push(event(
             Operation::Insert,
             Some(vec![text("1"), text("a")]),
             None,
         ))
         .unwrap();
-        c.push(&event(Operation::Truncate, None, None)).unwrap();
-        c.push(&event(
+        c.push(event(Operation::Truncate, None, None)).unwrap();
+        c.push(event(
             Operation::Insert,
             Some(vec![text("3"), text("c")]),
             None,
@@ -331,7 +335,7 @@ mod tests {
             &["id".into()],
         );
         let err = c
-            .push(&event(
+            .push(event(
                 Operation::Insert,
                 Some(vec![text("1"), text("a")]),
                 None,
@@ -340,7 +344,7 @@ mod tests {
         assert!(err.to_string().contains("column 'v'"), "{err}");
         let mut c = changes();
         let err = c
-            .push(&event(
+            .push(event(
                 Operation::Insert,
                 Some(vec![Cell::Null, text("a")]),
                 None,

@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn parses_nulls_and_escapes() {
-        let row = parse_copy_line(b"1\t\\N\ta\\tb\\nc\\\\d\t\\101\\x42", 5).unwrap();
+        let row = parse_copy_line(b"1\t\\N\ta\\tb\\nc\\\\d\t\\101\t\\x42", 5).unwrap();
         assert_eq!(
             row,
             vec![
