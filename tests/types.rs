@@ -296,9 +296,9 @@ fn cases() -> Vec<Case> {
         Case {
             column: "c_hstore",
             pg_type: "hstore",
-            delta_type: "string",
+            delta_type: "map<string,string>",
             literals: &["'a=>1, b=>NULL'", "NULL", "''"],
-            expected: json!(["\"a\"=>\"1\", \"b\"=>NULL", null, ""]),
+            expected: json!([[["a", "1"], ["b", null]], null, []]),
         },
     ]
 }

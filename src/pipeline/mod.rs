@@ -18,7 +18,7 @@ use crate::config::{
 };
 use crate::event::{Lsn, TableName, TableSchema, Transaction};
 use crate::sink::delta::evolution::plan_schema_change;
-use crate::sink::delta::types::delta_type;
+use crate::sink::delta::types::delta_type_named;
 use crate::sink::delta::{ChangeError, DeltaTableWriter, SinkError, TableChanges, TableLayout};
 use crate::source::postgres::{
     self as pg, ChangeStream, ConnectionSettings, SourceError, SourceTable, StreamItem,
@@ -596,7 +596,7 @@ fn table_layout(
         .columns
         .iter()
         .map(|column| {
-            let data_type = delta_type(column.type_oid, column.type_modifier).unwrap_or_else(|| {
+            let data_type = delta_type_named(column.type_oid, column.type_modifier, &column.type_name).unwrap_or_else(|| {
                 tracing::warn!(table = %source.name, column = %column.name, pg_type = %column.type_name,
                     "type has no Delta counterpart; stored as its PostgreSQL text form");
                 DataType::STRING

@@ -9,7 +9,7 @@ use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use deltalake::arrow::array::{
     new_null_array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
     Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, ListArray,
-    StringBuilder, TimestampMicrosecondBuilder,
+    MapBuilder, MapFieldNames, StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::buffer::OffsetBuffer;
 use deltalake::arrow::datatypes::{DataType, FieldRef, TimeUnit};
@@ -97,6 +97,7 @@ pub fn build_array(target: &DataType, values: &[Option<&str>]) -> Result<ArrayRe
             Arc::new(array)
         }
         DataType::List(element) => build_list(element, values, target)?,
+        DataType::Map(entries, _) => build_hstore_map(entries, values, target)?,
         other => {
             return Err(convert_error(
                 values.iter().flatten().next().unwrap_or(&""),
@@ -142,6 +143,93 @@ fn build_list(
     )
     .map_err(|e| convert_error("", target, e.to_string()))?;
     Ok(Arc::new(list))
+}
+
+/// An `hstore` column as a Delta `map<string,string>`.
+fn build_hstore_map(
+    entries: &FieldRef,
+    values: &[Option<&str>],
+    target: &DataType,
+) -> Result<ArrayRef, ConvertError> {
+    let DataType::Struct(fields) = entries.data_type() else {
+        return Err(convert_error("", target, "map entries are not a struct"));
+    };
+    let names = MapFieldNames {
+        entry: entries.name().clone(),
+        key: fields[0].name().clone(),
+        value: fields[1].name().clone(),
+    };
+    let mut builder = MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new())
+        .with_keys_field(fields[0].clone())
+        .with_values_field(fields[1].clone());
+    for value in values {
+        let Some(text) = value else {
+            builder
+                .append(false)
+                .map_err(|e| convert_error("", target, e.to_string()))?;
+            continue;
+        };
+        let pairs = parse_hstore(text)
+            .ok_or_else(|| convert_error(text, target, "not an hstore literal"))?;
+        for (key, value) in pairs {
+            builder.keys().append_value(key);
+            builder.values().append_option(value);
+        }
+        builder
+            .append(true)
+            .map_err(|e| convert_error(text, target, e.to_string()))?;
+    }
+    Ok(Arc::new(builder.finish()))
+}
+
+/// Parses hstore output such as `"a"=>"1", "b"=>NULL`.
+pub fn parse_hstore(text: &str) -> Option<Vec<(String, Option<String>)>> {
+    let mut chars = text.chars().peekable();
+    let mut pairs = Vec::new();
+    let skip_spaces = |chars: &mut std::iter::Peekable<std::str::Chars>| {
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+    };
+    let quoted = |chars: &mut std::iter::Peekable<std::str::Chars>| -> Option<String> {
+        if chars.next()? != '"' {
+            return None;
+        }
+        let mut out = String::new();
+        loop {
+            match chars.next()? {
+                '\\' => out.push(chars.next()?),
+                '"' => return Some(out),
+                c => out.push(c),
+            }
+        }
+    };
+    loop {
+        skip_spaces(&mut chars);
+        if chars.peek().is_none() {
+            return Some(pairs);
+        }
+        let key = quoted(&mut chars)?;
+        skip_spaces(&mut chars);
+        if chars.next()? != '=' || chars.next()? != '>' {
+            return None;
+        }
+        skip_spaces(&mut chars);
+        let value = if chars.peek() == Some(&'N') {
+            let word: String = chars.by_ref().take(4).collect();
+            (word == "NULL").then_some(())?;
+            None
+        } else {
+            Some(quoted(&mut chars)?)
+        };
+        pairs.push((key, value));
+        skip_spaces(&mut chars);
+        match chars.next() {
+            None => return Some(pairs),
+            Some(',') => continue,
+            Some(_) => return None,
+        }
+    }
 }
 
 fn parse_bool(text: &str, target: &DataType) -> Result<Option<bool>, ConvertError> {
@@ -406,6 +494,20 @@ mod tests {
         assert_eq!(list.value(0).as_primitive::<Int32Type>().values(), &[1, 2]);
         assert!(list.is_null(1));
         assert_eq!(list.value(2).len(), 0);
+    }
+
+    #[test]
+    fn parses_hstore_literals() {
+        assert_eq!(
+            parse_hstore(r#""a"=>"1", "b"=>NULL, "q\"k"=>"v\\w""#).unwrap(),
+            vec![
+                ("a".to_string(), Some("1".to_string())),
+                ("b".to_string(), None),
+                ("q\"k".to_string(), Some("v\\w".to_string()))
+            ]
+        );
+        assert_eq!(parse_hstore("").unwrap(), vec![]);
+        assert!(parse_hstore("a=>1").is_none());
     }
 
     #[test]

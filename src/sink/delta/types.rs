@@ -1,6 +1,6 @@
 //! Which Delta type holds each PostgreSQL type.
 
-use deltalake::kernel::{ArrayType, DataType};
+use deltalake::kernel::{ArrayType, DataType, MapType};
 
 /// Type OIDs of the built-in PostgreSQL types pgdelta maps to something other than a string.
 pub mod oid {
@@ -62,6 +62,19 @@ pub fn decimal_precision_scale(type_modifier: i32) -> Option<(u8, u8)> {
     let scale = packed & 0xffff;
     let fits = (1..=MAX_DECIMAL_PRECISION).contains(&precision) && scale <= precision;
     fits.then_some((precision as u8, scale as u8))
+}
+
+/// Like [`delta_type`], also recognizing extension types by name: `hstore` becomes
+/// `map<string,string>`.
+pub fn delta_type_named(type_oid: u32, type_modifier: i32, type_name: &str) -> Option<DataType> {
+    if type_name == "hstore" {
+        return Some(DataType::Map(Box::new(MapType::new(
+            DataType::STRING,
+            DataType::STRING,
+            true,
+        ))));
+    }
+    delta_type(type_oid, type_modifier)
 }
 
 /// The Delta type for a PostgreSQL column; `None` means "unknown type, stored as text".
