@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -57,7 +58,7 @@ impl Pgdelta {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgdelta"));
+        let mut cmd = Command::new(pgdelta_binary());
         cmd.arg("--config")
             .arg(self.config_path())
             .args(args)
@@ -112,6 +113,23 @@ impl Pgdelta {
         let out = self.run_ok(&["pipeline", "status", pipeline, "--json"]);
         serde_json::from_str::<Vec<Value>>(&out).unwrap()
     }
+}
+
+/// A private copy of the pgdelta binary made once per test process, so that a rebuild of
+/// the shared target directory during a long test cannot swap or remove it mid-run.
+pub fn pgdelta_binary() -> &'static Path {
+    static COPY: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = COPY.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("pgdelta-bin-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("pgdelta");
+        std::fs::copy(env!("CARGO_BIN_EXE_pgdelta"), &path)
+            .expect("copy the pgdelta binary for this test run");
+        (dir, path)
+    });
+    path
 }
 
 pub fn cluster_with_db() -> PgCluster {
