@@ -106,7 +106,11 @@ fn pipeline(name: &str, tables: &[&str], extra: &str) -> String {
         .map(|t| format!("\"public.{t}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    let batch = if extra.contains("batch_size") { "" } else { "batch_size = 5000\n" };
+    let batch = if extra.contains("batch_size") {
+        ""
+    } else {
+        "batch_size = 5000\n"
+    };
     format!("[pipelines.{name}]\ntables = [{list}]\ndelta_root = \"DELTA_ROOT\"\n{batch}{extra}\n")
 }
 
