@@ -2,11 +2,16 @@
 //! scripts: add to them, never rename them.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use pgdelta::config::Config;
+use pgdelta::config::{parse_listen, Config};
+use pgdelta::observe::server::HttpServer;
+use pgdelta::observe::slot::spawn_slot_monitor;
+use pgdelta::observe::Observer;
 use pgdelta::pipeline::status::{pipeline_status, TableStatus};
 use pgdelta::pipeline::{Pipeline, RunOptions};
 
@@ -51,6 +56,13 @@ pub enum PipelineCommand {
         /// Apply everything up to the server's current WAL position, commit, confirm, exit 0.
         #[arg(long)]
         exit_when_caught_up: bool,
+        /// Serve /metrics and /health on this IP:PORT instead of [http] listen (port 0: any
+        /// free port, logged at start).
+        #[arg(long, env = "PGDELTA_HTTP_LISTEN", value_name = "IP:PORT")]
+        http_listen: Option<String>,
+        /// Serve no HTTP endpoints.
+        #[arg(long)]
+        no_http: bool,
     },
     /// Per table: Delta path, Delta version, last applied LSN, rows.
     Status {
@@ -81,7 +93,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Pipeline(PipelineCommand::Start {
             name,
             exit_when_caught_up,
-        }) => start(&config, &name, exit_when_caught_up).await,
+            http_listen,
+            no_http,
+        }) => {
+            let http = http_address(&config, http_listen.as_deref(), no_http)?;
+            start(&config, &name, exit_when_caught_up, http).await
+        }
         Command::Pipeline(PipelineCommand::Status { name, json }) => {
             let statuses = pipeline_status(&config.pipeline(&name)?).await;
             print_statuses(&statuses, json)
@@ -103,10 +120,51 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn start(config: &Config, name: &str, exit_when_caught_up: bool) -> Result<()> {
+/// Where to serve the HTTP endpoints: the command line, else `[http]`; `None` when disabled.
+fn http_address(
+    config: &Config,
+    flag: Option<&str>,
+    disabled: bool,
+) -> Result<Option<std::net::SocketAddr>> {
+    if disabled || (flag.is_none() && !config.http.enabled) {
+        return Ok(None);
+    }
+    let addr = match flag {
+        Some(text) => parse_listen(text)
+            .map_err(|e| anyhow::anyhow!("--http-listen / PGDELTA_HTTP_LISTEN: {e}"))?,
+        None => config
+            .http
+            .listen_addr()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.path.display()))?,
+    };
+    Ok(Some(addr))
+}
+
+const SLOT_MONITOR_INTERVAL: Duration = Duration::from_secs(10);
+
+async fn start(
+    config: &Config,
+    name: &str,
+    exit_when_caught_up: bool,
+    http: Option<std::net::SocketAddr>,
+) -> Result<()> {
+    let resolved = config.pipeline(name)?;
+    let observer = Arc::new(Observer::new(&resolved));
+    if let Some(addr) = http {
+        let server = HttpServer::bind(addr).await?;
+        tracing::info!(addr = %server.local_addr()?, "serving /metrics, /health, /health/live, /health/ready");
+        server.spawn(observer.clone());
+    }
     let pipeline = Pipeline::prepare(config, name)
         .await
-        .with_context(|| format!("cannot start pipeline {name}"))?;
+        .with_context(|| format!("cannot start pipeline {name}"))?
+        .with_observer(observer.clone());
+    spawn_slot_monitor(
+        pgdelta::source::postgres::ConnectionSettings::from_config(config)?,
+        resolved.slot.clone(),
+        observer,
+        SLOT_MONITOR_INTERVAL,
+    );
     let options = RunOptions {
         exit_when_caught_up,
     };
@@ -193,18 +251,21 @@ fn print_statuses(statuses: &[TableStatus], json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<28} {:>8} {:>14} {:>10}  DELTA PATH",
-        "PIPELINE", "TABLE", "VERSION", "LAST LSN", "ROWS"
+        "{:<16} {:<28} {:>8} {:>14} {:>10} {:>10}  DELTA PATH",
+        "PIPELINE", "TABLE", "VERSION", "LAST LSN", "ROWS", "COMMIT AGE"
     );
     for s in statuses {
         let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
-            "{:<16} {:<28} {:>8} {:>14} {:>10}  {}{}",
+            "{:<16} {:<28} {:>8} {:>14} {:>10} {:>10}  {}{}",
             s.pipeline,
             s.table,
             show(s.delta_version.map(|v| v.to_string())),
             show(s.last_applied_lsn.map(|l| l.to_string())),
             show(s.rows.map(|r| r.to_string())),
+            show(s.last_commit_age_seconds.map(|age| {
+                pgdelta::observe::progress::format_duration(Duration::from_secs_f64(age))
+            })),
             s.delta_path,
             s.error
                 .as_ref()

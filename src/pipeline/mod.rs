@@ -5,6 +5,7 @@ pub mod status;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deltalake::kernel::{DataType, StructField};
@@ -12,6 +13,7 @@ use tokio_postgres::Client;
 
 use crate::config::{Config, ConfigError, ResolvedPipeline, ResolvedTable};
 use crate::event::{Lsn, TableName, Transaction};
+use crate::observe::Observer;
 use crate::sink::delta::types::delta_type;
 use crate::sink::delta::{ChangeError, DeltaTableWriter, SinkError, TableLayout};
 use crate::source::postgres::{
@@ -59,6 +61,7 @@ pub struct Pipeline {
     keys: HashMap<TableName, Vec<String>>,
     summary: RunSummary,
     warned_tables: HashSet<TableName>,
+    observer: Arc<Observer>,
 }
 
 impl Pipeline {
@@ -107,6 +110,7 @@ impl Pipeline {
         pg::ensure_publication(&client, &resolved.publication, &table_names).await?;
         pg::ensure_slot(&client, &resolved.slot).await?;
         Ok(Pipeline {
+            observer: Arc::new(Observer::new(&resolved)),
             resolved,
             settings,
             client,
@@ -115,6 +119,13 @@ impl Pipeline {
             summary: RunSummary::default(),
             warned_tables: HashSet::new(),
         })
+    }
+
+    /// Reports metrics and health to `observer` (by default to a private one).
+    pub fn with_observer(mut self, observer: Arc<Observer>) -> Pipeline {
+        observer.sink_opened();
+        self.observer = observer;
+        self
     }
 
     pub fn writers(&self) -> impl Iterator<Item = &DeltaTableWriter> {
@@ -149,6 +160,7 @@ impl Pipeline {
                 }
             };
             failures = 0;
+            self.observer.source_connected();
             if let (Some(token), false) = (&marker, marker_written) {
                 match pg::emit_marker(&self.client, MARKER_PREFIX, token).await {
                     Ok(lsn) => {
@@ -177,6 +189,7 @@ impl Pipeline {
                 }
                 Err(error) => {
                     stream.shutdown().await;
+                    self.observer.failed(&error);
                     return Err(error);
                 }
             }
@@ -191,6 +204,7 @@ impl Pipeline {
         failures: &mut usize,
     ) -> Result<(), PipelineError> {
         *failures += 1;
+        self.observer.source_lost(&error);
         if !error.is_transient() || *failures >= self.settings.attempts() {
             return Err(error.into());
         }
@@ -275,7 +289,7 @@ impl Pipeline {
     fn add_transaction(&mut self, batch: &mut Batch, tx: &Transaction) -> Result<(), ChangeError> {
         let writers = &self.writers;
         let warned = &mut self.warned_tables;
-        batch.add(tx, |table, lsn| {
+        let added = batch.add(tx, |table, lsn| {
             let Some(writer) = writers.get(table) else {
                 if warned.insert(table.clone()) {
                     tracing::warn!(%table, "publication carries a table this pipeline does not replicate; its changes are ignored");
@@ -286,7 +300,10 @@ impl Pipeline {
                 Some(applied) if lsn <= applied => None,
                 _ => Some(writer.new_changes()),
             }
-        })
+        });
+        self.observer
+            .transaction_added(tx, |table| batch.tables.contains_key(table));
+        added
     }
 
     /// Writes every table of the batch (one Delta commit each), then confirms the position.
@@ -308,11 +325,15 @@ impl Pipeline {
             if changes.is_empty() {
                 continue;
             }
+            let commit_started = Instant::now();
             writer.apply(changes, lsn).await?;
+            self.observer
+                .table_committed(table, commit_started.elapsed());
             self.summary.delta_commits += 1;
             tracing::debug!(%table, %lsn, events = changes.events, version = ?writer.version(), "committed to Delta");
         }
         stream.confirm(lsn);
+        self.observer.batch_flushed(done.events, lsn);
         self.summary.transactions += done.transactions;
         self.summary.events += done.events;
         self.summary.last_lsn = Some(lsn);
