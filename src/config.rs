@@ -98,16 +98,21 @@ pub struct PipelineConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// `host:port`; port 0 picks a free port (it is logged).
-    #[serde(default = "default_http_listen")]
-    pub listen: String,
+    /// `ip:port` (default 127.0.0.1:9187); port 0 picks a free port (it is logged).
+    #[serde(default)]
+    pub listen: Option<String>,
     #[serde(default = "default_true")]
     pub enabled: bool,
 }
 
 impl HttpConfig {
-    pub fn listen_addr(&self) -> Result<std::net::SocketAddr, String> {
-        parse_listen(&self.listen).map_err(|e| format!("[http] listen: {e}"))
+    /// The configured address, `None` when the file names none.
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        self.listen
+            .as_deref()
+            .map(parse_listen)
+            .transpose()
+            .map_err(|e| format!("[http] listen: {e}"))
     }
 }
 
@@ -121,7 +126,7 @@ pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            listen: default_http_listen(),
+            listen: None,
             enabled: true,
         }
     }
@@ -139,9 +144,6 @@ pub struct Config {
     pub path: PathBuf,
 }
 
-fn default_http_listen() -> String {
-    crate::observe::server::DEFAULT_LISTEN.into()
-}
 fn default_true() -> bool {
     true
 }
@@ -515,15 +517,13 @@ key = ["order_id"]
     }
 
     #[test]
-    fn http_defaults_to_localhost_and_checks_the_address() {
+    fn http_listen_is_optional_and_checked() {
         let config = load(SAMPLE, &[]).unwrap();
-        assert_eq!(
-            config.http.listen_addr().unwrap().to_string(),
-            "127.0.0.1:9187"
-        );
+        assert_eq!(config.http.listen_addr().unwrap(), None);
         assert!(config.http.enabled);
         let text = format!("{SAMPLE}\n[http]\nlisten = \"0.0.0.0:9000\"\n");
-        assert_eq!(load(&text, &[]).unwrap().http.listen, "0.0.0.0:9000");
+        let addr = load(&text, &[]).unwrap().http.listen_addr().unwrap();
+        assert_eq!(addr.unwrap().to_string(), "0.0.0.0:9000");
         let text = format!("{SAMPLE}\n[http]\nlisten = \"nowhere\"\n");
         let err = load(&text, &[]).unwrap_err().to_string();
         assert!(

@@ -1,6 +1,7 @@
 //! Command-line interface. The command names and flags here are a contract with users'
 //! scripts: add to them, never rename them.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use pgdelta::config::{parse_listen, Config};
-use pgdelta::observe::server::HttpServer;
+use pgdelta::observe::server::{HttpServer, DEFAULT_LISTEN};
 use pgdelta::observe::slot::spawn_slot_monitor;
 use pgdelta::observe::Observer;
 use pgdelta::pipeline::status::{pipeline_status, TableStatus};
@@ -96,7 +97,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             http_listen,
             no_http,
         }) => {
-            let http = http_address(&config, http_listen.as_deref(), no_http)?;
+            let http = http_address(
+                &config,
+                http_listen.as_deref(),
+                no_http,
+                exit_when_caught_up,
+            )?;
             start(&config, &name, exit_when_caught_up, http).await
         }
         Command::Pipeline(PipelineCommand::Status { name, json }) => {
@@ -120,24 +126,32 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Where to serve the HTTP endpoints: the command line, else `[http]`; `None` when disabled.
+/// Where to serve the HTTP endpoints: the command line, else `[http] listen`, else the
+/// default; `None` when disabled. Runs with `--exit-when-caught-up` serve them only at an
+/// address given explicitly, so that cron-style runs never compete for the default port.
 fn http_address(
     config: &Config,
     flag: Option<&str>,
     disabled: bool,
-) -> Result<Option<std::net::SocketAddr>> {
+    exit_when_caught_up: bool,
+) -> Result<Option<SocketAddr>> {
     if disabled || (flag.is_none() && !config.http.enabled) {
         return Ok(None);
     }
-    let addr = match flag {
-        Some(text) => parse_listen(text)
-            .map_err(|e| anyhow::anyhow!("--http-listen / PGDELTA_HTTP_LISTEN: {e}"))?,
-        None => config
-            .http
-            .listen_addr()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", config.path.display()))?,
-    };
-    Ok(Some(addr))
+    if let Some(text) = flag {
+        let addr = parse_listen(text)
+            .map_err(|e| anyhow::anyhow!("--http-listen / PGDELTA_HTTP_LISTEN: {e}"))?;
+        return Ok(Some(addr));
+    }
+    let configured = config
+        .http
+        .listen_addr()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.path.display()))?;
+    match (configured, exit_when_caught_up) {
+        (Some(addr), _) => Ok(Some(addr)),
+        (None, true) => Ok(None),
+        (None, false) => Ok(Some(DEFAULT_LISTEN.parse()?)),
+    }
 }
 
 const SLOT_MONITOR_INTERVAL: Duration = Duration::from_secs(10);
@@ -146,7 +160,7 @@ async fn start(
     config: &Config,
     name: &str,
     exit_when_caught_up: bool,
-    http: Option<std::net::SocketAddr>,
+    http: Option<SocketAddr>,
 ) -> Result<()> {
     let resolved = config.pipeline(name)?;
     let observer = Arc::new(Observer::new(&resolved));
@@ -274,4 +288,38 @@ fn print_statuses(statuses: &[TableStatus], json: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(http: &str) -> Config {
+        let text = format!("[source]\nurl = \"postgres://u@h/db\"\n{http}");
+        Config::from_toml(&text, std::path::Path::new("p.toml"), Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn http_address_prefers_the_flag_then_the_file_then_the_default() {
+        let plain = config("");
+        let default = Some(DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(http_address(&plain, None, false, false).unwrap(), default);
+        let flag = http_address(&plain, Some("127.0.0.1:0"), false, false).unwrap();
+        assert_eq!(flag, Some("127.0.0.1:0".parse().unwrap()));
+        let file = config("[http]\nlisten = \"127.0.0.1:9999\"\n");
+        let from_file = Some("127.0.0.1:9999".parse().unwrap());
+        assert_eq!(http_address(&file, None, false, false).unwrap(), from_file);
+        assert!(http_address(&plain, Some("nope"), false, false).is_err());
+    }
+
+    #[test]
+    fn http_can_be_disabled_and_catch_up_runs_serve_only_when_asked() {
+        let plain = config("");
+        assert_eq!(http_address(&plain, None, true, false).unwrap(), None);
+        let off = config("[http]\nenabled = false\n");
+        assert_eq!(http_address(&off, None, false, false).unwrap(), None);
+        assert_eq!(http_address(&plain, None, false, true).unwrap(), None);
+        let flag = http_address(&plain, Some("127.0.0.1:0"), false, true).unwrap();
+        assert!(flag.is_some());
+    }
 }
