@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 use pgdelta::config::{parse_listen, Config};
 use pgdelta::observe::server::{HttpServer, DEFAULT_LISTEN};
+use pgdelta::observe::sink_probe::{local_table_dirs, spawn_sink_probe};
 use pgdelta::observe::slot::spawn_slot_monitor;
 use pgdelta::observe::Observer;
 use pgdelta::pipeline::status::{pipeline_status, TableStatus};
@@ -154,7 +155,7 @@ fn http_address(
     }
 }
 
-const SLOT_MONITOR_INTERVAL: Duration = Duration::from_secs(10);
+const MONITOR_INTERVAL: Duration = Duration::from_secs(10);
 
 async fn start(
     config: &Config,
@@ -176,9 +177,11 @@ async fn start(
     spawn_slot_monitor(
         pgdelta::source::postgres::ConnectionSettings::from_config(config)?,
         resolved.slot.clone(),
-        observer,
-        SLOT_MONITOR_INTERVAL,
+        observer.clone(),
+        MONITOR_INTERVAL,
     );
+    let table_dirs = local_table_dirs(resolved.tables.iter().map(|t| t.path.as_str()));
+    spawn_sink_probe(table_dirs, observer, MONITOR_INTERVAL);
     let options = RunOptions {
         exit_when_caught_up,
     };

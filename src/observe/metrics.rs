@@ -54,6 +54,8 @@ pub struct PipelineSlot {
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
+/// A per-pipeline 0/1 gauge.
+pub type FlagFamily = Family<PipelineLabel, Gauge>;
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn commit_duration_histogram() -> Histogram {
@@ -72,8 +74,8 @@ pub struct Metrics {
     pub slot_retained_wal_bytes: Family<PipelineSlot, Gauge>,
     pub snapshot_rows_copied: Family<PipelineTable, Gauge>,
     pub snapshot_rows_estimated: Family<PipelineTable, Gauge>,
-    pub source_connected: Family<PipelineLabel, Gauge>,
-    pub sink_writable: Family<PipelineLabel, Gauge>,
+    pub source_connected: FlagFamily,
+    pub sink_writable: FlagFamily,
 }
 
 impl Default for Metrics {

@@ -7,6 +7,7 @@ pub mod health;
 pub mod metrics;
 pub mod progress;
 pub mod server;
+pub mod sink_probe;
 pub mod slot;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,8 +22,8 @@ use crate::event::{Lsn, Operation, TableName, Transaction};
 use crate::pipeline::PipelineError;
 use health::{seconds_between, Component, HealthReport, HealthState};
 use metrics::{
-    Metrics, PipelineErrorType, PipelineLabel, PipelineSlot, PipelineTable, TableOperation,
-    ERROR_TYPES, OPERATIONS,
+    FlagFamily, Metrics, PipelineErrorType, PipelineLabel, PipelineSlot, PipelineTable,
+    TableOperation, ERROR_TYPES, OPERATIONS,
 };
 
 /// Changes received from the source but not yet committed to Delta.
@@ -122,6 +123,17 @@ impl Observer {
     pub fn sink_opened(&self) {
         lock(&self.health).sink.set(Component::up());
         self.set_flag(&self.metrics.sink_writable, true);
+    }
+
+    /// Outcome of a write probe of the Delta table directories.
+    pub fn sink_probed(&self, outcome: Result<(), String>) {
+        let component = match outcome {
+            Ok(()) => Component::up(),
+            Err(reason) => Component::down(reason),
+        };
+        let writable = component.is_up();
+        lock(&self.health).sink.set(component);
+        self.set_flag(&self.metrics.sink_writable, writable);
     }
 
     /// The pipeline stopped with `error`.
@@ -257,7 +269,7 @@ impl Observer {
             .inc();
     }
 
-    fn set_flag(&self, family: &metrics_family::Flag, up: bool) {
+    fn set_flag(&self, family: &FlagFamily, up: bool) {
         family
             .get_or_create(&self.pipeline_label())
             .set(i64::from(up));
@@ -282,13 +294,6 @@ impl Observer {
             error_type: error_type.to_string(),
         }
     }
-}
-
-mod metrics_family {
-    use prometheus_client::metrics::family::Family;
-    use prometheus_client::metrics::gauge::Gauge;
-
-    pub type Flag = Family<super::PipelineLabel, Gauge>;
 }
 
 fn table_operation(table: &TableName, operation: Operation) -> TableOperation {
