@@ -34,6 +34,27 @@ struct Pending {
     oldest_commit: BTreeMap<TableName, DateTime<Utc>>,
 }
 
+/// What one transaction carries, per table and operation.
+pub struct TransactionCounts {
+    commit_timestamp: DateTime<Utc>,
+    events: HashMap<(TableName, Operation), u64>,
+}
+
+impl TransactionCounts {
+    pub fn of(tx: &Transaction) -> TransactionCounts {
+        let mut events = HashMap::new();
+        for event in &tx.events {
+            *events
+                .entry((event.table().clone(), event.operation))
+                .or_default() += 1;
+        }
+        TransactionCounts {
+            commit_timestamp: tx.commit_timestamp,
+            events,
+        }
+    }
+}
+
 /// Collects metrics and health of one pipeline.
 pub struct Observer {
     pipeline: String,
@@ -154,19 +175,24 @@ impl Observer {
         }
     }
 
-    /// `tx` was added to the current batch; `accepted` tells which tables took its events
-    /// (the others already hold it, or are not replicated).
-    pub fn transaction_added(&self, tx: &Transaction, accepted: impl Fn(&TableName) -> bool) {
+    /// A transaction (counted with [`TransactionCounts::of`] before it was handed over) was
+    /// added to the current batch; `accepted` tells which tables took its events (the others
+    /// already hold it, or are not replicated).
+    pub fn transaction_added(
+        &self,
+        counts: TransactionCounts,
+        accepted: impl Fn(&TableName) -> bool,
+    ) {
         let mut pending = lock(&self.pending);
-        for event in tx.events.iter().filter(|e| accepted(e.table())) {
-            *pending
-                .events
-                .entry((event.table().clone(), event.operation))
-                .or_default() += 1;
+        for ((table, operation), count) in counts.events {
+            if !accepted(&table) {
+                continue;
+            }
             pending
                 .oldest_commit
-                .entry(event.table().clone())
-                .or_insert(tx.commit_timestamp);
+                .entry(table.clone())
+                .or_insert(counts.commit_timestamp);
+            *pending.events.entry((table, operation)).or_default() += count;
         }
     }
 
@@ -383,7 +409,7 @@ mod tests {
             ],
         };
         let a: TableName = "public.a".parse().unwrap();
-        observer.transaction_added(&tx, |table| table == &a);
+        observer.transaction_added(TransactionCounts::of(&tx), |table| table == &a);
         let text = observer.encode_metrics();
         assert!(
             text.contains(

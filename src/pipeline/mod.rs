@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 
 use crate::config::{Config, ConfigError, ResolvedPipeline, ResolvedTable};
 use crate::event::{Lsn, TableName, Transaction};
-use crate::observe::Observer;
+use crate::observe::{Observer, TransactionCounts};
 use crate::sink::delta::types::delta_type;
 use crate::sink::delta::{ChangeError, DeltaTableWriter, SinkError, TableLayout};
 use crate::source::postgres::{
@@ -289,6 +289,7 @@ impl Pipeline {
     fn add_transaction(&mut self, batch: &mut Batch, tx: &Transaction) -> Result<(), ChangeError> {
         let writers = &self.writers;
         let warned = &mut self.warned_tables;
+        let counts = TransactionCounts::of(tx);
         let added = batch.add(tx, |table, lsn| {
             let Some(writer) = writers.get(table) else {
                 if warned.insert(table.clone()) {
@@ -302,7 +303,7 @@ impl Pipeline {
             }
         });
         self.observer
-            .transaction_added(tx, |table| batch.tables.contains_key(table));
+            .transaction_added(counts, |table| batch.tables.contains_key(table));
         added
     }
 
