@@ -54,6 +54,21 @@ ensure_python_modules() {
     say "python modules installed"
 }
 
+# promtool (Debian package prometheus) lets the tests check deploy/prometheus/*.yml; the
+# tests skip that check when it is missing. The package's service is not started here.
+ensure_promtool() {
+    if command -v promtool >/dev/null 2>&1; then
+        say "promtool already installed"
+        return
+    fi
+    say "installing promtool (Debian package prometheus) with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+        || { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+             && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+        || say "promtool could not be installed; the rules check will be skipped" >&2
+}
+
 ensure_system_packages
+ensure_promtool
 ensure_python_modules
 say "done"

@@ -128,16 +128,59 @@ pub struct PipelineConfig {
     pub table: BTreeMap<String, TableConfig>,
 }
 
+/// `[http]`: the metrics and health endpoints of `pipeline start`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `ip:port` (default 127.0.0.1:9187); port 0 picks a free port (it is logged).
+    #[serde(default)]
+    pub listen: Option<String>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl HttpConfig {
+    /// The configured address, `None` when the file names none.
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        self.listen
+            .as_deref()
+            .map(parse_listen)
+            .transpose()
+            .map_err(|e| format!("[http] listen: {e}"))
+    }
+}
+
+/// An `ip:port` to listen on.
+pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!("'{text}' is not an IP address and port such as 127.0.0.1:9187 or [::1]:9187")
+    })
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: None,
+            enabled: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub source: SourceConfig,
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
+    #[serde(default)]
+    pub http: HttpConfig,
     #[serde(skip)]
     pub path: PathBuf,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_connect_attempts() -> usize {
     10
 }
@@ -236,6 +279,7 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         crate::source::postgres::parse_url(&self.source.url)
             .map_err(|e| format!("[source] url: {e}"))?;
+        self.http.listen_addr()?;
         for (name, pipeline) in &self.pipelines {
             pipeline
                 .resolve(name)
@@ -529,6 +573,22 @@ key = ["order_id"]
             .unwrap_err()
             .to_string()
             .contains("Bad-Slot"));
+    }
+
+    #[test]
+    fn http_listen_is_optional_and_checked() {
+        let config = load(SAMPLE, &[]).unwrap();
+        assert_eq!(config.http.listen_addr().unwrap(), None);
+        assert!(config.http.enabled);
+        let text = format!("{SAMPLE}\n[http]\nlisten = \"0.0.0.0:9000\"\n");
+        let addr = load(&text, &[]).unwrap().http.listen_addr().unwrap();
+        assert_eq!(addr.unwrap().to_string(), "0.0.0.0:9000");
+        let text = format!("{SAMPLE}\n[http]\nlisten = \"nowhere\"\n");
+        let err = load(&text, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("[http] listen") && err.contains("nowhere"),
+            "{err}"
+        );
     }
 
     #[test]

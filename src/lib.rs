@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod event;
+pub mod observe;
 pub mod pipeline;
 pub mod sink;
 pub mod source;

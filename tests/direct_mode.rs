@@ -41,7 +41,8 @@ impl Pgdelta {
             .arg(self.dir.path().join("pgdelta.toml"))
             .args(args)
             .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
-            .env("PGDELTA_LOG", "info,pgdelta=debug");
+            .env("PGDELTA_LOG", "info,pgdelta=debug")
+            .env("PGDELTA_HTTP_LISTEN", "127.0.0.1:0");
         cmd
     }
 

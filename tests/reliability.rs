@@ -475,6 +475,46 @@ fn workload(port: u16, stop: &AtomicBool, counts: &WorkloadCounts) {
     }
 }
 
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `pg_ctl stop -m fast` with a long timeout. A fast shutdown waits until every logical
+/// walsender has sent all WAL and its client confirmed it, i.e. until pgdelta has written
+/// its backlog to Delta: on a loaded machine that can exceed pg_ctl's usual 60 s.
+fn stop_fast_patiently(cluster: &PgCluster) {
+    let pg_ctl = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .and_then(|dirs| {
+            dirs.filter_map(Result::ok)
+                .map(|d| d.path().join("bin/pg_ctl"))
+                .filter(|p| p.exists())
+                .max()
+        })
+        .unwrap_or_else(|| "pg_ctl".into());
+    let started = Instant::now();
+    let output = harness::as_postgres_user(&pg_ctl.to_string_lossy())
+        .args(["stop", "-w", "-t", "600", "-m", "fast", "-D"])
+        .arg(cluster.data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "pg_ctl stop -m fast: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if started.elapsed() > Duration::from_secs(10) {
+        println!(
+            "fast shutdown took {:?} (waiting for pgdelta to confirm its backlog)",
+            started.elapsed()
+        );
+    }
+}
+
 #[derive(Debug, Default)]
 struct ChaosCounts {
     pgdelta_kills: u32,
@@ -516,6 +556,8 @@ fn chaos_kills_and_restarts_end_equal_with_no_transaction_applied_twice() {
         let port = cluster.port();
         let (stop, wc) = (&stop, &workload_counts);
         let load = scope.spawn(move || workload(port, stop, wc));
+        // A panic below must still end the workload thread, or the scope never returns.
+        let _stop_on_panic = StopOnDrop(stop);
         let mut child = pgdelta.spawn("chaos", "chaos.log");
         let mut rng = Rng(42);
         let chaos_started = Instant::now();
@@ -531,7 +573,7 @@ fn chaos_kills_and_restarts_end_equal_with_no_transaction_applied_twice() {
                     child = pgdelta.spawn("chaos", "chaos.log");
                 }
                 1 => {
-                    cluster.stop_fast();
+                    stop_fast_patiently(&cluster);
                     std::thread::sleep(Duration::from_millis(rng.below(1_500)));
                     cluster.start_again();
                     counts.pg_fast_restarts += 1;

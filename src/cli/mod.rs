@@ -1,12 +1,19 @@
 //! Command-line interface. The command names and flags here are a contract with users'
 //! scripts: add to them, never rename them.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use pgdelta::config::Config;
+use pgdelta::config::{parse_listen, Config};
+use pgdelta::observe::server::{HttpServer, DEFAULT_LISTEN};
+use pgdelta::observe::sink_probe::{local_table_dirs, spawn_sink_probe};
+use pgdelta::observe::slot::spawn_slot_monitor;
+use pgdelta::observe::Observer;
 use pgdelta::pipeline::status::{pipeline_status, TableStatus};
 use pgdelta::pipeline::{Pipeline, RunOptions};
 
@@ -51,6 +58,13 @@ pub enum PipelineCommand {
         /// Apply everything up to the server's current WAL position, commit, confirm, exit 0.
         #[arg(long)]
         exit_when_caught_up: bool,
+        /// Serve /metrics and /health on this IP:PORT instead of [http] listen (port 0: any
+        /// free port, logged at start).
+        #[arg(long, env = "PGDELTA_HTTP_LISTEN", value_name = "IP:PORT")]
+        http_listen: Option<String>,
+        /// Serve no HTTP endpoints.
+        #[arg(long)]
+        no_http: bool,
     },
     /// Per table: Delta path, Delta version, last applied LSN, rows.
     Status {
@@ -81,7 +95,17 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Pipeline(PipelineCommand::Start {
             name,
             exit_when_caught_up,
-        }) => start(&config, &name, exit_when_caught_up).await,
+            http_listen,
+            no_http,
+        }) => {
+            let http = http_address(
+                &config,
+                http_listen.as_deref(),
+                no_http,
+                exit_when_caught_up,
+            )?;
+            start(&config, &name, exit_when_caught_up, http).await
+        }
         Command::Pipeline(PipelineCommand::Status { name, json }) => {
             let statuses = pipeline_status(&config.pipeline(&name)?).await;
             print_statuses(&statuses, json)
@@ -103,10 +127,61 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn start(config: &Config, name: &str, exit_when_caught_up: bool) -> Result<()> {
+/// Where to serve the HTTP endpoints: the command line, else `[http] listen`, else the
+/// default; `None` when disabled. Runs with `--exit-when-caught-up` serve them only at an
+/// address given explicitly, so that cron-style runs never compete for the default port.
+fn http_address(
+    config: &Config,
+    flag: Option<&str>,
+    disabled: bool,
+    exit_when_caught_up: bool,
+) -> Result<Option<SocketAddr>> {
+    if disabled || (flag.is_none() && !config.http.enabled) {
+        return Ok(None);
+    }
+    if let Some(text) = flag {
+        let addr = parse_listen(text)
+            .map_err(|e| anyhow::anyhow!("--http-listen / PGDELTA_HTTP_LISTEN: {e}"))?;
+        return Ok(Some(addr));
+    }
+    let configured = config
+        .http
+        .listen_addr()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.path.display()))?;
+    match (configured, exit_when_caught_up) {
+        (Some(addr), _) => Ok(Some(addr)),
+        (None, true) => Ok(None),
+        (None, false) => Ok(Some(DEFAULT_LISTEN.parse()?)),
+    }
+}
+
+const MONITOR_INTERVAL: Duration = Duration::from_secs(10);
+
+async fn start(
+    config: &Config,
+    name: &str,
+    exit_when_caught_up: bool,
+    http: Option<SocketAddr>,
+) -> Result<()> {
+    let resolved = config.pipeline(name)?;
+    let observer = Arc::new(Observer::new(&resolved));
+    if let Some(addr) = http {
+        let server = HttpServer::bind(addr).await?;
+        tracing::info!(addr = %server.local_addr()?, "serving /metrics, /health, /health/live, /health/ready");
+        server.spawn(observer.clone());
+    }
     let pipeline = Pipeline::prepare(config, name)
         .await
-        .with_context(|| format!("cannot start pipeline {name}"))?;
+        .with_context(|| format!("cannot start pipeline {name}"))?
+        .with_observer(observer.clone());
+    spawn_slot_monitor(
+        pgdelta::source::postgres::ConnectionSettings::from_config(config)?,
+        resolved.slot.clone(),
+        observer.clone(),
+        MONITOR_INTERVAL,
+    );
+    let table_dirs = local_table_dirs(resolved.tables.iter().map(|t| t.path.as_str()));
+    spawn_sink_probe(table_dirs, observer, MONITOR_INTERVAL);
     let options = RunOptions {
         exit_when_caught_up,
     };
@@ -193,18 +268,21 @@ fn print_statuses(statuses: &[TableStatus], json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<28} {:>8} {:>14} {:>10}  DELTA PATH",
-        "PIPELINE", "TABLE", "VERSION", "LAST LSN", "ROWS"
+        "{:<16} {:<28} {:>8} {:>14} {:>10} {:>10}  DELTA PATH",
+        "PIPELINE", "TABLE", "VERSION", "LAST LSN", "ROWS", "COMMIT AGE"
     );
     for s in statuses {
         let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
-            "{:<16} {:<28} {:>8} {:>14} {:>10}  {}{}",
+            "{:<16} {:<28} {:>8} {:>14} {:>10} {:>10}  {}{}",
             s.pipeline,
             s.table,
             show(s.delta_version.map(|v| v.to_string())),
             show(s.last_applied_lsn.map(|l| l.to_string())),
             show(s.rows.map(|r| r.to_string())),
+            show(s.last_commit_age_seconds.map(|age| {
+                pgdelta::observe::progress::format_duration(Duration::from_secs_f64(age))
+            })),
             s.delta_path,
             s.error
                 .as_ref()
@@ -213,4 +291,38 @@ fn print_statuses(statuses: &[TableStatus], json: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(http: &str) -> Config {
+        let text = format!("[source]\nurl = \"postgres://u@h/db\"\n{http}");
+        Config::from_toml(&text, std::path::Path::new("p.toml"), Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn http_address_prefers_the_flag_then_the_file_then_the_default() {
+        let plain = config("");
+        let default = Some(DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(http_address(&plain, None, false, false).unwrap(), default);
+        let flag = http_address(&plain, Some("127.0.0.1:0"), false, false).unwrap();
+        assert_eq!(flag, Some("127.0.0.1:0".parse().unwrap()));
+        let file = config("[http]\nlisten = \"127.0.0.1:9999\"\n");
+        let from_file = Some("127.0.0.1:9999".parse().unwrap());
+        assert_eq!(http_address(&file, None, false, false).unwrap(), from_file);
+        assert!(http_address(&plain, Some("nope"), false, false).is_err());
+    }
+
+    #[test]
+    fn http_can_be_disabled_and_catch_up_runs_serve_only_when_asked() {
+        let plain = config("");
+        assert_eq!(http_address(&plain, None, true, false).unwrap(), None);
+        let off = config("[http]\nenabled = false\n");
+        assert_eq!(http_address(&off, None, false, false).unwrap(), None);
+        assert_eq!(http_address(&plain, None, false, true).unwrap(), None);
+        let flag = http_address(&plain, Some("127.0.0.1:0"), false, true).unwrap();
+        assert!(flag.is_some());
+    }
 }

@@ -17,6 +17,7 @@ use crate::config::{
     Config, ConfigError, ErrorPolicy, ResolvedPipeline, ResolvedTable, SnapshotMode,
 };
 use crate::event::{Lsn, TableName, TableSchema, Transaction};
+use crate::observe::{Observer, TransactionCounts};
 use crate::sink::delta::evolution::plan_schema_change;
 use crate::sink::delta::types::delta_type_named;
 use crate::sink::delta::{ChangeError, DeltaTableWriter, SinkError, TableChanges, TableLayout};
@@ -75,6 +76,7 @@ pub struct Pipeline {
     schemas: HashMap<TableName, Arc<TableSchema>>,
     /// Tables whose stream stopped (e.g. an incompatible type change), with the reason.
     stopped: HashMap<TableName, String>,
+    observer: Arc<Observer>,
 }
 
 impl Pipeline {
@@ -136,6 +138,7 @@ impl Pipeline {
         pg::ensure_publication(&client, &resolved.publication, &table_names).await?;
         take_initial_snapshot(&client, &settings, &resolved, &mut writers, sources).await?;
         Ok(Pipeline {
+            observer: Arc::new(Observer::new(&resolved)),
             resolved,
             settings,
             client,
@@ -146,6 +149,13 @@ impl Pipeline {
             schemas: HashMap::new(),
             stopped,
         })
+    }
+
+    /// Reports metrics and health to `observer` (by default to a private one).
+    pub fn with_observer(mut self, observer: Arc<Observer>) -> Pipeline {
+        observer.sink_opened();
+        self.observer = observer;
+        self
     }
 
     pub fn writers(&self) -> impl Iterator<Item = &DeltaTableWriter> {
@@ -184,6 +194,7 @@ impl Pipeline {
                 }
             };
             failures = 0;
+            self.observer.source_connected();
             if let (Some(token), false) = (&marker, marker_written) {
                 match pg::emit_marker(&self.client, MARKER_PREFIX, token).await {
                     Ok(lsn) => {
@@ -212,6 +223,7 @@ impl Pipeline {
                 }
                 Err(error) => {
                     stream.shutdown().await;
+                    self.observer.failed(&error);
                     return Err(error);
                 }
             }
@@ -226,6 +238,7 @@ impl Pipeline {
         failures: &mut usize,
     ) -> Result<(), PipelineError> {
         *failures += 1;
+        self.observer.source_lost(&error);
         if !error.is_transient() || *failures >= self.settings.attempts() {
             return Err(error.into());
         }
@@ -349,6 +362,7 @@ impl Pipeline {
             match plan_evolution(writer, &event.schema)? {
                 Evolution::Unchanged => {}
                 Evolution::Stop(reason) => {
+                    self.observer.record_errors("table_stopped", 1);
                     self.stopped.insert(table.clone(), reason);
                 }
                 Evolution::AddColumns(fields) => {
@@ -365,7 +379,8 @@ impl Pipeline {
         let writers = &self.writers;
         let warned = &mut self.warned_tables;
         let stopped = &self.stopped;
-        batch.add(tx, |table, lsn| {
+        let counts = TransactionCounts::of(&tx);
+        let added = batch.add(tx, |table, lsn| {
             if stopped.contains_key(table) {
                 return None;
             }
@@ -379,7 +394,10 @@ impl Pipeline {
                 Some(applied) if lsn <= applied => None,
                 _ => Some(writer.new_changes()),
             }
-        })
+        });
+        self.observer
+            .transaction_added(counts, |table| batch.tables.contains_key(table));
+        added
     }
 
     /// Writes every table of the batch (one Delta commit each), then confirms the position.
@@ -398,10 +416,14 @@ impl Pipeline {
             if changes.is_empty() {
                 continue;
             }
+            let commit_started = Instant::now();
             self.apply_changes(table, changes, lsn).await?;
+            self.observer
+                .table_committed(table, commit_started.elapsed());
             self.summary.delta_commits += 1;
         }
         stream.confirm(lsn);
+        self.observer.batch_flushed(done.events, lsn);
         self.summary.transactions += done.transactions;
         self.summary.events += done.events;
         self.summary.last_lsn = Some(lsn);
@@ -455,6 +477,8 @@ impl Pipeline {
             message: e.to_string(),
         })?;
         tracing::error!(%table, %lsn, rows = letters.len(), file = %file.path().display(), "changes that cannot be applied went to the dead-letter file");
+        self.observer
+            .record_errors("dead_letter", rejected.len() as u64);
         for (key, _) in &rejected {
             changes.remove(key);
         }

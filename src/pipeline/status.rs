@@ -18,6 +18,12 @@ pub struct TableStatus {
     pub delta_version: Option<u64>,
     pub last_applied_lsn: Option<Lsn>,
     pub rows: Option<u64>,
+    /// When the newest Delta commit was written.
+    pub last_commit_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Seconds since the newest Delta commit. While the source keeps changing the table, the
+    /// table lags at least this much; on an idle source it grows too (the live lag is the
+    /// `postgres_cdc_lag_seconds` metric).
+    pub last_commit_age_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -32,6 +38,8 @@ pub async fn pipeline_status(pipeline: &ResolvedPipeline) -> Vec<TableStatus> {
             delta_version: None,
             last_applied_lsn: None,
             rows: None,
+            last_commit_at: None,
+            last_commit_age_seconds: None,
             error: None,
         };
         let app_id = format!("pgdelta-{}-{}", pipeline.name, table.name);
@@ -62,8 +70,26 @@ async fn fill_from_delta(
         .transaction_version(table.log_store().as_ref(), app_id)
         .await?
         .map(|v| Lsn(v as u64));
+    status.last_commit_at = last_commit_time(&table).await?;
+    status.last_commit_age_seconds = status
+        .last_commit_at
+        .map(|at| crate::observe::health::seconds_between(at, chrono::Utc::now()));
     status.rows = Some(count_rows(table).await?);
     Ok(())
+}
+
+async fn last_commit_time(
+    table: &DeltaTable,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, deltalake::DeltaTableError> {
+    use futures::StreamExt;
+    let mut history = table.history(Some(1));
+    let Some(newest) = history.next().await.transpose()? else {
+        return Ok(None);
+    };
+    Ok(newest
+        .in_commit_timestamp
+        .or(newest.timestamp)
+        .and_then(chrono::DateTime::from_timestamp_millis))
 }
 
 async fn count_rows(table: DeltaTable) -> Result<u64, deltalake::DeltaTableError> {

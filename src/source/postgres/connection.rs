@@ -153,7 +153,8 @@ impl ConnectionSettings {
         }
     }
 
-    async fn connect_once(&self) -> Result<Client, String> {
+    /// One connection attempt, no retries (the error is the server's message).
+    pub async fn connect_once(&self) -> Result<Client, String> {
         let mut config = self.config.clone();
         config.ssl_mode(match self.sslmode {
             SslMode::Disable => PgSslMode::Disable,
