@@ -92,6 +92,9 @@ pub struct PipelineConfig {
     pub batch_interval_ms: u64,
     #[serde(default)]
     pub table: BTreeMap<String, TableConfig>,
+    /// `[pipelines.<name>.validation]`: periodic validation and lag thresholds.
+    #[serde(default)]
+    pub validation: crate::quality::ValidationConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,5 +6,6 @@
 pub mod config;
 pub mod event;
 pub mod pipeline;
+pub mod quality;
 pub mod sink;
 pub mod source;
