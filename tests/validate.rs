@@ -82,7 +82,10 @@ impl Pgdelta {
 
     /// Runs `validate shop --json` with `args`; returns the exit code and the report.
     fn validate(&self, args: &[&str]) -> (i32, Value) {
-        let mut all = vec!["validate", "shop", "--json", "--chunk-rows", "1000"];
+        let mut all = vec!["validate", "shop", "--json"];
+        if !args.contains(&"--chunk-rows") {
+            all.extend(["--chunk-rows", "1000"]);
+        }
         all.extend_from_slice(args);
         let output = self.run(&all);
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -217,4 +220,54 @@ fn lag_over_threshold_fails_and_unreplicated_changes_are_not_comparable() {
     pgdelta.catch_up();
     let (code, report) = pgdelta.validate(&[]);
     assert_eq!(code, 0, "{report:#}");
+}
+
+#[test]
+fn text_keys_chunk_alike_and_periodic_validation_runs_inside_a_running_pipeline() {
+    let cluster = PgCluster::start();
+    cluster.create_database(DB);
+    cluster.psql(
+        DB,
+        "CREATE TABLE items (region text, id bigint, amount numeric(12,2), PRIMARY KEY (region, id));
+         INSERT INTO items SELECT r, i, i * 0.5
+         FROM unnest(ARRAY['eu', 'EU', 'us', 'Ünïcode', 'a b', '']) AS r, generate_series(-50, 300) AS i;",
+    );
+    let pgdelta = Pgdelta::new(&cluster);
+    let config_path = pgdelta.dir.path().join("pgdelta.toml");
+    let mut config = std::fs::read_to_string(&config_path).unwrap();
+    config.push_str("\n[pipelines.shop.validation]\ninterval_secs = 1\nchunk_rows = 97\n");
+    std::fs::write(&config_path, config).unwrap();
+    pgdelta.catch_up();
+    cluster.psql(DB, "UPDATE items SET amount = amount WHERE true;");
+    pgdelta.catch_up();
+
+    let (code, report) = pgdelta.validate(&["--check", "checksum", "--chunk-rows", "97"]);
+    assert_eq!(code, 0, "{report:#}");
+
+    let log_path = pgdelta.dir.path().join("running.log");
+    let mut running = Command::new(env!("CARGO_BIN_EXE_pgdelta"))
+        .arg("--config")
+        .arg(&config_path)
+        .args(["pipeline", "start", "shop"])
+        .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
+        .env("PGDELTA_LOG", "warn,pgdelta=info")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    cluster.psql(DB, "INSERT INTO items VALUES ('new', 1, 1.00);");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut log = String::new();
+    while std::time::Instant::now() < deadline && !log.contains("validation passed") {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    }
+    let (code, report) = pgdelta.validate(&["--check", "all", "--chunk-rows", "97"]);
+    let _ = running.kill();
+    let _ = running.wait();
+    assert!(
+        log.contains("validation passed"),
+        "no periodic validation in:\n{log}"
+    );
+    assert_eq!(code, 0, "validation beside a running pipeline: {report:#}");
+    assert_eq!(result(&report, "lag")["details"]["pipeline_running"], true);
 }
