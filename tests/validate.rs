@@ -220,6 +220,20 @@ fn lag_over_threshold_fails_and_unreplicated_changes_are_not_comparable() {
     pgdelta.catch_up();
     let (code, report) = pgdelta.validate(&[]);
     assert_eq!(code, 0, "{report:#}");
+    let measured = Command::new("/usr/bin/time")
+        .args(["-f", "max RSS %M KiB"])
+        .arg(env!("CARGO_BIN_EXE_pgdelta"))
+        .arg("--config")
+        .arg(pgdelta.dir.path().join("pgdelta.toml"))
+        .args(["validate", "shop", "--check", "checksum"])
+        .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
+        .output();
+    if let Ok(output) = measured {
+        eprintln!(
+            "checksum alone: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
 }
 
 #[test]
@@ -270,4 +284,55 @@ fn text_keys_chunk_alike_and_periodic_validation_runs_inside_a_running_pipeline(
     );
     assert_eq!(code, 0, "validation beside a running pipeline: {report:#}");
     assert_eq!(result(&report, "lag")["details"]["pipeline_running"], true);
+}
+
+/// Not a timed test: run by hand to see how validation scales
+/// (`PGDELTA_VALIDATE_ROWS=1000000 cargo test --release --test validate -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn large_table_validates_by_streaming() {
+    let rows: u64 = std::env::var("PGDELTA_VALIDATE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let cluster = PgCluster::start();
+    cluster.create_database(DB);
+    cluster.psql(
+        DB,
+        "CREATE TABLE items (id bigint PRIMARY KEY, name text, price numeric(10,2), seen timestamptz);",
+    );
+    let pgdelta = Pgdelta::new(&cluster);
+    pgdelta.catch_up();
+    cluster.psql(
+        DB,
+        &format!(
+            "INSERT INTO items SELECT i, 'name ' || i, i % 100000 / 7.0, now() - i * interval '1 s' \
+             FROM generate_series(1, {rows}) AS i;"
+        ),
+    );
+    let started = std::time::Instant::now();
+    pgdelta.catch_up();
+    eprintln!("replicated {rows} rows in {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    let (code, report) = pgdelta.validate(&["--chunk-rows", "100000"]);
+    eprintln!(
+        "validated {rows} rows in {:?}: {}",
+        started.elapsed(),
+        result(&report, "checksum")["summary"]
+    );
+    assert_eq!(code, 0, "{report:#}");
+    let measured = Command::new("/usr/bin/time")
+        .args(["-f", "max RSS %M KiB"])
+        .arg(env!("CARGO_BIN_EXE_pgdelta"))
+        .arg("--config")
+        .arg(pgdelta.dir.path().join("pgdelta.toml"))
+        .args(["validate", "shop", "--check", "checksum"])
+        .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
+        .output();
+    if let Ok(output) = measured {
+        eprintln!(
+            "checksum alone: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
 }
