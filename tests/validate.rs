@@ -216,6 +216,22 @@ fn lag_over_threshold_fails_and_unreplicated_changes_are_not_comparable() {
         "pending changes are lag, not a mismatch: {report:#}"
     );
     assert_eq!(result(&report, "rows")["status"], "not_comparable");
+    let human = pgdelta.run(&[
+        "validate",
+        "shop",
+        "--check",
+        "lag",
+        "--max-lag-seconds",
+        "1",
+    ]);
+    assert_eq!(human.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        table.contains("(pipeline)")
+            && table.contains("FAIL")
+            && table.contains("validation FAILED"),
+        "{table}"
+    );
 
     pgdelta.catch_up();
     let (code, report) = pgdelta.validate(&[]);
