@@ -126,6 +126,9 @@ pub struct PipelineConfig {
     pub dead_letter_path: Option<String>,
     #[serde(default)]
     pub table: BTreeMap<String, TableConfig>,
+    /// `[pipelines.<name>.validation]`: periodic validation and lag thresholds.
+    #[serde(default)]
+    pub validation: crate::quality::ValidationConfig,
 }
 
 /// `[http]`: the metrics and health endpoints of `pipeline start`.

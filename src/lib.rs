@@ -7,5 +7,6 @@ pub mod config;
 pub mod event;
 pub mod observe;
 pub mod pipeline;
+pub mod quality;
 pub mod sink;
 pub mod source;

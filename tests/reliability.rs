@@ -93,6 +93,29 @@ fn drop_removes_slot_and_publication_and_keeps_the_delta_tables() {
     pgdelta.run_ok(&["pipeline", "drop", "d"]);
 }
 
+/// PostgreSQL's fast shutdown waits for logical walsenders to have their WAL confirmed; a
+/// caught-up, idle pgdelta must not hold it up.
+#[test]
+fn a_fast_shutdown_with_an_idle_caught_up_pgdelta_is_quick() {
+    let cluster = cluster_with_db();
+    cluster.psql(DB, "CREATE TABLE items (id bigint PRIMARY KEY, label text)");
+    let pgdelta = Pgdelta::new(&cluster, &items_pipeline("idle", ""));
+    pgdelta.catch_up("idle");
+    let mut running = pgdelta.spawn("idle", "idle.log");
+    insert_items(&cluster, 0, 5, 10);
+    wait_until("50 rows in Delta", Duration::from_secs(60), || {
+        delta_rows(&pgdelta, "idle") == Some(50)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let started = Instant::now();
+    stop_fast_patiently(&cluster);
+    let took = started.elapsed();
+    cluster.start_again();
+    terminate(&mut running);
+    println!("fast shutdown with an idle pgdelta took {took:?}");
+    assert!(took < Duration::from_secs(10), "fast shutdown took {took:?}");
+}
+
 #[test]
 fn a_second_process_of_the_same_pipeline_cannot_take_the_active_slot() {
     let cluster = cluster_with_db();

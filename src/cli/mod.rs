@@ -48,6 +48,40 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prove a pipeline's Delta tables equal their PostgreSQL sources (exit 0 only when every
+    /// requested check passes; 2 when nothing failed but some results are not comparable yet).
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    pub pipeline: String,
+    /// Only this table (schema.table).
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Which check to run.
+    #[arg(long, value_enum, default_value = "all")]
+    pub check: ValidateCheck,
+    /// Lag threshold in seconds (default: the pipeline's validation.max_lag_seconds, else 300).
+    #[arg(long)]
+    pub max_lag_seconds: Option<f64>,
+    /// Lag threshold in WAL bytes (default: validation.max_lag_bytes, else 1 GiB).
+    #[arg(long)]
+    pub max_lag_bytes: Option<u64>,
+    /// Rows per checksum chunk (default: validation.chunk_rows, else 100000).
+    #[arg(long)]
+    pub chunk_rows: Option<u64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ValidateCheck {
+    Rows,
+    Checksum,
+    Lag,
+    Schema,
+    All,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,7 +158,38 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             print_statuses(&statuses, json)
         }
+        Command::Validate(args) => validate(&config, args).await,
     }
+}
+
+async fn validate(config: &Config, args: ValidateArgs) -> Result<()> {
+    use pgdelta::quality::{self, Check};
+    let mut options = quality::ValidateOptions::from_config(config, &args.pipeline);
+    options.table = args.table.as_deref().map(str::parse).transpose()?;
+    options.checks = match args.check {
+        ValidateCheck::Rows => vec![Check::Rows],
+        ValidateCheck::Checksum => vec![Check::Checksum],
+        ValidateCheck::Lag => vec![Check::Lag],
+        ValidateCheck::Schema => vec![Check::Schema],
+        ValidateCheck::All => Check::ALL.to_vec(),
+    };
+    options.max_lag_seconds = args.max_lag_seconds.unwrap_or(options.max_lag_seconds);
+    options.max_lag_bytes = args.max_lag_bytes.unwrap_or(options.max_lag_bytes);
+    options.chunk_rows = args.chunk_rows.unwrap_or(options.chunk_rows).max(1);
+    let report = quality::validate(config, &args.pipeline, &options)
+        .await
+        .with_context(|| format!("cannot validate pipeline {}", args.pipeline))?;
+    match args.json {
+        true => println!("{}", serde_json::to_string_pretty(&report)?),
+        false => print!("{}", quality::render_table(&report)),
+    }
+    let code = report.exit_code();
+    if code != 0 {
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        std::process::exit(code);
+    }
+    Ok(())
 }
 
 /// Where to serve the HTTP endpoints: the command line, else `[http] listen`, else the
@@ -181,10 +246,11 @@ async fn start(
         MONITOR_INTERVAL,
     );
     let table_dirs = local_table_dirs(resolved.tables.iter().map(|t| t.path.as_str()));
-    spawn_sink_probe(table_dirs, observer, MONITOR_INTERVAL);
+    spawn_sink_probe(table_dirs, observer.clone(), MONITOR_INTERVAL);
     let options = RunOptions {
         exit_when_caught_up,
     };
+    let validation = spawn_periodic_validation(config, name, observer);
     let summary = pipeline
         .run(options, shutdown_signal())
         .await
@@ -196,7 +262,35 @@ async fn start(
         last_lsn = ?summary.last_lsn.map(|l| l.to_string()),
         "pipeline finished"
     );
+    if let Some(task) = validation {
+        task.abort();
+    }
     Ok(())
+}
+
+/// Starts `[pipelines.<name>.validation] interval_secs` validation; each report is logged
+/// and exported as `cdc_validation_*` metrics.
+fn spawn_periodic_validation(
+    config: &Config,
+    name: &str,
+    observer: Arc<Observer>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let interval = config.pipelines.get(name)?.validation.interval_secs?;
+    let options = pgdelta::quality::ValidateOptions::from_config(config, name);
+    let (config, name) = (config.clone(), name.to_string());
+    Some(tokio::spawn(async move {
+        let sink = observer;
+        let interval = std::time::Duration::from_secs(interval.max(1));
+        pgdelta::quality::run_periodic(
+            config,
+            name,
+            interval,
+            options,
+            sink.as_ref(),
+            std::future::pending(),
+        )
+        .await
+    }))
 }
 
 async fn drop_pipeline(config: &Config, name: &str) -> Result<()> {

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub snapshot_rows_estimated: Family<PipelineTable, Gauge>,
     pub source_connected: FlagFamily,
     pub sink_writable: FlagFamily,
+    pub validation_mismatches: Family<PipelineLabel, Gauge>,
+    pub validation_last_success: Family<PipelineLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -107,6 +109,8 @@ impl Metrics {
             snapshot_rows_estimated: Family::default(),
             source_connected: Family::default(),
             sink_writable: Family::default(),
+            validation_mismatches: Family::default(),
+            validation_last_success: Family::default(),
         };
         metrics.register();
         metrics
@@ -168,6 +172,16 @@ impl Metrics {
             "postgres_cdc_sink_writable",
             "1 while the Delta tables are open and the last commit succeeded",
             self.sink_writable.clone(),
+        );
+        r.register(
+            "cdc_validation_mismatches",
+            "Failed checks (rows, checksum, lag, schema) in the last periodic validation",
+            self.validation_mismatches.clone(),
+        );
+        r.register(
+            "cdc_validation_last_success_timestamp",
+            "Unix time of the start of the last periodic validation where every check passed",
+            self.validation_last_success.clone(),
         );
     }
 

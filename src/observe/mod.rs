@@ -335,6 +335,23 @@ fn table_operation(table: &TableName, operation: Operation) -> TableOperation {
     }
 }
 
+impl crate::quality::ValidationSink for Observer {
+    fn record(&self, report: &crate::quality::ValidationReport) {
+        crate::quality::LogSink.record(report);
+        let label = self.pipeline_label();
+        self.metrics
+            .validation_mismatches
+            .get_or_create(&label)
+            .set(report.mismatches() as i64);
+        if report.passed() {
+            self.metrics
+                .validation_last_success
+                .get_or_create(&label)
+                .set(report.started_at.timestamp());
+        }
+    }
+}
+
 /// The `error_type` label of a pipeline error.
 pub fn error_type(error: &PipelineError) -> &'static str {
     match error {
