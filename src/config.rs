@@ -92,6 +92,9 @@ pub struct PipelineConfig {
     pub batch_interval_ms: u64,
     #[serde(default)]
     pub table: BTreeMap<String, TableConfig>,
+    /// Kafka mode (Debezium): `[pipelines.<name>.kafka]`.
+    #[serde(default)]
+    pub kafka: Option<crate::debezium::connector::KafkaConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,8 @@
 //! Command-line interface. The command names and flags here are a contract with users'
 //! scripts: add to them, never rename them.
 
+mod connector;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -41,6 +43,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The pipeline's Debezium connector (Kafka mode): config, register, status, delete.
+    #[command(subcommand)]
+    Connector(connector::ConnectorCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +98,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             changes,
             from_version,
         }) => inspect(&config, &name, table.as_deref(), changes, from_version).await,
+        Command::Connector(command) => connector::run(&config, command).await,
         Command::Status { json } => {
             let mut statuses = Vec::new();
             for name in config.pipelines.keys() {
