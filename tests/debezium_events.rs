@@ -1,8 +1,9 @@
 //! Real Debezium events: a real Debezium 3.x PostgreSQL connector (embedded engine) captures a
 //! table of many types; every record, with and without schemas, with and without the unwrap
 //! transform, is parsed by pgdelta and replayed; the result must equal PostgreSQL's own text
-//! output of the rows (what direct mode stores), and the column types inferred from Debezium's
-//! schemas must map to the same Delta types as the real PostgreSQL columns.
+//! output of the rows, the column types inferred from Debezium's schemas must map to the same
+//! Delta types as the real PostgreSQL columns, and a Delta table written from the parsed events
+//! must read back exactly like the one direct mode (the pgdelta binary) writes for the same rows.
 
 mod debezium_support;
 mod support;
@@ -12,19 +13,25 @@ use std::sync::Arc;
 
 use debezium_support::{engine_properties, Capture, CaptureRun};
 use pgdelta::event::debezium::{DebeziumParser, DebeziumRecord};
+use pgdelta::event::Lsn;
 use pgdelta::event::{Cell, ChangeEvent, ColumnSchema, Operation, TableName, TableSchema};
 use pgdelta::sink::delta::types::delta_type;
-use support::{pg_rows_as_json, PgCluster, NULL_MARKER};
+use pgdelta::sink::delta::{DeltaTableWriter, TableLayout};
+use serde_json::Value;
+use support::{pg_rows_as_json, read_delta_rows, PgCluster, NULL_MARKER, PG_PASSWORD};
 
 const DB: &str = "cdcdb";
 
-const SETUP: &str = r#"
+const SETUP_TABLES: &str = r#"
 CREATE TABLE public.all_types (
     id int8 PRIMARY KEY, i2 int2, i4 int4, n102 numeric(10,2), n numeric, t text, b bool,
     d date, tm time, ts timestamp, tstz timestamptz, u uuid, j jsonb, by bytea,
     ia int4[], ta text[], f8 float8, f4 float4, big text);
 CREATE TABLE public.stop_marker (id int PRIMARY KEY);
 CREATE PUBLICATION dbz_pub FOR TABLE public.all_types, public.stop_marker;
+"#;
+
+const SETUP_ROWS: &str = r#"
 INSERT INTO all_types VALUES
  (1, 2, 3, 12345678.91, 3.14159265358979323846, 'héllo wörld', true, '2024-02-29',
   '13:45:01.123456', '2024-01-02 03:04:05.678901', '2024-01-02 03:04:05.678901+02',
@@ -59,8 +66,11 @@ const VARIANTS: [(bool, bool); 4] = [(true, false), (false, false), (true, true)
 fn real_debezium_events_match_postgres_text_output() {
     let cluster = PgCluster::start();
     cluster.create_database(DB);
-    cluster.psql(DB, SETUP);
+    cluster.psql(DB, SETUP_TABLES);
     let dir = tempfile::tempdir().unwrap();
+    let direct_config = direct_mode_config(&cluster, dir.path());
+    catch_up_in_direct_mode(&direct_config); // creates its slot before any row exists
+    cluster.psql(DB, SETUP_ROWS);
     let runs = VARIANTS
         .iter()
         .map(|&(schemas, unwrap)| {
@@ -76,6 +86,9 @@ fn real_debezium_events_match_postgres_text_output() {
     capture.wait_for_records(3); // the snapshot of rows 1-3
     cluster.psql(DB, CHANGES);
     let outputs = capture.finish();
+    catch_up_in_direct_mode(&direct_config);
+    let direct_rows = delta_rows(&dir.path().join("direct/public/all_types"));
+    assert_eq!(direct_rows.len(), 4, "direct mode holds rows 1, 3, 4 and 6");
 
     let table = pg_table_schema(&cluster);
     let expected = pg_rows(&cluster);
@@ -95,7 +108,94 @@ fn real_debezium_events_match_postgres_text_output() {
             replayed, expected,
             "{variant}: replayed rows differ from PostgreSQL"
         );
+        let delta_path = dir
+            .path()
+            .join(format!("debezium-{}", variant.replace(", ", "-")));
+        write_delta(&delta_path, &events, &table);
+        assert_eq!(
+            delta_rows(&delta_path),
+            direct_rows,
+            "{variant}: Delta from Debezium events differs from direct mode's Delta"
+        );
     }
+}
+
+fn direct_mode_config(cluster: &PgCluster, dir: &std::path::Path) -> std::path::PathBuf {
+    let text = format!(
+        "[source]\nurl = \"{}\"\nsslmode = \"disable\"\n\n[pipelines.direct]\n\
+         tables = [\"public.all_types\"]\ndelta_root = \"{}\"\n",
+        cluster.url_without_password(DB),
+        dir.join("direct").display()
+    );
+    let path = dir.join("pgdelta.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn catch_up_in_direct_mode(config: &std::path::Path) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pgdelta"))
+        .arg("--config")
+        .arg(config)
+        .args(["pipeline", "start", "direct", "--exit-when-caught-up"])
+        .env("PGDELTA_SOURCE_PASSWORD", PG_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "direct mode failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The events applied as one Delta commit by the same writer direct mode uses.
+fn write_delta(path: &std::path::Path, events: &[ChangeEvent], table: &TableSchema) {
+    use deltalake::kernel::{DataType, StructField};
+    let columns = table
+        .columns
+        .iter()
+        .map(|c| {
+            let data_type = delta_type(c.type_oid, c.type_modifier).unwrap_or(DataType::STRING);
+            StructField::new(c.name.clone(), data_type, true)
+        })
+        .collect();
+    let layout = TableLayout {
+        columns,
+        partition_by: vec![],
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut writer = DeltaTableWriter::open_or_create(
+            &path.to_string_lossy(),
+            table.table.clone(),
+            "pgdelta-debezium-test".into(),
+            vec!["id".into()],
+            layout,
+        )
+        .await
+        .unwrap();
+        let mut changes = writer.new_changes();
+        for event in events {
+            changes.push(event).unwrap();
+        }
+        let last_lsn = events
+            .iter()
+            .map(|e| e.metadata.lsn)
+            .max()
+            .unwrap_or(Lsn(1));
+        writer.apply(&changes, last_lsn).await.unwrap();
+    });
+}
+
+fn delta_rows(path: &std::path::Path) -> Vec<Vec<Value>> {
+    let table = read_delta_rows(path);
+    let mut rows: Vec<Vec<Value>> = table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_array().unwrap().clone())
+        .collect();
+    rows.sort_by_key(|row| row[0].as_i64());
+    rows
 }
 
 fn schema_label(schemas: bool) -> &'static str {
