@@ -28,7 +28,8 @@ CREATE TABLE public.all_types (
     d date, tm time, ts timestamp, tstz timestamptz, u uuid, j jsonb, by bytea,
     ia int4[], ta text[], f8 float8, f4 float4, big text);
 CREATE TABLE public.stop_marker (id int PRIMARY KEY);
-CREATE PUBLICATION dbz_pub FOR TABLE public.all_types, public.stop_marker;
+CREATE TABLE public.emptied (id int PRIMARY KEY);
+CREATE PUBLICATION dbz_pub FOR TABLE public.all_types, public.stop_marker, public.emptied;
 "#;
 
 const SETUP_ROWS: &str = r#"
@@ -56,6 +57,8 @@ UPDATE all_types SET t = 'changed', i4 = i4 + 1 WHERE id = 1;
 UPDATE all_types SET id = 6 WHERE id = 5;
 DELETE FROM all_types WHERE id = 2;
 UPDATE all_types SET n = n * 2, ta = '{a,b}', ts = NULL WHERE id = 3;
+INSERT INTO emptied VALUES (1);
+TRUNCATE emptied;
 INSERT INTO stop_marker VALUES (1);
 "#;
 
@@ -220,6 +223,7 @@ fn parse_all(
     variant: &str,
 ) -> Vec<ChangeEvent> {
     let mut events = Vec::new();
+    let mut truncates = 0;
     for (offset, record) in records.iter().enumerate() {
         let parsed = parser
             .parse(&DebeziumRecord {
@@ -232,6 +236,10 @@ fn parse_all(
             .unwrap_or_else(|e| panic!("{variant}: {e}\nrecord: {record:?}"));
         match parsed {
             Some(event) if event.table().name == "all_types" => events.push(event),
+            Some(event) if event.operation == Operation::Truncate => {
+                assert_eq!(event.table().name, "emptied", "{variant}");
+                truncates += 1;
+            }
             Some(_) => {} // the stop marker
             None => assert!(
                 record.value.is_none(),
@@ -239,6 +247,9 @@ fn parse_all(
             ),
         }
     }
+    // ExtractNewRecordState drops TRUNCATE events; the envelope keeps them.
+    let expected_truncates = usize::from(!variant.ends_with("unwrap"));
+    assert_eq!(truncates, expected_truncates, "{variant}: TRUNCATE events");
     events
 }
 

@@ -14,10 +14,10 @@ pub struct KafkaConfig {
     /// pipeline name with characters other than letters and digits as `_`.
     #[serde(default)]
     pub topic_prefix: Option<String>,
-    /// Kafka brokers, `host:port[,host:port]`, for consuming the topics.
+    /// Kafka brokers, `host:port[,host:port]`, for the Kafka source (not built yet).
     #[serde(default)]
     pub bootstrap_servers: Option<String>,
-    /// Kafka consumer group; defaults to `pgdelta-<pipeline>`.
+    /// Kafka consumer group for the Kafka source (not built yet).
     #[serde(default)]
     pub group_id: Option<String>,
     /// Kafka Connect REST endpoint, e.g. `http://localhost:8083`.
@@ -178,6 +178,8 @@ pub fn connector_config(
     set("publication.autocreate.mode", "filtered");
     set("table.include.list", &tables.join(","));
     set("snapshot.mode", snapshot_mode);
+    // Debezium skips TRUNCATE by default; direct mode applies it, so Kafka mode must see it.
+    set("skipped.operations", "none");
     // What pgdelta's Debezium parser expects when events carry no schema.
     set("decimal.handling.mode", "precise");
     set("time.precision.mode", "adaptive");
@@ -327,6 +329,7 @@ tables = ["public.orders", "sales.line$items"]
         );
         assert_eq!(c["plugin.name"], "pgoutput");
         assert_eq!(c["snapshot.mode"], "initial");
+        assert_eq!(c["skipped.operations"], "none");
         assert_eq!(c["value.converter.schemas.enable"], "true");
         assert_eq!(c["heartbeat.interval.ms"], "10000");
         assert!(!c.contains_key("transforms"));

@@ -50,6 +50,7 @@ pub fn engine_properties(
         "publication.name": publication,
         "publication.autocreate.mode": "disabled",
         "snapshot.mode": "initial",
+        "skipped.operations": "none",
         "converter.schemas.enable": schemas.to_string(),
     });
     let map = properties.as_object_mut().unwrap();
