@@ -8,7 +8,8 @@
 //!   `__db`, `__txId`, `__source_ts_ms`, ...). Deletes are only seen with
 //!   `delete.tombstone.handling.mode=rewrite` (or `rewrite-with-tombstone`), as `__deleted=true`;
 //!   without `__op` an unwrapped row is an upsert ([`Operation::Update`]);
-//! - a null value (tombstone): ignored, [`DebeziumParser::parse`] returns `Ok(None)`.
+//! - a null value (tombstone), a heartbeat or a transaction BEGIN/END marker: no row change,
+//!   [`DebeziumParser::parse`] returns `Ok(None)`.
 //!
 //! Values become [`Cell::Text`] in PostgreSQL's text output (as a session with `DateStyle=ISO`,
 //! `TimeZone=UTC`, `bytea_output=hex` renders it), so the Delta writer converts them exactly as in
@@ -155,6 +156,9 @@ impl DebeziumParser {
         let Value::Object(payload) = payload else {
             return Err(wrong_type("value payload", "an object", &payload));
         };
+        if is_heartbeat_or_transaction_marker(record.topic, value_schema.as_ref(), &payload) {
+            return Ok(None);
+        }
         let key_names = match &key {
             Some((_, Value::Object(fields))) => Some(fields.keys().cloned().collect::<Vec<_>>()),
             Some((_, other)) => return Err(wrong_type("key payload", "an object", other)),
@@ -469,6 +473,27 @@ impl RawEvent {
             metadata,
         })
     }
+}
+
+/// Debezium's heartbeats (`heartbeat.interval.ms`) and transaction BEGIN/END markers
+/// (`provide.transaction.metadata`) carry no row change.
+fn is_heartbeat_or_transaction_marker(
+    topic: Option<&str>,
+    schema: Option<&ConnectSchema>,
+    payload: &Map<String, Value>,
+) -> bool {
+    let schema_name = schema.and_then(|s| s.name.as_deref()).unwrap_or_default();
+    if topic.is_some_and(|t| t.starts_with("__debezium-heartbeat"))
+        || schema_name == "io.debezium.connector.common.Heartbeat"
+        || schema_name.ends_with(".TransactionMetadataValue")
+    {
+        return true;
+    }
+    let is_marker_status = matches!(
+        payload.get("status").and_then(Value::as_str),
+        Some("BEGIN" | "END")
+    );
+    is_marker_status && payload.contains_key("id") && payload.contains_key("event_count")
 }
 
 /// Metadata fields `ExtractNewRecordState` adds (`add.fields`, `add.headers` excluded).

@@ -434,3 +434,33 @@ fn malformed_records_name_the_problem_and_the_position() {
         "{err}"
     );
 }
+
+#[test]
+fn heartbeats_and_transaction_markers_are_not_changes() {
+    let mut parser = DebeziumParser::new();
+    let key = br#"{"serverName": "pg"}"#;
+    let heartbeat = DebeziumRecord {
+        topic: Some("__debezium-heartbeat.pg"),
+        key: Some(key),
+        value: Some(br#"{"ts_ms": 1700000000000}"#),
+        ..Default::default()
+    };
+    assert!(parser.parse(&heartbeat).unwrap().is_none());
+    let with_schema =
+        br#"{"schema": {"type": "struct", "name": "io.debezium.connector.common.Heartbeat",
+        "fields": [{"field": "ts_ms", "type": "int64"}]}, "payload": {"ts_ms": 1}}"#;
+    let renamed_topic = DebeziumRecord {
+        topic: Some("heartbeats"),
+        value: Some(with_schema),
+        ..Default::default()
+    };
+    assert!(parser.parse(&renamed_topic).unwrap().is_none());
+    let end = br#"{"status": "END", "id": "571:53195832", "event_count": 2, "ts_ms": 1,
+        "data_collections": [{"data_collection": "public.orders", "event_count": 2}]}"#;
+    let marker = DebeziumRecord {
+        topic: Some("pg.transaction"),
+        value: Some(end),
+        ..Default::default()
+    };
+    assert!(parser.parse(&marker).unwrap().is_none());
+}
