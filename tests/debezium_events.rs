@@ -26,7 +26,7 @@ const SETUP_TABLES: &str = r#"
 CREATE TABLE public.all_types (
     id int8 PRIMARY KEY, i2 int2, i4 int4, n102 numeric(10,2), n numeric, t text, b bool,
     d date, tm time, ts timestamp, tstz timestamptz, u uuid, j jsonb, by bytea,
-    ia int4[], ta text[], f8 float8, f4 float4, big text);
+    ia int4[], ta text[], f8 float8, f4 float4, iv interval, big text);
 CREATE TABLE public.stop_marker (id int PRIMARY KEY);
 CREATE TABLE public.emptied (id int PRIMARY KEY);
 CREATE PUBLICATION dbz_pub FOR TABLE public.all_types, public.stop_marker, public.emptied;
@@ -37,26 +37,26 @@ INSERT INTO all_types VALUES
  (1, 2, 3, 12345678.91, 3.14159265358979323846, 'héllo wörld', true, '2024-02-29',
   '13:45:01.123456', '2024-01-02 03:04:05.678901', '2024-01-02 03:04:05.678901+02',
   'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": [1, 2], "b": null}', '\xdeadbeef',
-  '{1,2,NULL}', '{"a b",c}', 1.5, 2.25,
+  '{1,2,NULL}', '{"a b",c}', 1.5, 2.25, '1 year 2 mons 3 days 04:05:06.5',
   (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 400) i)),
  (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, NULL),
+  NULL, NULL, NULL, NULL),
  (3, -32768, -2147483648, -0.01, 123456789012345678901234567890.123, 'quote " back\slash, {x}',
   false, '1900-01-01', '23:59:59.999999', '1969-12-31 23:59:59.5',
   '1999-12-31 23:00:00-05', '00000000-0000-0000-0000-000000000000', '[]', '\x', '{}',
-  '{NULL,"",x,"NULL"}', 1e-7, 3.14, 'short');
+  '{NULL,"",x,"NULL"}', 1e-7, 3.14, '-1 days +02:00:00', 'short');
 "#;
 
 const CHANGES: &str = r#"
 INSERT INTO all_types VALUES
  (4, 4, 4, 99999999.99, -7.5, 'four', true, '2000-01-01', '00:00:00', '2000-01-01 00:00:00',
   '2000-01-01 00:00:00+00', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12', '{"x": "y"}', '\x00ff',
-  '{-1,0,1}', '{"with,comma","with}brace"}', 1e20, -0.5, 'four');
+  '{-1,0,1}', '{"with,comma","with}brace"}', 1e20, -0.5, '00:00:00', 'four');
 INSERT INTO all_types (id, t) VALUES (5, 'five');
 UPDATE all_types SET t = 'changed', i4 = i4 + 1 WHERE id = 1;
 UPDATE all_types SET id = 6 WHERE id = 5;
 DELETE FROM all_types WHERE id = 2;
-UPDATE all_types SET n = n * 2, ta = '{a,b}', ts = NULL WHERE id = 3;
+UPDATE all_types SET n = n * 2, ta = '{a,b}', ts = NULL, iv = '-00:01:00.000001' WHERE id = 3;
 INSERT INTO emptied VALUES (1);
 TRUNCATE emptied;
 INSERT INTO stop_marker VALUES (1);
@@ -346,7 +346,8 @@ fn replay(events: &[ChangeEvent], variant: &str) -> Vec<Vec<Option<String>>> {
 /// PostgreSQL's text output of the rows, as the direct-mode session settings render it.
 fn pg_rows(cluster: &PgCluster) -> Vec<Vec<Option<String>>> {
     let query = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET extra_float_digits = 3; \
-                 SET bytea_output = 'hex'; SELECT * FROM public.all_types ORDER BY id";
+                 SET bytea_output = 'hex'; SET IntervalStyle = 'iso_8601'; \
+                 SELECT * FROM public.all_types ORDER BY id";
     pg_rows_as_json(cluster, DB, query)
         .into_iter()
         .map(|row| {

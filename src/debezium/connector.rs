@@ -184,6 +184,8 @@ pub fn connector_config(
     set("decimal.handling.mode", "precise");
     set("time.precision.mode", "adaptive");
     set("binary.handling.mode", "bytes");
+    // The default (microseconds, 30-day months) cannot be turned back into the exact interval.
+    set("interval.handling.mode", "string");
     set(
         "heartbeat.interval.ms",
         &kafka.heartbeat_interval_ms.unwrap_or(10_000).to_string(),
@@ -330,6 +332,7 @@ tables = ["public.orders", "sales.line$items"]
         assert_eq!(c["plugin.name"], "pgoutput");
         assert_eq!(c["snapshot.mode"], "initial");
         assert_eq!(c["skipped.operations"], "none");
+        assert_eq!(c["interval.handling.mode"], "string");
         assert_eq!(c["value.converter.schemas.enable"], "true");
         assert_eq!(c["heartbeat.interval.ms"], "10000");
         assert!(!c.contains_key("transforms"));

@@ -650,6 +650,8 @@ enum Decoder {
     TimestampNanos,
     ZonedTimestamp,
     ZonedTime,
+    /// `interval.handling.mode=string`: ISO 8601 `P1Y2M3DT4H5M6.5S`.
+    Interval,
     Decimal {
         scale: u32,
     },
@@ -675,6 +677,9 @@ impl Decoder {
             Some("io.debezium.time.NanoTimestamp") => Decoder::TimestampNanos,
             Some("io.debezium.time.ZonedTimestamp") => Decoder::ZonedTimestamp,
             Some("io.debezium.time.ZonedTime") => Decoder::ZonedTime,
+            Some("io.debezium.time.Interval" | "io.debezium.time.MicroDuration") => {
+                Decoder::Interval
+            }
             Some("org.apache.kafka.connect.data.Decimal") => Decoder::Decimal {
                 scale: schema
                     .parameters
@@ -740,6 +745,7 @@ impl Decoder {
             1114 => Decoder::TimestampMicros,
             1184 => Decoder::ZonedTimestamp,
             1266 => Decoder::ZonedTime,
+            1186 => Decoder::Interval,
             1700 => match decimal_precision_scale(type_modifier) {
                 Some((_, scale)) => Decoder::Decimal {
                     scale: scale as u32,
@@ -773,6 +779,7 @@ impl Decoder {
             }
             Decoder::ZonedTimestamp => (1184, -1),
             Decoder::ZonedTime => (1266, -1),
+            Decoder::Interval => (1186, -1),
             Decoder::Decimal { scale } => {
                 let precision =
                     parameter("connect.decimal.precision").and_then(|p| p.parse::<i32>().ok());
@@ -838,6 +845,14 @@ impl Decoder {
             Decoder::TimestampNanos => render_timestamp(Some(int()?.div_euclid(1000))),
             Decoder::ZonedTimestamp => render_zoned_timestamp(string()?),
             Decoder::ZonedTime => render_zoned_time(string()?),
+            Decoder::Interval => match value {
+                Value::String(iso) => render_interval(iso),
+                _ => Err(format!(
+                    "interval as {} (microseconds with 30-day months) cannot be rendered \
+                     exactly: set the connector's interval.handling.mode=string",
+                    short_json(value)
+                )),
+            },
             Decoder::Decimal { scale } => match value {
                 Value::Number(n) => Ok(n.to_string()),
                 _ => Ok(render_unscaled(&decode_base64(string()?)?, *scale)),
@@ -1050,6 +1065,104 @@ fn render_zoned_time(text: &str) -> Result<String, String> {
             .to_string(),
     };
     Ok(format!("{time}{offset}"))
+}
+
+/// ISO 8601 `P1Y2M3DT4H5M6.5S` (Debezium's `interval.handling.mode=string`) as PostgreSQL
+/// renders it with `IntervalStyle=iso_8601`, normalized the way PostgreSQL stores intervals
+/// (months, days, microseconds).
+fn render_interval(iso: &str) -> Result<String, String> {
+    let bad = |why: &str| format!("invalid ISO 8601 interval {iso:?}: {why}");
+    let rest = iso.strip_prefix('P').ok_or_else(|| bad("no leading P"))?;
+    let (date_part, time_part) = rest.split_once('T').unwrap_or((rest, ""));
+    let (mut months, mut days, mut micros) = (0i64, 0i64, 0i64);
+    for (number, unit) in interval_fields(date_part).ok_or_else(|| bad("bad date part"))? {
+        let whole: i64 = number.parse().map_err(|_| bad("fractional date field"))?;
+        match unit {
+            'Y' => months += whole * 12,
+            'M' => months += whole,
+            'W' => days += whole * 7,
+            'D' => days += whole,
+            _ => return Err(bad("unknown date unit")),
+        }
+    }
+    for (number, unit) in interval_fields(time_part).ok_or_else(|| bad("bad time part"))? {
+        let value = parse_micros(number).ok_or_else(|| bad("bad number"))?;
+        micros += match unit {
+            'H' => value * 3600,
+            'M' => value * 60,
+            'S' => value,
+            _ => return Err(bad("unknown time unit")),
+        };
+    }
+    Ok(format_interval(months, days, micros))
+}
+
+/// `1Y-2M3.5D` -> [("1", 'Y'), ("-2", 'M'), ("3.5", 'D')].
+fn interval_fields(part: &str) -> Option<Vec<(&str, char)>> {
+    let mut fields = Vec::new();
+    let mut start = 0;
+    for (i, c) in part.char_indices() {
+        if c.is_ascii_alphabetic() {
+            let number = &part[start..i];
+            if number.is_empty() {
+                return None;
+            }
+            fields.push((number, c));
+            start = i + 1;
+        }
+    }
+    (start == part.len()).then_some(fields)
+}
+
+/// A decimal number of seconds (or hours, minutes) as whole microseconds of that unit.
+fn parse_micros(number: &str) -> Option<i64> {
+    let (negative, digits) = match number.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, number),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if fraction.len() > 6 || !fraction.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let fraction: i64 = format!("{fraction:0<6}").parse().ok()?;
+    let value = whole.checked_mul(1_000_000)?.checked_add(fraction)?;
+    Some(if negative { -value } else { value })
+}
+
+/// PostgreSQL's `EncodeInterval` in the `iso_8601` style, which direct mode's session pins.
+fn format_interval(months: i64, days: i64, micros: i64) -> String {
+    let (hours, minutes) = (micros / 3_600_000_000, micros / 60_000_000 % 60);
+    let (seconds, fraction_micros) = (micros / 1_000_000 % 60, micros % 1_000_000);
+    if months == 0 && days == 0 && micros == 0 {
+        return "PT0S".into();
+    }
+    let part = |value: i64, unit: char| match value {
+        0 => String::new(),
+        _ => format!("{value}{unit}"),
+    };
+    let mut out = format!(
+        "P{}{}{}",
+        part(months / 12, 'Y'),
+        part(months % 12, 'M'),
+        part(days, 'D')
+    );
+    if micros != 0 {
+        out.push('T');
+    }
+    out.push_str(&part(hours, 'H'));
+    out.push_str(&part(minutes, 'M'));
+    if seconds != 0 || fraction_micros != 0 {
+        if seconds < 0 || fraction_micros < 0 {
+            out.push('-');
+        }
+        out.push_str(&format!(
+            "{}{}S",
+            seconds.abs(),
+            fraction(fraction_micros.unsigned_abs() as u32)
+        ));
+    }
+    out
 }
 
 fn render_variable_scale(value: &Value) -> Result<String, String> {

@@ -51,6 +51,7 @@ pub fn engine_properties(
         "publication.autocreate.mode": "disabled",
         "snapshot.mode": "initial",
         "skipped.operations": "none",
+        "interval.handling.mode": "string",
         "converter.schemas.enable": schemas.to_string(),
     });
     let map = properties.as_object_mut().unwrap();

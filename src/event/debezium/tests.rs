@@ -464,3 +464,17 @@ fn heartbeats_and_transaction_markers_are_not_changes() {
     };
     assert!(parser.parse(&marker).unwrap().is_none());
 }
+
+#[test]
+fn renders_iso_intervals_like_postgres() {
+    let render = |iso: &str| render_interval(iso).unwrap();
+    assert_eq!(render("P1Y2M3DT4H5M6.5S"), "P1Y2M3DT4H5M6.5S");
+    assert_eq!(render("P0Y0M0DT0H0M0S"), "PT0S");
+    assert_eq!(render("P0Y0M-1DT2H0M0S"), "P-1DT2H");
+    assert_eq!(render("P0Y0M0DT0H-1M-0.000001S"), "PT-1M-0.000001S");
+    assert_eq!(render("P0Y14M0DT25H0M0S"), "P1Y2MT25H");
+    assert_eq!(render("PT90M"), "PT1H30M");
+    assert!(render_interval("1Y").is_err());
+    let err = Decoder::Interval.render(&json!(3.6e9)).unwrap_err();
+    assert!(err.contains("interval.handling.mode=string"), "{err}");
+}
