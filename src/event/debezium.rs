@@ -164,7 +164,7 @@ impl DebeziumParser {
             Some((_, other)) => return Err(wrong_type("key payload", "an object", other)),
             None => None,
         };
-        let raw = if payload.contains_key("op") && payload.contains_key("source") {
+        let raw = if is_envelope(value_schema.as_ref(), &payload) {
             RawEvent::from_envelope(payload, value_schema)?
         } else {
             RawEvent::from_unwrapped(payload, value_schema, record.topic)?
@@ -353,7 +353,7 @@ impl RawEvent {
         let op = match payload.get("op") {
             Some(Value::String(op)) => op.clone(),
             Some(other) => return Err(wrong_type("op", "a string", other)),
-            None => unreachable!("checked by the caller"),
+            None => return Err(Problem::Missing { what: "op".into() }),
         };
         let (operation, snapshot_op) = match op.as_str() {
             "c" => (Operation::Insert, false),
@@ -363,8 +363,14 @@ impl RawEvent {
             "t" => (Operation::Truncate, false),
             _ => return Err(Problem::UnknownOp(op)),
         };
-        let Some(Value::Object(source)) = payload.remove("source") else {
-            return Err(wrong_type("source", "an object", &Value::Null));
+        let source = match payload.remove("source") {
+            Some(Value::Object(source)) => source,
+            None | Some(Value::Null) => {
+                return Err(Problem::Missing {
+                    what: "source".into(),
+                })
+            }
+            Some(other) => return Err(wrong_type("source", "an object", &other)),
         };
         let field = |name: &str| source.get(name).filter(|v| !v.is_null());
         let table = TableName::new(
@@ -473,6 +479,16 @@ impl RawEvent {
             metadata,
         })
     }
+}
+
+/// The Debezium envelope, as opposed to a row flattened by `ExtractNewRecordState`.
+fn is_envelope(schema: Option<&ConnectSchema>, payload: &Map<String, Value>) -> bool {
+    if let Some(name) = schema.and_then(|s| s.name.as_deref()) {
+        return name.ends_with(".Envelope");
+    }
+    let has = |key: &str| payload.contains_key(key);
+    let has_row = has("after") || has("before");
+    (has("op") && (has("source") || has_row)) || (has("source") && has_row)
 }
 
 /// Debezium's heartbeats (`heartbeat.interval.ms`) and transaction BEGIN/END markers
