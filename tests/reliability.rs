@@ -113,7 +113,10 @@ fn a_fast_shutdown_with_an_idle_caught_up_pgdelta_is_quick() {
     cluster.start_again();
     terminate(&mut running);
     println!("fast shutdown with an idle pgdelta took {took:?}");
-    assert!(took < Duration::from_secs(10), "fast shutdown took {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "fast shutdown took {took:?}"
+    );
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! scripts: add to them, never rename them.
 
 use std::net::SocketAddr;
+mod connector;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +53,9 @@ pub enum Command {
     /// Prove a pipeline's Delta tables equal their PostgreSQL sources (exit 0 only when every
     /// requested check passes; 2 when nothing failed but some results are not comparable yet).
     Validate(ValidateArgs),
+    /// The pipeline's Debezium connector (Kafka mode): config, register, status, delete.
+    #[command(subcommand)]
+    Connector(connector::ConnectorCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -151,6 +156,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             changes,
             from_version,
         }) => inspect(&config, &name, table.as_deref(), changes, from_version).await,
+        Command::Connector(command) => connector::run(&config, command).await,
         Command::Status { json } => {
             let mut statuses = Vec::new();
             for name in config.pipelines.keys() {

@@ -1,5 +1,6 @@
 //! The one CDC event model shared by every source (pgoutput, Debezium) and the sinks.
 
+pub mod debezium;
 mod lsn;
 
 use std::fmt;
