@@ -107,7 +107,9 @@ autovacuum = off
                 "-p", str(self.port), "-U", "postgres", "-d", db, "-c", sql]
 
     def psql(self, db, sql):
-        out = subprocess.run(self.psql_cmd(db, sql), check=True, capture_output=True, text=True)
+        out = subprocess.run(self.psql_cmd(db, sql), capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"psql failed: {sql[:200]}\n{out.stderr}")
         return out.stdout.strip()
 
     def wal_lsn(self):
@@ -120,8 +122,11 @@ autovacuum = off
 class Measured:
     """Runs a command under /usr/bin/time -v, sampling the child's RSS every 0.2 s."""
 
-    def __init__(self, name, cmd, work: Path, env=None):
+    def __init__(self, name, cmd, work: Path, env=None, walsender=None):
+        """`walsender`: (cluster, slot) to also sample the CPU time of the slot's walsender."""
         self.name, self.cmd, self.work, self.env = name, cmd, work, env
+        self.walsender = walsender
+        self.walsender_cpu_s = None
         self.time_file = work / f"{name}.time"
         self.out_file = work / f"{name}.out"
         self.err_file = work / f"{name}.err"
@@ -151,9 +156,27 @@ class Measured:
             time.sleep(0.02)
         return None
 
+    def _sample_walsender(self, ws_pid):
+        if ws_pid is None:
+            cluster, slot = self.walsender
+            try:
+                found = cluster.psql("bench", f"SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{slot}'")
+                ws_pid = int(found) if found else None
+            except (RuntimeError, ValueError):
+                return None
+        if ws_pid is not None:
+            try:
+                fields = Path(f"/proc/{ws_pid}/stat").read_text().rsplit(")", 1)[1].split()
+                self.walsender_cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except OSError:
+                pass
+        return ws_pid
+
     def _sample(self):
-        pid = None
+        pid = ws_pid = None
         while self.proc.poll() is None:
+            if self.walsender:
+                ws_pid = self._sample_walsender(ws_pid)
             pid = pid or self._child_pid()
             if pid:
                 try:
@@ -183,6 +206,7 @@ class Measured:
             "wall_s": self.wall,
             "cpu_s": field("User time (seconds)") + field("System time (seconds)"),
             "peak_rss_mb": field("Maximum resident set size (kbytes)") / 1024,
+            "walsender_cpu_s": self.walsender_cpu_s,
         }
 
     def output(self):
@@ -251,7 +275,8 @@ snapshot_mode = "never"
     def run_debezium(self, table, slot, end_tag, poke):
         spec = self.debezium_spec(table, slot, end_tag, poke)
         name = f"{table}-debezium{'-warmup' if poke else ''}"
-        return Measured(name, [sys.executable, str(HERE / "debezium_count.py"), str(spec)], self.work).run()
+        return Measured(name, [sys.executable, str(HERE / "debezium_count.py"), str(spec)], self.work,
+                        walsender=None if poke else (self.cluster, slot)).run()
 
     # ---- one throughput workload ---------------------------------------------------------
 
@@ -306,15 +331,17 @@ snapshot_mode = "never"
                     "-d", "bench", "--slot", slot, "--start", "--no-loop",
                     "--endpos", f"{end_lsn >> 32:X}/{end_lsn & 0xFFFFFFFF:X}",
                     "-o", "proto_version=1", "-o", f"publication_names=pub_{table}", "-o", "messages=true",
-                    "-f", "/dev/null"], self.work).run()
+                    "-f", "/dev/null"], self.work, walsender=(c, slot)).run()
                 got = None
             elif consumer == "decode":
                 m = Measured(f"{table}-decode", [self.args.decode_bench, "--config", str(config),
-                                                 "--pipeline", table, "--slot", slot], self.work).run()
+                                                 "--pipeline", table, "--slot", slot], self.work,
+                             walsender=(c, slot)).run()
                 got = json.loads(m.output().strip().splitlines()[-1])["rows"] - 1  # minus bench_end
             elif consumer == "pgdelta":
                 m = Measured(f"{table}-pgdelta", [self.args.pgdelta, "--config", str(config), "pipeline", "start",
-                                                  table, "--exit-when-caught-up"], self.work).run()
+                                                  table, "--exit-when-caught-up"], self.work,
+                             walsender=(c, slot)).run()
                 got = self.pgdelta_rows(config, table)
             else:
                 m = self.run_debezium(table, slot, end_tag, poke=False)
@@ -463,8 +490,8 @@ def summarize_rss(samples):
 def render(results):
     lines = [f"pgdelta benchmark, size {results['size']}",
              "",
-             "| workload | changes | WAL MB | consumer | wall s | rows/s | MB/s | peak RSS MB | CPU s | vs limit | pgdelta/Debezium |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| workload | changes | WAL MB | consumer | wall s | rows/s | MB/s | peak RSS MB | CPU s | walsender CPU s | vs limit | vs Debezium |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, w in results["workloads"].items():
         cons = w["consumers"]
         limit = cons.get("pg_recvlogical", {}).get("rows_per_s")
@@ -474,6 +501,7 @@ def render(results):
             vs_dbz = f"{u['rows_per_s'] / dbz:.1f}x" if dbz and consumer in ("pgdelta", "decode") else "-"
             lines.append(f"| {name} | {w['changes']:,} | {w['wal_bytes'] / 1e6:.1f} | {consumer} | {u['wall_s']:.2f} | "
                          f"{u['rows_per_s']:,.0f} | {u['mb_per_s']:.1f} | {u['peak_rss_mb']:.0f} | {u['cpu_s']:.2f} | "
+                         f"{'-' if u.get('walsender_cpu_s') is None else format(u['walsender_cpu_s'], '.2f')} | "
                          f"{vs_limit} | {vs_dbz} |")
     lat = results.get("latency")
     if lat:

@@ -24,8 +24,8 @@ END $$;
 
 CREATE OR REPLACE FUNCTION bench_wide_values() RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
-    exprs text[] := ARRAY['(g %% 100000)::int', 'g * 7', 'md5(g::text)', '(g %% 100000) / 100.0',
-                          'g / 3.0', 'now()', '(g %% 2 = 0)'];
+    exprs text[] := ARRAY['(g % 100000)::int', 'g * 7', 'md5(g::text)', '(g % 100000) / 100.0',
+                          'g / 3.0', 'now()', '(g % 2 = 0)'];
     vals text := 'g';
 BEGIN
     FOR i IN 1..49 LOOP
@@ -40,7 +40,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     i bigint := 0;
     vals text := CASE WHEN wide THEN bench_wide_values() ELSE
-        'g, (g %% 1000)::int, (g %% 100000) / 100.0, (ARRAY[''new'',''paid'',''shipped''])[1 + g %% 3], md5(g::text), now()' END;
+        'g, (g % 1000)::int, (g % 100000) / 100.0, (ARRAY[''new'',''paid'',''shipped''])[1 + g % 3], md5(g::text), now()' END;
     stmt text := format('INSERT INTO %I SELECT %s FROM generate_series($1, $2) g', tbl, vals);
 BEGIN
     WHILE i < total LOOP
