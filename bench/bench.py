@@ -19,6 +19,7 @@ Results: a table on stdout and results.json in the work directory.
 import argparse
 import json
 import os
+import shlex
 import re
 import signal
 import socket
@@ -339,7 +340,7 @@ snapshot_mode = "never"
                              walsender=(c, slot)).run()
                 got = json.loads(m.output().strip().splitlines()[-1])["rows"] - 1  # minus bench_end
             elif consumer == "pgdelta":
-                m = Measured(f"{table}-pgdelta", [self.args.pgdelta, "--config", str(config), "pipeline", "start",
+                m = Measured(f"{table}-pgdelta", [*shlex.split(self.args.pgdelta_prefix), self.args.pgdelta, "--config", str(config), "pipeline", "start",
                                                   table, "--exit-when-caught-up"], self.work,
                              walsender=(c, slot)).run()
                 got = self.pgdelta_rows(config, table)
@@ -348,6 +349,7 @@ snapshot_mode = "never"
                 detail = json.loads(m.output().strip().splitlines()[-1])
                 got = detail["rows"]
             usage = m.usage()
+            usage["load_after"] = os.getloadavg()[0]
             usage["rows_per_s"] = rows / usage["wall_s"]
             usage["mb_per_s"] = wal_bytes / 1e6 / usage["wall_s"]
             usage["rss_samples_mb"] = summarize_rss(m.rss_samples)
@@ -488,7 +490,9 @@ def summarize_rss(samples):
 
 
 def render(results):
-    lines = [f"pgdelta benchmark, size {results['size']}",
+    lines = [f"pgdelta benchmark, size {results['size']}, {os.cpu_count()} CPUs, "
+             f"1-min load average after each run: "
+             + ", ".join(f"{u['load_after']:.1f}" for w in results["workloads"].values() for u in w["consumers"].values()),
              "",
              "| workload | changes | WAL MB | consumer | wall s | rows/s | MB/s | peak RSS MB | CPU s | walsender CPU s | vs limit | vs Debezium |",
              "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -521,6 +525,8 @@ def main():
                         choices=["insert", "mixed", "wide", "big_tx"])
     parser.add_argument("--skip", nargs="*", default=[], choices=CONSUMERS, help="consumers to leave out")
     parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--pgdelta-prefix", default="",
+                        help="command prefix for the measured pgdelta runs, e.g. 'perf record -e cpu-clock -o F'")
     parser.add_argument("--override", nargs="*", default=[], metavar="KEY=N",
                         help="override a size parameter, e.g. insert=200000")
     args = parser.parse_args()
