@@ -357,6 +357,7 @@ snapshot_mode = "never"
                 usage["streaming_s"] = detail["streaming_seconds"]
             if consumer == "pgdelta":
                 usage["delta_rows"] = got
+                usage["batches"] = batch_timings(m.err_file)
             elif got is not None and got != rows:
                 log(f"WARNING: {consumer} saw {got} changes on {table}, expected {rows}")
                 usage["rows_seen"] = got
@@ -472,6 +473,21 @@ def visible_latencies(delta: Path, commits):
             visible_at[version] = (delta / "_delta_log" / f"{version:020d}.json").stat().st_mtime_ns / 1e9
         latencies.append(visible_at[version] - commits[ident])
     return latencies
+
+
+def batch_timings(log_file: Path):
+    """Per "batch written" log line of pgdelta: (events, seconds spent writing to Delta)."""
+    pattern = re.compile(r"batch written.*?events=(\d+) elapsed=([\d.]+)(ns|µs|us|ms|s)\b")
+    scale = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+    batches = [(int(m.group(1)), float(m.group(2)) * scale[m.group(3)])
+               for m in map(pattern.search, log_file.read_text().splitlines()) if m]
+    if not batches:
+        return None
+    n = len(batches)
+    return {"count": n, "write_s_total": sum(b[1] for b in batches),
+            "first_write_s": batches[0][1], "middle_write_s": batches[n // 2][1],
+            "last_write_s": batches[-1][1], "max_write_s": max(b[1] for b in batches),
+            "events_per_batch": sum(b[0] for b in batches) / n}
 
 
 def percentile(values, p):
