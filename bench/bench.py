@@ -541,15 +541,18 @@ def main():
     parser.add_argument("--workloads", nargs="+", default=["insert", "mixed", "wide", "big_tx"],
                         choices=["insert", "mixed", "wide", "big_tx"])
     parser.add_argument("--skip", nargs="*", default=[], choices=CONSUMERS, help="consumers to leave out")
-    parser.add_argument("--debezium-on", nargs="*", default=["insert", "mixed", "wide"],
-                        help="workloads Debezium runs on (big_tx is left out by default: at Debezium's "
-                             "rate 5M rows alone would take longer than the whole benchmark)")
+    parser.add_argument("--debezium-on", nargs="*", default=None,
+                        help="workloads Debezium runs on; default insert, mixed and wide (insert only with "
+                             "--size quick). big_tx is left out by default: at Debezium's rate 5M rows "
+                             "alone would take longer than the whole benchmark")
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--pgdelta-prefix", default="",
                         help="command prefix for the measured pgdelta runs, e.g. 'perf record -e cpu-clock -o F'")
     parser.add_argument("--override", nargs="*", default=[], metavar="KEY=N",
                         help="override a size parameter, e.g. insert=200000")
     args = parser.parse_args()
+    if args.debezium_on is None:
+        args.debezium_on = ["insert"] if args.size == "quick" else ["insert", "mixed", "wide"]
     for item in args.override:
         key, value = item.split("=")
         SIZES[args.size][key] = int(value)
