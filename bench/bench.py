@@ -339,7 +339,7 @@ snapshot_mode = "never"
                 m = Measured(f"{table}-decode", [self.args.decode_bench, "--config", str(config),
                                                  "--pipeline", table, "--slot", slot], self.work,
                              walsender=(c, slot)).run()
-                got = json.loads(m.output().strip().splitlines()[-1])["rows"] - 1  # minus bench_end
+                got = result_line(m.output())["rows"] - 1  # minus bench_end
             elif consumer == "pgdelta":
                 m = Measured(f"{table}-pgdelta", [*shlex.split(self.args.pgdelta_prefix), self.args.pgdelta, "--config", str(config), "pipeline", "start",
                                                   table, "--exit-when-caught-up"], self.work,
@@ -347,7 +347,7 @@ snapshot_mode = "never"
                 got = self.pgdelta_rows(config, table)
             else:
                 m = self.run_debezium(table, slot, end_tag, poke=False)
-                detail = json.loads(m.output().strip().splitlines()[-1])
+                detail = result_line(m.output())
                 got = detail["rows"]
             usage = m.usage()
             usage["load_after"] = os.getloadavg()[0]
@@ -474,6 +474,11 @@ def visible_latencies(delta: Path, commits):
             visible_at[version] = (delta / "_delta_log" / f"{version:020d}.json").stat().st_mtime_ns / 1e9
         latencies.append(visible_at[version] - commits[ident])
     return latencies
+
+
+def result_line(output):
+    """The last JSON result line of a helper (Debezium's logging shares its stdout)."""
+    return json.loads([line for line in output.splitlines() if line.startswith('{"rows"')][-1])
 
 
 def batch_timings(log_file: Path):
