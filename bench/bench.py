@@ -478,7 +478,7 @@ def visible_latencies(delta: Path, commits):
 
 def result_line(output):
     """The last JSON result line of a helper (Debezium's logging shares its stdout)."""
-    return json.loads([line for line in output.splitlines() if line.startswith('{"rows"')][-1])
+    return json.loads([line for line in output.splitlines() if line.startswith('{') and '"rows"' in line][-1])
 
 
 def batch_timings(log_file: Path):
