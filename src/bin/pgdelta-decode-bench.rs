@@ -50,7 +50,11 @@ async fn main() -> Result<()> {
     )
     .await
     .context("start the replication stream")?;
-    let token = format!("{}:{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+    let token = format!(
+        "{}:{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
     pg::emit_marker(&client, MARKER_PREFIX, &token).await?;
     let (mut rows, mut transactions, mut end_lsn) = (0usize, 0usize, start);
     loop {
