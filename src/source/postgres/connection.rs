@@ -162,16 +162,20 @@ impl ConnectionSettings {
             _ => PgSslMode::Require,
         });
         config.application_name("pgdelta");
-        let connector = self.tls_connector()?;
+        if self.sslmode == SslMode::Disable {
+            // Building a TLS connector loads the system certificates: skip it when unused.
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| error_text(&e))?;
+            tokio::spawn(log_when_closed(connection));
+            return Ok(client);
+        }
         let (client, connection) = config
-            .connect(connector)
+            .connect(self.tls_connector()?)
             .await
             .map_err(|e| error_text(&e))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "PostgreSQL connection closed");
-            }
-        });
+        tokio::spawn(log_when_closed(connection));
         Ok(client)
     }
 
@@ -227,6 +231,15 @@ impl ConnectionSettings {
             "-c datestyle=ISO,YMD -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex",
         )
         .with_status_interval(Duration::from_millis(500))
+    }
+}
+
+async fn log_when_closed<F>(connection: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+{
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, "PostgreSQL connection closed");
     }
 }
 
