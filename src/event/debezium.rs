@@ -746,7 +746,7 @@ impl Decoder {
 
     /// What the connector sends for a PostgreSQL column under its default settings.
     fn from_pg(type_oid: u32, type_modifier: i32) -> Decoder {
-        use crate::sink::delta::types::decimal_precision_scale;
+        use crate::event::decimal_precision_scale;
         let at_most_millis = (0..=3).contains(&type_modifier);
         match type_oid {
             20 | 21 | 23 | 26 => Decoder::Int,

@@ -255,6 +255,21 @@ pub struct Transaction {
     pub events: Vec<ChangeEvent>,
 }
 
+/// Largest decimal precision Delta (and Spark) support.
+const MAX_DECIMAL_PRECISION: i32 = 38;
+
+/// (precision, scale) of a `numeric(p, s)` type modifier when Delta can hold it as a decimal.
+pub fn decimal_precision_scale(type_modifier: i32) -> Option<(u8, u8)> {
+    if type_modifier < 4 {
+        return None; // unconstrained numeric: any precision, kept as text
+    }
+    let packed = type_modifier - 4;
+    let precision = (packed >> 16) & 0xffff;
+    let scale = packed & 0xffff;
+    let fits = (1..=MAX_DECIMAL_PRECISION).contains(&precision) && scale <= precision;
+    fits.then_some((precision as u8, scale as u8))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,8 @@
 
 use deltalake::kernel::{ArrayType, DataType, MapType};
 
+pub use crate::event::decimal_precision_scale;
+
 /// Type OIDs of the built-in PostgreSQL types pgdelta maps to something other than a string.
 pub mod oid {
     pub const BOOL: u32 = 16;
@@ -18,8 +20,6 @@ pub mod oid {
     pub const NUMERIC: u32 = 1700;
 }
 
-/// Largest decimal precision Delta (and Spark) support.
-const MAX_DECIMAL_PRECISION: i32 = 38;
 
 /// Element type OID of the one-dimensional array types pgdelta stores as Delta arrays.
 fn array_element(type_oid: u32) -> Option<u32> {
@@ -50,18 +50,6 @@ pub fn is_known_text_type(type_oid: u32) -> bool {
             | 1083 | 1266 | 1186 | 790 | 869 | 650 | 829 | 774 // time timetz interval money inet cidr macaddr(8)
             | 3614 | 3615 | 3220 | 1560 | 1562 | 600 | 601 | 602 | 603 | 604 | 628 | 718
     )
-}
-
-/// (precision, scale) of a `numeric(p, s)` type modifier when Delta can hold it as a decimal.
-pub fn decimal_precision_scale(type_modifier: i32) -> Option<(u8, u8)> {
-    if type_modifier < 4 {
-        return None; // unconstrained numeric: any precision, kept as text
-    }
-    let packed = type_modifier - 4;
-    let precision = (packed >> 16) & 0xffff;
-    let scale = packed & 0xffff;
-    let fits = (1..=MAX_DECIMAL_PRECISION).contains(&precision) && scale <= precision;
-    fits.then_some((precision as u8, scale as u8))
 }
 
 /// Like [`delta_type`], also recognizing extension types by name: `hstore` becomes
