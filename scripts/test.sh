@@ -9,4 +9,5 @@ source scripts/env.sh
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+bash scripts/fuzz.sh 10   # the parsers must survive a bounded fuzzing run
 cargo test --locked --no-fail-fast "$@"

@@ -157,8 +157,6 @@ fn a_table_name_with_a_dot_is_refused_with_a_clear_error() {
 /// unquoted name there is folded to lower case, so a publication created as "Sales Pub"
 /// must be passed quoted.
 #[test]
-#[ignore = "bug: a configured publication name with upper case or spaces is created quoted \
-            but passed unquoted to START_REPLICATION publication_names, which folds/splits it"]
 fn a_publication_name_with_upper_case_and_a_space_works() {
     let cluster = cluster_with_db();
     cluster.psql(DB, "CREATE TABLE t (id int PRIMARY KEY, v text)");

@@ -315,8 +315,6 @@ fn verify_full_to_an_ip_address_named_in_the_certificate_replicates() {
 }
 
 #[test]
-#[ignore = "bug: certificate and pg_hba 'reject' errors are treated as transient and retried \
-            with backoff for every connect attempt (about 90 s with the default 10)"]
 fn a_certificate_error_is_not_retried() {
     let server = TlsServer::start();
     let source = format!(

@@ -66,6 +66,7 @@ impl Pgdelta {
             .arg(self.dir.path().join("pgdelta.toml"))
             .args(args)
             .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
+            .env("PGDELTA_HTTP_LISTEN", "127.0.0.1:0")
             .env("PGDELTA_LOG", "warn")
             .output()
             .unwrap()
@@ -243,6 +244,7 @@ fn lag_over_threshold_fails_and_unreplicated_changes_are_not_comparable() {
         .arg(pgdelta.dir.path().join("pgdelta.toml"))
         .args(["validate", "shop", "--check", "checksum"])
         .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
+        .env("PGDELTA_HTTP_LISTEN", "127.0.0.1:0")
         .output();
     if let Ok(output) = measured {
         eprintln!(
@@ -280,6 +282,7 @@ fn text_keys_chunk_alike_and_periodic_validation_runs_inside_a_running_pipeline(
         .arg(&config_path)
         .args(["pipeline", "start", "shop"])
         .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
+        .env("PGDELTA_HTTP_LISTEN", "127.0.0.1:0")
         .env("PGDELTA_LOG", "warn,pgdelta=info")
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
@@ -344,6 +347,7 @@ fn large_table_validates_by_streaming() {
         .arg(pgdelta.dir.path().join("pgdelta.toml"))
         .args(["validate", "shop", "--check", "checksum"])
         .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
+        .env("PGDELTA_HTTP_LISTEN", "127.0.0.1:0")
         .output();
     if let Ok(output) = measured {
         eprintln!(

@@ -68,7 +68,7 @@ async fn main() -> Result<()> {
             StreamItem::Marker {
                 prefix, content, ..
             } if prefix == MARKER_PREFIX && content == token => break,
-            StreamItem::Marker { .. } => {}
+            StreamItem::Marker { .. } | StreamItem::Idle { .. } => {}
         }
     }
     let seconds = started.elapsed().as_secs_f64();

@@ -297,6 +297,13 @@ impl Pipeline {
                             self.flush(&mut batch, stream).await?;
                         }
                     }
+                    Ok(StreamItem::Idle { wal_end }) => {
+                        // Nothing pending: let the server recycle WAL that held no changes
+                        // for us (and finish a shutdown without waiting on us).
+                        if batch.last_lsn.is_none() {
+                            stream.confirm(wal_end);
+                        }
+                    }
                     Ok(StreamItem::Marker { prefix, content, lsn }) => {
                         if prefix == MARKER_PREFIX && Some(content.as_str()) == marker {
                             tracing::info!(%lsn, "caught up");

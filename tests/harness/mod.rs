@@ -63,6 +63,7 @@ impl Pgdelta {
             .arg(self.config_path())
             .args(args)
             .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
+            .env("PGDELTA_HTTP_LISTEN", "127.0.0.1:0")
             .env("PGDELTA_LOG", "info,pgdelta=debug");
         cmd
     }

@@ -20,7 +20,6 @@ pub mod oid {
     pub const NUMERIC: u32 = 1700;
 }
 
-
 /// Element type OID of the one-dimensional array types pgdelta stores as Delta arrays.
 fn array_element(type_oid: u32) -> Option<u32> {
     Some(match type_oid {

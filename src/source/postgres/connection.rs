@@ -258,12 +258,15 @@ pub fn backoff_delay(attempt: usize) -> Duration {
         .unwrap_or(Duration::from_secs(30))
 }
 
-/// Errors no retry will fix: wrong password, unknown database or role.
+/// Errors no retry will fix: wrong password, unknown database or role, a certificate that
+/// does not verify, a server that rejects the connection.
 fn is_permanent(message: &str) -> bool {
     [
         "password authentication failed",
         "does not exist",
         "no pg_hba.conf entry",
+        "pg_hba.conf rejects connection",
+        "certificate verify failed",
         "sslrootcert",
     ]
     .iter()

@@ -22,6 +22,9 @@ pub enum StreamItem {
         content: String,
         lsn: Lsn,
     },
+    /// The server has sent everything up to `wal_end` and no transaction is open: what came
+    /// before was delivered, so once it is durable this position may be confirmed.
+    Idle { wal_end: Lsn },
 }
 
 struct OpenTransaction {
@@ -53,8 +56,9 @@ impl ChangeStream {
         key_overrides: HashMap<TableName, Vec<String>>,
     ) -> Result<Self, SourceError> {
         let target = settings.describe();
+        // `publication_names` is a list of SQL identifiers: quote so case and spaces survive.
         let config = settings
-            .replication_config(slot, publication)
+            .replication_config(slot, &crate::event::quote_ident(publication))
             .with_start_lsn(WireLsn::from_u64(start.0));
         let replication_error = |e: pgwire_replication::PgWireError| SourceError::Replication {
             target: target.clone(),
@@ -125,6 +129,11 @@ impl ChangeStream {
                         self.finish(open, Lsn(end_lsn.as_u64())),
                     )));
                 }
+            }
+            ReplicationEvent::KeepAlive { wal_end, .. } if self.open.is_none() => {
+                return Ok(Some(StreamItem::Idle {
+                    wal_end: Lsn(wal_end.as_u64()),
+                }));
             }
             ReplicationEvent::Message {
                 transactional: false,
