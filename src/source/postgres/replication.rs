@@ -24,7 +24,9 @@ pub enum StreamItem {
     },
     /// The server has sent everything up to `wal_end` and no transaction is open: what came
     /// before was delivered, so once it is durable this position may be confirmed.
-    Idle { wal_end: Lsn },
+    Idle {
+        wal_end: Lsn,
+    },
 }
 
 struct OpenTransaction {
