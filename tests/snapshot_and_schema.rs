@@ -8,9 +8,9 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use serde_json::Value;
 use support::{
-    pg_rows_as_json, read_delta_cdf, read_delta_meta, read_delta_rows, PgCluster, NULL_MARKER,
+    delta_as_strings, pg_rows_as_json, read_delta_cdf, read_delta_meta, read_delta_rows, render,
+    PgCluster, NULL_MARKER,
 };
 
 const DB: &str = "cdcdb";
@@ -72,26 +72,6 @@ fn cluster_with_db() -> PgCluster {
     let cluster = PgCluster::start();
     cluster.create_database(DB);
     cluster
-}
-
-fn render(value: &Value) -> String {
-    match value {
-        Value::Null => NULL_MARKER.to_string(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn delta_as_strings(path: &Path) -> Vec<Vec<String>> {
-    let table = read_delta_rows(path);
-    let mut rows: Vec<Vec<String>> = table["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row.as_array().unwrap().iter().map(render).collect())
-        .collect();
-    rows.sort();
-    rows
 }
 
 fn pg_as_strings(cluster: &PgCluster, query: &str) -> Vec<Vec<String>> {

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{self, pg_rows_as_json, read_delta_rows, PgCluster, NULL_MARKER};
+pub use crate::support::delta_as_strings;
+use crate::support::{self, pg_rows_as_json, PgCluster};
 
 pub const DB: &str = "cdcdb";
 
@@ -137,27 +138,6 @@ pub fn cluster_with_db() -> PgCluster {
     let cluster = PgCluster::start();
     cluster.create_database(DB);
     cluster
-}
-
-/// Latest rows of a Delta table as sorted text rows, NULL as [`NULL_MARKER`].
-pub fn delta_as_strings(path: &Path) -> Vec<Vec<String>> {
-    let table = read_delta_rows(path);
-    let mut rows: Vec<Vec<String>> = table["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row.as_array().unwrap().iter().map(render).collect())
-        .collect();
-    rows.sort();
-    rows
-}
-
-pub fn render(value: &Value) -> String {
-    match value {
-        Value::Null => NULL_MARKER.to_string(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 pub fn pg_as_strings(cluster: &PgCluster, query: &str) -> Vec<Vec<String>> {

@@ -318,6 +318,28 @@ pub fn read_delta_rows(path: &Path) -> serde_json::Value {
     run_reader(&["rows", &path.to_string_lossy()])
 }
 
+/// Latest rows of a Delta table as sorted text rows, NULL as [`NULL_MARKER`].
+pub fn delta_as_strings(path: &Path) -> Vec<Vec<String>> {
+    let table = read_delta_rows(path);
+    let mut rows: Vec<Vec<String>> = table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_array().unwrap().iter().map(render).collect())
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// One value from the Delta reader as text: strings as they are, NULL as [`NULL_MARKER`].
+pub fn render(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => NULL_MARKER.to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Change data feed from `starting_version`: `{"rows": [{col: value, ...,
 /// "_change_type": ..., "_commit_version": n}]}`.
 pub fn read_delta_cdf(path: &Path, starting_version: i64) -> serde_json::Value {
