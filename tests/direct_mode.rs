@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{delta_as_strings, pg_rows_as_json, read_delta_cdf, read_delta_meta, PgCluster};
+use support::{delta_as_strings, pg_as_strings, read_delta_cdf, read_delta_meta, PgCluster};
 
 const DB: &str = "cdcdb";
 
@@ -87,12 +87,6 @@ fn cluster_with_db() -> PgCluster {
     cluster
 }
 
-fn pg_as_strings(cluster: &PgCluster, query: &str) -> Vec<Vec<String>> {
-    let mut rows = pg_rows_as_json(cluster, DB, query);
-    rows.sort();
-    rows
-}
-
 fn change_types(cdf: &Value, version: i64) -> Vec<String> {
     let mut types: Vec<String> = cdf["rows"]
         .as_array()
@@ -139,7 +133,7 @@ fn inserts_updates_deletes_and_truncates_reach_equal_delta_tables_with_cdf() {
     pgdelta.catch_up("shop");
     assert_eq!(
         delta_as_strings(&pgdelta.table_path("public", "customers")),
-        pg_as_strings(&cluster, CUSTOMERS)
+        pg_as_strings(&cluster, DB, CUSTOMERS)
     );
 
     cluster.psql(
@@ -160,11 +154,11 @@ fn inserts_updates_deletes_and_truncates_reach_equal_delta_tables_with_cdf() {
     let orders_path = pgdelta.table_path("public", "orders");
     assert_eq!(
         delta_as_strings(&customers_path),
-        pg_as_strings(&cluster, CUSTOMERS)
+        pg_as_strings(&cluster, DB, CUSTOMERS)
     );
     assert_eq!(
         delta_as_strings(&orders_path),
-        pg_as_strings(&cluster, ORDERS)
+        pg_as_strings(&cluster, DB, ORDERS)
     );
 
     let meta = read_delta_meta(&customers_path);
@@ -231,7 +225,7 @@ fn composite_keys_and_key_changing_updates() {
     pgdelta.catch_up("shop");
     assert_eq!(
         delta_as_strings(&pgdelta.table_path("public", "orders")),
-        pg_as_strings(&cluster, ORDERS)
+        pg_as_strings(&cluster, DB, ORDERS)
     );
 }
 
@@ -275,7 +269,7 @@ fn table_without_primary_key_is_refused_unless_a_key_is_configured() {
     keyed.catch_up("ev");
     assert_eq!(
         delta_as_strings(&keyed.table_path("public", "events")),
-        pg_as_strings(&cluster, "SELECT code, note FROM events")
+        pg_as_strings(&cluster, DB, "SELECT code, note FROM events")
     );
 }
 
@@ -385,7 +379,7 @@ fn sigkill_mid_stream_then_restart_applies_every_transaction_exactly_once() {
     let path = pgdelta.table_path("public", "items");
     assert_eq!(
         delta_as_strings(&path),
-        pg_as_strings(&cluster, "SELECT id::text, label FROM items")
+        pg_as_strings(&cluster, DB, "SELECT id::text, label FROM items")
     );
     assert_each_key_inserted_once(&path, 5_000);
     // A further catch-up with nothing new changes nothing.
@@ -414,7 +408,7 @@ fn restarting_postgres_while_streaming_reconnects_and_finishes_equal() {
         DB,
         "UPDATE items SET label = 'updated' WHERE id % 7 = 0; DELETE FROM items WHERE id % 11 = 0;",
     );
-    let expected = pg_as_strings(&cluster, "SELECT id::text, label FROM items");
+    let expected = pg_as_strings(&cluster, DB, "SELECT id::text, label FROM items");
     wait_for_rows(
         &pgdelta,
         "items",

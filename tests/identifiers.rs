@@ -77,7 +77,7 @@ fn assert_all_equal(cluster: &support::PgCluster, pgdelta: &Pgdelta) {
     for (path, query) in checks {
         assert_eq!(
             delta_as_strings(&path),
-            pg_as_strings(cluster, query),
+            pg_as_strings(cluster, DB, query),
             "{}",
             path.display()
         );
@@ -171,7 +171,7 @@ fn a_publication_name_with_upper_case_and_a_space_works() {
     assert!(publication_exists(&cluster, "Sales Pub"));
     assert_eq!(
         delta_as_strings(&pgdelta.table_path("public", "t")),
-        pg_as_strings(&cluster, "SELECT id::text, v FROM t")
+        pg_as_strings(&cluster, DB, "SELECT id::text, v FROM t")
     );
 }
 
@@ -192,6 +192,6 @@ fn a_table_name_with_a_slash_stays_under_the_delta_root() {
     let path = pgdelta.delta_root().join("public").join("a").join("b");
     assert_eq!(
         delta_as_strings(&path),
-        pg_as_strings(&cluster, "SELECT id::text FROM \"a/b\"")
+        pg_as_strings(&cluster, DB, "SELECT id::text FROM \"a/b\"")
     );
 }

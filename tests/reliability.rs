@@ -85,7 +85,10 @@ fn drop_removes_slot_and_publication_and_keeps_the_delta_tables() {
     assert!(!slot_exists(&cluster, "pgdelta_d"));
     assert!(!publication_exists(&cluster, "pgdelta_d"));
     let path = pgdelta.table_path("public", "items");
-    assert_eq!(delta_as_strings(&path), pg_as_strings(&cluster, ITEMS_ROWS));
+    assert_eq!(
+        delta_as_strings(&path),
+        pg_as_strings(&cluster, DB, ITEMS_ROWS)
+    );
     let status = pgdelta.status("d");
     assert_eq!(status[0]["rows"], 50);
 
@@ -168,7 +171,10 @@ fn a_second_process_of_the_same_pipeline_cannot_take_the_active_slot() {
 
     pgdelta.catch_up("same");
     let path = pgdelta.table_path("public", "items");
-    assert_eq!(delta_as_strings(&path), pg_as_strings(&cluster, ITEMS_ROWS));
+    assert_eq!(
+        delta_as_strings(&path),
+        pg_as_strings(&cluster, DB, ITEMS_ROWS)
+    );
     assert_txn_versions_strictly_increase(&path);
     assert_each_key_inserted_once(&path, 2_200);
 }
@@ -274,7 +280,7 @@ fn two_pipelines_writing_one_delta_path_never_corrupt_it() {
     if output.status.success() {
         assert_same_rows(
             &delta_as_strings(&path),
-            &pg_as_strings(&cluster, ITEMS_ROWS),
+            &pg_as_strings(&cluster, DB, ITEMS_ROWS),
         );
     } else {
         assert!(
@@ -625,7 +631,7 @@ fn chaos_kills_and_restarts_end_equal_with_no_transaction_applied_twice() {
     let mut txn_actions = 0;
     for (table, query) in CHAOS_QUERIES {
         let path = pgdelta.table_path("public", table);
-        let expected = pg_as_strings(&cluster, query);
+        let expected = pg_as_strings(&cluster, DB, query);
         assert_eq!(
             delta_as_strings(&path),
             expected,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use support::{
-    delta_as_strings, pg_rows_as_json, read_delta_cdf, read_delta_meta, read_delta_rows, render,
+    delta_as_strings, pg_as_strings, read_delta_cdf, read_delta_meta, read_delta_rows, render,
     PgCluster, NULL_MARKER,
 };
 
@@ -72,12 +72,6 @@ fn cluster_with_db() -> PgCluster {
     let cluster = PgCluster::start();
     cluster.create_database(DB);
     cluster
-}
-
-fn pg_as_strings(cluster: &PgCluster, query: &str) -> Vec<Vec<String>> {
-    let mut rows = pg_rows_as_json(cluster, DB, query);
-    rows.sort();
-    rows
 }
 
 fn pipeline(name: &str, tables: &[&str], extra: &str) -> String {
@@ -172,7 +166,7 @@ fn snapshot_of_a_million_rows_while_writers_change_the_table_has_no_gap_or_dupli
     let query = "SELECT id::text, owner, balance::text FROM accounts";
     let path = pgdelta.table_path("accounts");
     let delta = delta_as_strings(&path);
-    let expected = pg_as_strings(&cluster, query);
+    let expected = pg_as_strings(&cluster, DB, query);
     assert!(rounds > 0, "the writer never ran");
     assert_eq!(
         delta.len(),
@@ -215,11 +209,11 @@ fn snapshot_rows_are_inserts_in_the_change_feed_and_modes_never_and_initial_only
     pgdelta.catch_up("p");
     assert_eq!(
         delta_as_strings(&pgdelta.table_path("a")),
-        pg_as_strings(&cluster, "SELECT id::text, v FROM a")
+        pg_as_strings(&cluster, DB, "SELECT id::text, v FROM a")
     );
     assert_eq!(
         delta_as_strings(&pgdelta.table_path("b")),
-        pg_as_strings(&cluster, "SELECT id::text, v FROM b")
+        pg_as_strings(&cluster, DB, "SELECT id::text, v FROM b")
     );
 
     // snapshot_mode = never: what c held before is not copied, later changes stream.
@@ -276,7 +270,7 @@ fn updates_that_leave_a_toasted_value_alone_keep_it_in_delta() {
         })
         .collect();
     summarized.sort();
-    assert_eq!(summarized, pg_as_strings(&cluster, query));
+    assert_eq!(summarized, pg_as_strings(&cluster, DB, query));
 }
 
 /// MD5 of a value computed outside the test, so a 10 MB value is compared without printing it.
@@ -333,6 +327,7 @@ fn added_columns_extend_delta_and_dropped_columns_keep_their_history() {
         delta_as_strings(&path),
         pg_as_strings(
             &cluster,
+            DB,
             "SELECT id::text, name, nickname, age::text FROM people"
         )
     );

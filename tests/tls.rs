@@ -101,7 +101,7 @@ impl TlsServer {
         pgdelta.catch_up("p");
         assert_eq!(
             delta_as_strings(&pgdelta.table_path("public", "items")),
-            pg_as_strings(&self.cluster, ITEMS),
+            pg_as_strings(&self.cluster, DB, ITEMS),
             "{label}"
         );
     }

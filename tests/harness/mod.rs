@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use crate::support::delta_as_strings;
-use crate::support::{self, pg_rows_as_json, PgCluster};
+use crate::support::{self, PgCluster};
+pub use crate::support::{delta_as_strings, pg_as_strings};
 
 pub const DB: &str = "cdcdb";
 
@@ -138,12 +138,6 @@ pub fn cluster_with_db() -> PgCluster {
     let cluster = PgCluster::start();
     cluster.create_database(DB);
     cluster
-}
-
-pub fn pg_as_strings(cluster: &PgCluster, query: &str) -> Vec<Vec<String>> {
-    let mut rows = pg_rows_as_json(cluster, DB, query);
-    rows.sort();
-    rows
 }
 
 /// One `txn` action of a Delta commit: the commit's version, its appId and its version

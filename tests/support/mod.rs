@@ -318,6 +318,14 @@ pub fn read_delta_rows(path: &Path) -> serde_json::Value {
     run_reader(&["rows", &path.to_string_lossy()])
 }
 
+/// Rows of `query` as sorted text rows, NULL as [`NULL_MARKER`], to compare with
+/// [`delta_as_strings`].
+pub fn pg_as_strings(cluster: &PgCluster, db: &str, query: &str) -> Vec<Vec<String>> {
+    let mut rows = pg_rows_as_json(cluster, db, query);
+    rows.sort();
+    rows
+}
+
 /// Latest rows of a Delta table as sorted text rows, NULL as [`NULL_MARKER`].
 pub fn delta_as_strings(path: &Path) -> Vec<Vec<String>> {
     let table = read_delta_rows(path);
