@@ -100,10 +100,23 @@ pub enum ErrorPolicy {
     DeadLetter,
 }
 
+/// Where a pipeline reads changes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineMode {
+    /// From the PostgreSQL replication slot (pgoutput), no Kafka.
+    #[default]
+    Direct,
+    /// Debezium change events from Kafka topics (`[pipelines.<name>.kafka]`).
+    Kafka,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     pub tables: Vec<String>,
+    #[serde(default)]
+    pub mode: PipelineMode,
     #[serde(default = "default_delta_root")]
     pub delta_root: String,
     #[serde(default)]
@@ -119,8 +132,9 @@ pub struct PipelineConfig {
     /// How many tables are copied at once during the initial snapshot.
     #[serde(default = "default_snapshot_parallelism")]
     pub snapshot_parallelism: usize,
+    /// Defaults to `fail` in direct mode and `dead_letter` in Kafka mode.
     #[serde(default)]
-    pub on_error: ErrorPolicy,
+    pub on_error: Option<ErrorPolicy>,
     /// JSONL file for dead letters; defaults to `<delta_root>/_dead_letters/<pipeline>.jsonl`.
     #[serde(default)]
     pub dead_letter_path: Option<String>,
@@ -213,6 +227,7 @@ const SOURCE_KEYS: &[&str] = &[
 ];
 const PIPELINE_KEYS: &[&str] = &[
     "tables",
+    "mode",
     "delta_root",
     "slot",
     "publication",
@@ -223,7 +238,24 @@ const PIPELINE_KEYS: &[&str] = &[
     "on_error",
     "dead_letter_path",
 ];
+/// Keys of `[pipelines.<name>.kafka]`, overridden by `PGDELTA_PIPELINES_<PIPELINE>_KAFKA_<KEY>`.
+const KAFKA_KEYS: &[&str] = &[
+    "bootstrap_servers",
+    "group_id",
+    "topic_prefix",
+    "topics",
+    "topic_pattern",
+    "connect_url",
+    "connector_name",
+    "unwrap",
+    "schemas",
+    "snapshot_mode",
+    "heartbeat_interval_ms",
+];
+const LIST_KEYS: &[&str] = &["tables", "topics"];
+const BOOLEAN_KEYS: &[&str] = &["unwrap", "schemas"];
 const NUMERIC_KEYS: &[&str] = &[
+    "heartbeat_interval_ms",
     "batch_size",
     "batch_interval_ms",
     "connect_attempts",
@@ -234,6 +266,7 @@ const NUMERIC_KEYS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct ResolvedPipeline {
     pub name: String,
+    pub mode: PipelineMode,
     pub tables: Vec<ResolvedTable>,
     pub slot: String,
     pub publication: String,
@@ -369,8 +402,22 @@ impl PipelineConfig {
         let derived = format!("pgdelta_{}", sanitize_identifier(name));
         let slot = self.slot.clone().unwrap_or_else(|| derived.clone());
         check_slot_name(&slot)?;
+        let default_policy = match self.mode {
+            PipelineMode::Direct => ErrorPolicy::Fail,
+            PipelineMode::Kafka => ErrorPolicy::DeadLetter,
+        };
+        if self.mode == PipelineMode::Kafka {
+            let kafka = self.kafka.clone().unwrap_or_default();
+            if kafka.bootstrap_servers.is_none() {
+                return Err("mode = \"kafka\" needs kafka.bootstrap_servers".into());
+            }
+            if !kafka.topics.is_empty() && kafka.topic_pattern.is_some() {
+                return Err("kafka: set topics or topic_pattern, not both".into());
+            }
+        }
         Ok(ResolvedPipeline {
             name: name.to_string(),
+            mode: self.mode,
             tables,
             slot,
             publication: self.publication.clone().unwrap_or(derived),
@@ -378,7 +425,7 @@ impl PipelineConfig {
             batch_interval: Duration::from_millis(self.batch_interval_ms),
             snapshot_mode: self.snapshot_mode,
             snapshot_parallelism: self.snapshot_parallelism.max(1),
-            on_error: self.on_error,
+            on_error: self.on_error.unwrap_or(default_policy),
             dead_letter_path: self.dead_letter_path.clone().unwrap_or_else(|| {
                 format!(
                     "{}/_dead_letters/{name}.jsonl",
@@ -438,7 +485,14 @@ fn env_key(name: &str) -> String {
 }
 
 fn env_value(var: &str, key: &str, raw: &str) -> Result<toml::Value, ConfigError> {
-    if key == "tables" {
+    if BOOLEAN_KEYS.contains(&key) {
+        let flag = raw.parse::<bool>().map_err(|_| ConfigError::Env {
+            var: var.to_string(),
+            message: format!("'{key}' must be true or false"),
+        })?;
+        return Ok(toml::Value::Boolean(flag));
+    }
+    if LIST_KEYS.contains(&key) {
         let items = raw
             .split(',')
             .map(|s| toml::Value::String(s.trim().to_string()));
@@ -478,6 +532,13 @@ fn apply_env_overrides(
                     let pipelines = table_entry(root, "pipelines");
                     let target = table_entry(pipelines, pipeline);
                     target.insert(key.to_string(), env_value(&var, key, &raw)?);
+                } else if let Some(key) = key_part
+                    .strip_prefix("KAFKA_")
+                    .and_then(|part| KAFKA_KEYS.iter().find(|k| env_key(k) == part))
+                {
+                    let pipelines = table_entry(root, "pipelines");
+                    let kafka = table_entry(table_entry(pipelines, pipeline), "kafka");
+                    kafka.insert(key.to_string(), env_value(&var, key, &raw)?);
                 }
             }
         }
@@ -555,6 +616,45 @@ key = ["order_id"]
         let pipeline = config.pipelines.get("postgres-cdc").unwrap();
         assert_eq!(pipeline.batch_size, 7);
         assert_eq!(pipeline.tables, vec!["public.a", "public.orders"]);
+    }
+
+    #[test]
+    fn environment_overrides_kafka_keys() {
+        let config = load(
+            SAMPLE,
+            &[
+                ("PGDELTA_PIPELINES_POSTGRES_CDC_MODE", "kafka"),
+                (
+                    "PGDELTA_PIPELINES_POSTGRES_CDC_KAFKA_BOOTSTRAP_SERVERS",
+                    "broker:9092",
+                ),
+                ("PGDELTA_PIPELINES_POSTGRES_CDC_KAFKA_GROUP_ID", "g1"),
+                (
+                    "PGDELTA_PIPELINES_POSTGRES_CDC_KAFKA_TOPICS",
+                    "a.b.c, d.e.f",
+                ),
+                ("PGDELTA_PIPELINES_POSTGRES_CDC_KAFKA_UNWRAP", "true"),
+            ],
+        )
+        .unwrap();
+        let pipeline = config.pipelines.get("postgres-cdc").unwrap();
+        let kafka = pipeline.kafka.clone().unwrap();
+        assert_eq!(kafka.bootstrap_servers.as_deref(), Some("broker:9092"));
+        assert_eq!(kafka.group_id.as_deref(), Some("g1"));
+        assert_eq!(kafka.topics, vec!["a.b.c", "d.e.f"]);
+        assert!(kafka.unwrap);
+        let resolved = config.pipeline("postgres-cdc").unwrap();
+        assert_eq!(resolved.mode, PipelineMode::Kafka);
+        assert_eq!(resolved.on_error, ErrorPolicy::DeadLetter);
+    }
+
+    #[test]
+    fn kafka_mode_needs_brokers() {
+        let text = SAMPLE.replace("batch_size = 500", "batch_size = 500\nmode = \"kafka\"");
+        let err = load(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("bootstrap_servers"), "{err}");
+        let direct = load(SAMPLE, &[]).unwrap().pipeline("postgres-cdc").unwrap();
+        assert_eq!(direct.on_error, ErrorPolicy::Fail);
     }
 
     #[test]

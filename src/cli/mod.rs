@@ -241,6 +241,9 @@ async fn start(
         tracing::info!(addr = %server.local_addr()?, "serving /metrics, /health, /health/live, /health/ready");
         server.spawn(observer.clone());
     }
+    if resolved.mode == pgdelta::config::PipelineMode::Kafka {
+        return start_kafka(config, name, exit_when_caught_up, observer).await;
+    }
     let pipeline = Pipeline::prepare(config, name)
         .await
         .with_context(|| format!("cannot start pipeline {name}"))?
@@ -266,6 +269,38 @@ async fn start(
         events = summary.events,
         delta_commits = summary.delta_commits,
         last_lsn = ?summary.last_lsn.map(|l| l.to_string()),
+        "pipeline finished"
+    );
+    if let Some(task) = validation {
+        task.abort();
+    }
+    Ok(())
+}
+
+async fn start_kafka(
+    config: &Config,
+    name: &str,
+    exit_when_caught_up: bool,
+    observer: Arc<Observer>,
+) -> Result<()> {
+    let resolved = config.pipeline(name)?;
+    let pipeline = pgdelta::pipeline::kafka::KafkaPipeline::prepare(config, name)
+        .await
+        .with_context(|| format!("cannot start pipeline {name}"))?
+        .with_observer(observer.clone());
+    let table_dirs = local_table_dirs(resolved.tables.iter().map(|t| t.path.as_str()));
+    spawn_sink_probe(table_dirs, observer.clone(), MONITOR_INTERVAL);
+    let validation = spawn_periodic_validation(config, name, observer);
+    let options = RunOptions {
+        exit_when_caught_up,
+    };
+    let summary = pipeline
+        .run(options, shutdown_signal())
+        .await
+        .with_context(|| format!("pipeline {name} stopped"))?;
+    tracing::info!(
+        events = summary.events,
+        delta_commits = summary.delta_commits,
         "pipeline finished"
     );
     if let Some(task) = validation {

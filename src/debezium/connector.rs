@@ -14,12 +14,21 @@ pub struct KafkaConfig {
     /// pipeline name with characters other than letters and digits as `_`.
     #[serde(default)]
     pub topic_prefix: Option<String>,
-    /// Kafka brokers, `host:port[,host:port]`, for the Kafka source (not built yet).
+    /// Kafka brokers, `host:port[,host:port]`, for the Kafka source (`mode = "kafka"`).
     #[serde(default)]
     pub bootstrap_servers: Option<String>,
-    /// Kafka consumer group for the Kafka source (not built yet).
+    /// Consumer group of the Kafka source; defaults to `pgdelta-<pipeline>`.
     #[serde(default)]
     pub group_id: Option<String>,
+    /// Topics to read; defaults to `<topic_prefix>.<schema>.<table>` of every table.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// A regular expression of topics to read instead of `topics`.
+    #[serde(default)]
+    pub topic_pattern: Option<String>,
+    /// librdkafka consumer properties, e.g. `"fetch.min.bytes" = "65536"`.
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
     /// Kafka Connect REST endpoint, e.g. `http://localhost:8083`.
     #[serde(default)]
     pub connect_url: Option<String>,
@@ -113,10 +122,7 @@ pub fn connector_config(
             .map(|p| String::from_utf8_lossy(p).into_owned()),
     };
 
-    let topic_prefix = kafka
-        .topic_prefix
-        .clone()
-        .unwrap_or_else(|| sanitize_identifier(pipeline));
+    let topic_prefix = topic_prefix(&kafka, pipeline);
     check_topic_prefix(&topic_prefix).map_err(&invalid)?;
     check_pg_name("slot", &resolved.slot).map_err(&invalid)?;
     check_pg_name("publication", &resolved.publication).map_err(&invalid)?;
@@ -222,6 +228,26 @@ pub fn kafka_settings(config: &Config, pipeline: &str) -> KafkaConfig {
         .get(pipeline)
         .and_then(|p| p.kafka.clone())
         .unwrap_or_default()
+}
+
+/// Debezium's `topic.prefix` for the pipeline.
+pub fn topic_prefix(kafka: &KafkaConfig, pipeline: &str) -> String {
+    kafka
+        .topic_prefix
+        .clone()
+        .unwrap_or_else(|| sanitize_identifier(pipeline))
+}
+
+/// The topic Debezium writes a table's changes to.
+pub fn table_topic(prefix: &str, table: &crate::event::TableName) -> String {
+    format!("{prefix}.{}.{}", table.schema, table.name)
+}
+
+pub fn consumer_group(kafka: &KafkaConfig, pipeline: &str) -> String {
+    kafka
+        .group_id
+        .clone()
+        .unwrap_or_else(|| format!("pgdelta-{pipeline}"))
 }
 
 pub fn connector_name(kafka: &KafkaConfig, pipeline: &str) -> String {

@@ -22,7 +22,7 @@ pub const OPERATIONS: [Operation; 4] = [
 ];
 
 /// The `error_type` label values of `cdc_errors_total`.
-pub const ERROR_TYPES: [&str; 7] = [
+pub const ERROR_TYPES: [&str; 8] = [
     "source",
     "sink",
     "change",
@@ -30,6 +30,7 @@ pub const ERROR_TYPES: [&str; 7] = [
     "setup",
     "table_stopped",
     "dead_letter",
+    "malformed_event",
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

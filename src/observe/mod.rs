@@ -41,6 +41,14 @@ pub struct TransactionCounts {
 }
 
 impl TransactionCounts {
+    /// One event on its own (Kafka mode, where events arrive one record at a time).
+    pub fn of_event(event: &crate::event::ChangeEvent) -> TransactionCounts {
+        TransactionCounts {
+            commit_timestamp: event.commit_timestamp,
+            events: HashMap::from([((event.table().clone(), event.operation), 1)]),
+        }
+    }
+
     pub fn of(tx: &Transaction) -> TransactionCounts {
         let mut events = HashMap::new();
         for event in &tx.events {

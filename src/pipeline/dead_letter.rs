@@ -22,13 +22,26 @@ pub struct DeadLetterError {
 pub struct DeadLetter<'a> {
     pub pipeline: &'a str,
     pub table: String,
-    /// Commit position of the batch the change came in.
-    pub lsn: Lsn,
+    /// Commit position of the batch the change came in (direct mode; Kafka mode when the
+    /// Debezium event names one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lsn: Option<Lsn>,
+    /// Kafka mode: the record the change came in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordPosition>,
     pub error: String,
     pub operation: &'static str,
     /// The row as the source rendered it (column -> PostgreSQL text, null for NULL).
     pub payload: serde_json::Value,
     pub recorded_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A Kafka record's place.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 /// Appends dead letters to a JSONL file, one object per line.
@@ -99,7 +112,8 @@ mod tests {
         let letter = |error: &str| DeadLetter {
             pipeline: "p",
             table: "public.t".into(),
-            lsn: Lsn(42),
+            lsn: Some(Lsn(42)),
+            record: None,
             error: error.into(),
             operation: "upsert",
             payload: serde_json::json!({"id": "1"}),

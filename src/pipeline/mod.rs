@@ -2,6 +2,7 @@
 
 mod batch;
 pub mod dead_letter;
+pub mod kafka;
 mod snapshot;
 pub mod status;
 
@@ -20,7 +21,9 @@ use crate::event::{Lsn, TableName, TableSchema, Transaction};
 use crate::observe::{Observer, TransactionCounts};
 use crate::sink::delta::evolution::plan_schema_change;
 use crate::sink::delta::types::delta_type_named;
-use crate::sink::delta::{ChangeError, DeltaTableWriter, SinkError, TableChanges, TableLayout};
+use crate::sink::delta::{
+    ChangeError, DeltaTableWriter, KafkaOffset, SinkError, TableChanges, TableLayout,
+};
 use crate::source::postgres::{
     self as pg, ChangeStream, ConnectionSettings, SourceError, SourceTable, StreamItem,
 };
@@ -107,33 +110,7 @@ impl Pipeline {
             .zip(&sources)
             .map(|(table, source)| (table.name.clone(), key_columns(table, source)))
             .collect();
-        let mut writers = HashMap::new();
-        let mut stopped = HashMap::new();
-        for (table, source) in resolved.tables.iter().zip(&sources) {
-            let layout = table_layout(name, table, source)?;
-            let app_id = format!("pgdelta-{name}-{}", table.name);
-            let key = keys[&table.name].clone();
-            let mut writer = DeltaTableWriter::open_or_create(
-                &table.path,
-                table.name.clone(),
-                app_id,
-                key,
-                layout,
-            )
-            .await?;
-            let schema = TableSchema {
-                table: table.name.clone(),
-                columns: source.column_schemas(&keys[&table.name]),
-            };
-            match plan_evolution(&writer, &schema)? {
-                Evolution::Unchanged => {}
-                Evolution::AddColumns(fields) => add_columns(&mut writer, fields).await?,
-                Evolution::Stop(reason) => {
-                    stopped.insert(table.name.clone(), reason);
-                }
-            }
-            writers.insert(table.name.clone(), writer);
-        }
+        let (mut writers, stopped) = open_writers(&resolved, &sources, &keys).await?;
         let table_names: Vec<TableName> = resolved.tables.iter().map(|t| t.name.clone()).collect();
         pg::ensure_publication(&client, &resolved.publication, &table_names).await?;
         take_initial_snapshot(&client, &settings, &resolved, &mut writers, sources).await?;
@@ -438,8 +415,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// One Delta commit for one table; under `on_error = "dead_letter"`, rows whose values
-    /// cannot be converted are written to the dead-letter file and the rest is applied.
     async fn apply_changes(
         &mut self,
         table: &TableName,
@@ -450,47 +425,8 @@ impl Pipeline {
             .writers
             .get_mut(table)
             .expect("batches only hold replicated tables");
-        let error = match writer.apply(changes, lsn).await {
-            Ok(()) => {
-                tracing::debug!(%table, %lsn, events = changes.events, version = ?writer.version(), "committed to Delta");
-                return Ok(());
-            }
-            Err(error @ SinkError::Convert { .. })
-                if self.resolved.on_error == ErrorPolicy::DeadLetter =>
-            {
-                error
-            }
-            Err(error) => return Err(error.into()),
-        };
-        let rejected = writer.unconvertible_rows(changes);
-        if rejected.is_empty() {
-            return Err(error.into());
-        }
-        let letters: Vec<DeadLetter> = rejected
-            .iter()
-            .map(|(key, reason)| DeadLetter {
-                pipeline: &self.resolved.name,
-                table: table.to_string(),
-                lsn,
-                error: reason.clone(),
-                operation: "upsert",
-                payload: dead_letter::payload_of(changes, key),
-                recorded_at: chrono::Utc::now(),
-            })
-            .collect();
-        let file = DeadLetterFile::new(&self.resolved.dead_letter_path);
-        file.append(&letters).map_err(|e| PipelineError::Setup {
-            pipeline: self.resolved.name.clone(),
-            message: e.to_string(),
-        })?;
-        tracing::error!(%table, %lsn, rows = letters.len(), file = %file.path().display(), "changes that cannot be applied went to the dead-letter file");
-        self.observer
-            .record_errors("dead_letter", rejected.len() as u64);
-        for (key, _) in &rejected {
-            changes.remove(key);
-        }
-        writer.apply(changes, lsn).await?;
-        Ok(())
+        let position = SourcePosition::at(lsn);
+        apply_or_dead_letter(writer, changes, &position, &self.resolved, &self.observer).await
     }
 
     /// Gives the replication session a moment to report the final position to the server.
@@ -508,6 +444,124 @@ impl Pipeline {
         }
         tracing::warn!(%lsn, "the server has not confirmed the final position yet; a restart will skip what Delta already holds");
     }
+}
+
+/// Opens (or creates) the Delta table of every configured table and brings its columns up
+/// to the source's; tables whose columns changed beyond what Delta holds come back stopped.
+async fn open_writers(
+    resolved: &ResolvedPipeline,
+    sources: &[SourceTable],
+    keys: &HashMap<TableName, Vec<String>>,
+) -> Result<(Writers, HashMap<TableName, String>), PipelineError> {
+    let name = &resolved.name;
+    let mut writers = HashMap::new();
+    let mut stopped = HashMap::new();
+    for (table, source) in resolved.tables.iter().zip(sources) {
+        let layout = table_layout(name, table, source)?;
+        let app_id = format!("pgdelta-{name}-{}", table.name);
+        let key = keys[&table.name].clone();
+        let mut writer =
+            DeltaTableWriter::open_or_create(&table.path, table.name.clone(), app_id, key, layout)
+                .await?;
+        match plan_evolution(&writer, &source_schema(source, &keys[&table.name]))? {
+            Evolution::Unchanged => {}
+            Evolution::AddColumns(fields) => add_columns(&mut writer, fields).await?,
+            Evolution::Stop(reason) => {
+                stopped.insert(table.name.clone(), reason);
+            }
+        }
+        writers.insert(table.name.clone(), writer);
+    }
+    Ok((writers, stopped))
+}
+
+type Writers = HashMap<TableName, DeltaTableWriter>;
+
+fn source_schema(source: &SourceTable, key: &[String]) -> TableSchema {
+    TableSchema {
+        table: source.name.clone(),
+        columns: source.column_schemas(key),
+    }
+}
+
+/// Where a Delta commit's changes came from, recorded in the same commit.
+#[derive(Debug, Clone, Default)]
+struct SourcePosition {
+    lsn: Option<Lsn>,
+    offsets: Vec<KafkaOffset>,
+}
+
+impl SourcePosition {
+    fn at(lsn: Lsn) -> SourcePosition {
+        SourcePosition {
+            lsn: Some(lsn),
+            offsets: Vec::new(),
+        }
+    }
+}
+
+/// One Delta commit for one table; under `on_error = "dead_letter"`, rows whose values
+/// cannot be converted are written to the dead-letter file and the rest is applied.
+async fn apply_or_dead_letter(
+    writer: &mut DeltaTableWriter,
+    changes: &mut TableChanges,
+    position: &SourcePosition,
+    resolved: &ResolvedPipeline,
+    observer: &Observer,
+) -> Result<(), PipelineError> {
+    let table = writer.table_name().clone();
+    let error = match writer
+        .apply_from(changes, position.lsn, &position.offsets)
+        .await
+    {
+        Ok(()) => {
+            tracing::debug!(%table, lsn = ?position.lsn, events = changes.events, version = ?writer.version(), "committed to Delta");
+            return Ok(());
+        }
+        Err(error @ SinkError::Convert { .. }) if resolved.on_error == ErrorPolicy::DeadLetter => {
+            error
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let rejected = writer.unconvertible_rows(changes);
+    if rejected.is_empty() {
+        return Err(error.into());
+    }
+    let letters: Vec<DeadLetter> = rejected
+        .iter()
+        .map(|(key, reason)| DeadLetter {
+            pipeline: &resolved.name,
+            table: table.to_string(),
+            lsn: position.lsn,
+            record: None,
+            error: reason.clone(),
+            operation: "upsert",
+            payload: dead_letter::payload_of(changes, key),
+            recorded_at: chrono::Utc::now(),
+        })
+        .collect();
+    let file = write_dead_letters(resolved, &letters)?;
+    tracing::error!(%table, lsn = ?position.lsn, rows = letters.len(), file = %file.display(), "changes that cannot be applied went to the dead-letter file");
+    observer.record_errors("dead_letter", rejected.len() as u64);
+    for (key, _) in &rejected {
+        changes.remove(key);
+    }
+    writer
+        .apply_from(changes, position.lsn, &position.offsets)
+        .await?;
+    Ok(())
+}
+
+fn write_dead_letters(
+    resolved: &ResolvedPipeline,
+    letters: &[DeadLetter<'_>],
+) -> Result<std::path::PathBuf, PipelineError> {
+    let file = DeadLetterFile::new(&resolved.dead_letter_path);
+    file.append(letters).map_err(|e| PipelineError::Setup {
+        pipeline: resolved.name.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(file.path().to_path_buf())
 }
 
 /// What a source schema means for a table's Delta columns.

@@ -1,3 +1,4 @@
 //! Where changes come from.
 
+pub mod kafka;
 pub mod postgres;

@@ -8,4 +8,4 @@ pub mod types;
 mod writer;
 
 pub use changes::{ChangeError, RowChange, TableChanges};
-pub use writer::{DeltaTableWriter, SinkError, SnapshotAppender, TableLayout};
+pub use writer::{DeltaTableWriter, KafkaOffset, SinkError, SnapshotAppender, TableLayout};

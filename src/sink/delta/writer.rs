@@ -107,6 +107,14 @@ pub struct DeltaTableWriter {
     last_applied: Option<Lsn>,
 }
 
+/// Kafka mode: the next offset of one topic-partition, recorded in a Delta commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
 /// How a new Delta table should look.
 pub struct TableLayout {
     pub columns: Vec<StructField>,
@@ -218,12 +226,34 @@ impl DeltaTableWriter {
 
     /// Applies `changes` as one Delta commit tagged with `lsn`.
     pub async fn apply(&mut self, changes: &TableChanges, lsn: Lsn) -> Result<(), SinkError> {
+        self.apply_from(changes, Some(lsn), &[]).await
+    }
+
+    /// Applies `changes` as one Delta commit that records, in the same commit, the source
+    /// position: `lsn` when known (only moved forward), and for Kafka mode the next offset of
+    /// every topic-partition that fed it.
+    pub async fn apply_from(
+        &mut self,
+        changes: &TableChanges,
+        lsn: Option<Lsn>,
+        offsets: &[KafkaOffset],
+    ) -> Result<(), SinkError> {
         if changes.is_empty() {
             return Ok(());
         }
+        let lsn = lsn.filter(|lsn| self.last_applied.is_none_or(|applied| *lsn > applied));
+        let mut transactions: Vec<Transaction> = offsets
+            .iter()
+            .map(|o| Transaction::new(self.kafka_app_id(&o.topic, o.partition), o.next_offset))
+            .collect();
+        let mut metadata = Vec::new();
+        if let Some(lsn) = lsn {
+            transactions.push(Transaction::new(&self.app_id, lsn.as_i64()));
+            metadata.push(("pgdelta.lsn".to_string(), lsn.to_string().into()));
+        }
         let commit = CommitProperties::default()
-            .with_application_transaction(Transaction::new(&self.app_id, lsn.as_i64()))
-            .with_metadata([("pgdelta.lsn".to_string(), lsn.to_string().into())]);
+            .with_application_transactions(transactions)
+            .with_metadata(metadata);
         let table = self.table.clone();
         let delta_err = |source| SinkError::Delta {
             location: self.location.clone(),
@@ -248,7 +278,50 @@ impl DeltaTableWriter {
                 .0
         };
         self.table = updated;
-        self.last_applied = Some(lsn);
+        if lsn.is_some() {
+            self.last_applied = lsn;
+        }
+        Ok(())
+    }
+
+    fn kafka_app_id(&self, topic: &str, partition: i32) -> String {
+        format!("{}-kafka-{topic}-{partition}", self.app_id)
+    }
+
+    /// The offset of the next record of `topic`/`partition` this table has not applied.
+    pub async fn kafka_next_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, SinkError> {
+        let delta_err = |source| SinkError::Delta {
+            location: self.location.clone(),
+            source,
+        };
+        let snapshot = self.table.snapshot().map_err(delta_err)?;
+        snapshot
+            .transaction_version(
+                self.table.log_store().as_ref(),
+                &self.kafka_app_id(topic, partition),
+            )
+            .await
+            .map_err(delta_err)
+    }
+
+    /// Reads the table's latest version (another process may have committed since).
+    pub async fn reload(&mut self) -> Result<(), SinkError> {
+        let delta_err = |source| SinkError::Delta {
+            location: self.location.clone(),
+            source,
+        };
+        self.table.update_state().await.map_err(delta_err)?;
+        let snapshot = self.table.snapshot().map_err(delta_err)?;
+        self.last_applied = snapshot
+            .transaction_version(self.table.log_store().as_ref(), &self.app_id)
+            .await
+            .map_err(delta_err)?
+            .map(|v| Lsn(v as u64));
+        self.schema = snapshot.snapshot().arrow_schema();
         Ok(())
     }
 

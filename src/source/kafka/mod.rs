@@ -1,0 +1,370 @@
+//! Debezium change events from Kafka topics, read with a consumer group (crate `rdkafka`).
+//!
+//! The source only reads; where to resume comes from the Delta tables (their txn actions hold
+//! the next offset of every topic-partition they were fed from), and offsets are committed to
+//! the group after each Delta commit so that lag tools see progress.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSourceError {
+    #[error("Kafka consumer for {servers}: {source}")]
+    Create {
+        servers: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("cannot subscribe to {subscription}: {source}")]
+    Subscribe {
+        subscription: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("Kafka consumer stopped: {0}")]
+    Fatal(#[source] KafkaError),
+    #[error("cannot commit offsets to consumer group {group}: {source}")]
+    Commit {
+        group: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// What to subscribe to: topic names, or one regular expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscription {
+    Topics(Vec<String>),
+    Pattern(String),
+}
+
+impl Subscription {
+    fn names(&self) -> Vec<String> {
+        match self {
+            Subscription::Topics(topics) => topics.clone(),
+            // librdkafka takes a subscription starting with '^' as a regular expression.
+            Subscription::Pattern(pattern) if pattern.starts_with('^') => vec![pattern.clone()],
+            Subscription::Pattern(pattern) => vec![format!("^{pattern}")],
+        }
+    }
+}
+
+impl std::fmt::Display for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subscription::Topics(topics) => write!(f, "topics {}", topics.join(", ")),
+            Subscription::Pattern(pattern) => write!(f, "topic pattern {pattern}"),
+        }
+    }
+}
+
+/// How to reach the brokers and which records to read.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    pub subscription: Subscription,
+    /// librdkafka consumer properties (`fetch.min.bytes`, `security.protocol`, ...); they
+    /// override pgdelta's defaults except `enable.auto.commit`, which stays off.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A record as read from Kafka, owned so that it outlives the consumer's buffer.
+#[derive(Debug, Clone)]
+pub struct KafkaRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+impl KafkaRecord {
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition {
+            topic: self.topic.clone(),
+            partition: self.partition,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.topic, self.partition)
+    }
+}
+
+/// Notices rebalances and broker trouble for the pipeline, which cannot see into the poll loop.
+#[derive(Default)]
+pub struct SourceContext {
+    /// Bumped whenever partitions are revoked: records read before then may be re-delivered.
+    revocations: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka client error");
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(format!("{error}: {reason}"));
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
+                tracing::error!(facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Error | RDKafkaLogLevel::Warning => {
+                tracing::warn!(facility = fac, "{log_message}")
+            }
+            _ => tracing::debug!(facility = fac, "{log_message}"),
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                self.revocations.fetch_add(1, Ordering::SeqCst);
+                tracing::info!(partitions = partitions.count(), "partitions revoked");
+            }
+            Rebalance::Assign(partitions) => {
+                tracing::info!(partitions = partitions.count(), "partitions assigned");
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
+        }
+    }
+}
+
+/// A consumer-group member reading Debezium topics.
+pub struct KafkaSource {
+    consumer: StreamConsumer<SourceContext>,
+    group_id: String,
+}
+
+impl KafkaSource {
+    /// Creates the consumer and subscribes; the brokers are contacted in the background.
+    pub fn connect(settings: &KafkaSettings) -> Result<KafkaSource, KafkaSourceError> {
+        let consumer: StreamConsumer<SourceContext> = client_config(settings)
+            .create_with_context(SourceContext::default())
+            .map_err(|source| KafkaSourceError::Create {
+                servers: settings.bootstrap_servers.clone(),
+                source,
+            })?;
+        let names = settings.subscription.names();
+        let topics: Vec<&str> = names.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|source| KafkaSourceError::Subscribe {
+                subscription: settings.subscription.to_string(),
+                source,
+            })?;
+        tracing::info!(group = %settings.group_id, subscription = %settings.subscription, "subscribed");
+        Ok(KafkaSource {
+            consumer,
+            group_id: settings.group_id.clone(),
+        })
+    }
+
+    /// The next record. Broker outages are retried inside the client; only fatal client
+    /// errors end the source.
+    pub async fn next(&self) -> Result<KafkaRecord, KafkaSourceError> {
+        loop {
+            match self.consumer.recv().await {
+                Ok(message) => {
+                    self.clear_error();
+                    return Ok(KafkaRecord {
+                        topic: message.topic().to_string(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        value: message.payload().map(<[u8]>::to_vec),
+                    });
+                }
+                Err(error) if is_fatal(&error) => return Err(KafkaSourceError::Fatal(error)),
+                Err(error) => {
+                    tracing::warn!(%error, "Kafka consumer error; retrying");
+                    self.remember_error(error.to_string());
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// How many times partitions were revoked so far.
+    pub fn revocations(&self) -> u64 {
+        self.consumer.context().revocations.load(Ordering::SeqCst)
+    }
+
+    /// The last client error since a record was last received, e.g. "all brokers down".
+    pub fn last_error(&self) -> Option<String> {
+        self.consumer
+            .context()
+            .last_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Commits `next_offsets` (the offset of the next record to read, per partition) to the
+    /// consumer group. Only for lag tools: where pgdelta resumes comes from Delta.
+    pub fn commit(
+        &self,
+        next_offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), KafkaSourceError> {
+        if next_offsets.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for (tp, offset) in next_offsets {
+            list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
+                .map_err(|source| self.commit_error(source))?;
+        }
+        self.consumer
+            .commit(&list, CommitMode::Async)
+            .map_err(|source| self.commit_error(source))
+    }
+
+    /// Starts reading `partition` at `offset` (used to skip what Delta already holds).
+    pub fn seek(&self, tp: &TopicPartition, offset: i64) -> Result<(), KafkaError> {
+        self.consumer.seek(
+            &tp.topic,
+            tp.partition,
+            Offset::Offset(offset),
+            std::time::Duration::from_secs(5),
+        )
+    }
+
+    /// Whether every assigned partition has been read to its end (its high watermark).
+    pub fn caught_up(&self) -> Result<bool, KafkaError> {
+        let timeout = std::time::Duration::from_secs(5);
+        let assignment = self.consumer.assignment()?;
+        if assignment.count() == 0 {
+            return Ok(false);
+        }
+        let positions = self.consumer.position()?;
+        let committed = self.consumer.committed_offsets(assignment, timeout)?;
+        for element in positions.elements() {
+            let (low, high) =
+                self.consumer
+                    .fetch_watermarks(element.topic(), element.partition(), timeout)?;
+            if high <= low {
+                continue;
+            }
+            let read = match element.offset() {
+                Offset::Offset(position) => Some(position),
+                _ => committed
+                    .find_partition(element.topic(), element.partition())
+                    .and_then(|c| match c.offset() {
+                        Offset::Offset(offset) => Some(offset),
+                        _ => None,
+                    }),
+            };
+            if read.is_none_or(|read| read < high) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn commit_error(&self, source: KafkaError) -> KafkaSourceError {
+        KafkaSourceError::Commit {
+            group: self.group_id.clone(),
+            source,
+        }
+    }
+
+    fn clear_error(&self) {
+        let context = self.consumer.context();
+        let mut last = context
+            .last_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *last = None;
+    }
+
+    fn remember_error(&self, error: String) {
+        *self
+            .consumer
+            .context()
+            .last_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error);
+    }
+}
+
+fn client_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.bootstrap_servers)
+        .set("group.id", &settings.group_id)
+        .set("auto.offset.reset", "earliest")
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        .set("session.timeout.ms", "10000")
+        .set_log_level(RDKafkaLogLevel::Warning);
+    for (key, value) in &settings.properties {
+        config.set(key, value);
+    }
+    // Offsets are committed only after the Delta commit that holds the records.
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    config
+}
+
+fn is_fatal(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Fatal | RDKafkaErrorCode::InvalidArgument)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_become_librdkafka_regular_expressions() {
+        let pattern = Subscription::Pattern("shop\\.public\\..*".into());
+        assert_eq!(pattern.names(), vec!["^shop\\.public\\..*"]);
+        let anchored = Subscription::Pattern("^x".into());
+        assert_eq!(anchored.names(), vec!["^x"]);
+        let topics = Subscription::Topics(vec!["a.b.c".into()]);
+        assert_eq!(topics.names(), vec!["a.b.c"]);
+    }
+
+    #[test]
+    fn auto_commit_stays_off_whatever_the_properties_say() {
+        let settings = KafkaSettings {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            group_id: "g".into(),
+            subscription: Subscription::Topics(vec!["t".into()]),
+            properties: BTreeMap::from([
+                ("enable.auto.commit".to_string(), "true".to_string()),
+                ("fetch.min.bytes".to_string(), "1024".to_string()),
+            ]),
+        };
+        let config = client_config(&settings);
+        assert_eq!(config.get("enable.auto.commit"), Some("false"));
+        assert_eq!(config.get("fetch.min.bytes"), Some("1024"));
+    }
+}
