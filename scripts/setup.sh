@@ -90,8 +90,27 @@ ensure_debezium() {
     say "Debezium embedded engine installed"
 }
 
+TANSU_ROOT="$HOME/.cache/pgdelta/tansu"
+TANSU_VERSION="0.6.0"
+
+# tansu is a Kafka-compatible broker from crates.io that the Kafka-mode tests start on a free
+# port. It builds once (about 12 minutes on 2 cores) into a cache outside the checkout;
+# without the dynostore feature it has no storage engine, postgres:// survives restarts.
+ensure_tansu() {
+    if [ -x "$TANSU_ROOT/bin/tansu" ]; then
+        say "tansu $TANSU_VERSION already installed in $TANSU_ROOT"
+        return
+    fi
+    say "building the tansu Kafka broker with cargo install (about 12 minutes, once)"
+    CARGO_TARGET_DIR="$HOME/.cache/pgdelta/target-tansu" \
+        cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,postgres \
+        --root "$TANSU_ROOT" --quiet
+    say "tansu installed"
+}
+
 ensure_system_packages
 ensure_promtool
 ensure_python_modules
 ensure_debezium
+ensure_tansu
 say "done"

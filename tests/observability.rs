@@ -4,14 +4,13 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::PgCluster;
+use support::{http_get, metric_sample as sample, PgCluster};
 
 const DB: &str = "cdcdb";
 
@@ -123,40 +122,6 @@ fn pgdelta(dir: &Path) -> Command {
         .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
         .env("PGDELTA_LOG", "info,pgdelta=debug");
     cmd
-}
-
-/// A plain HTTP/1.1 GET: status code and body.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
-        return (0, "connection refused".into());
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    if stream.read_to_string(&mut response).is_err() {
-        return (0, response);
-    }
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
-}
-
-/// The value of the sample `series` (name with labels, exactly as exported).
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        value.split_whitespace().next()?.parse().ok()
-    })
 }
 
 fn events(table: &str, operation: &str) -> String {

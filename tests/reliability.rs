@@ -168,6 +168,11 @@ fn a_second_process_of_the_same_pipeline_cannot_take_the_active_slot() {
         stop_or_exit(&mut second),
         last_error(&pgdelta.log("second.log"))
     );
+    assert!(
+        second_took_over,
+        "the waiting process did not take over:\n{}",
+        pgdelta.log("second.log")
+    );
 
     pgdelta.catch_up("same");
     let path = pgdelta.table_path("public", "items");
@@ -210,13 +215,9 @@ fn assert_each_key_inserted_once(path: &std::path::Path, expected_keys: usize) {
     assert_eq!(ids.len(), expected_keys);
 }
 
-/// Two pipelines configured by mistake with the same Delta path for the same source table.
-/// Racy by nature: depending on timing one pipeline is refused cleanly, or both copy the
-/// initial snapshot into the table and both stream into it.
+/// Two pipelines configured by mistake with the same Delta path for the same source table,
+/// started at once: the table records which pipeline created it, so the other is refused.
 #[test]
-#[ignore = "bug: two pipelines sharing a Delta path can both commit their initial snapshot \
-            and both MERGE into it (duplicate rows, no error); nothing claims a path for one \
-            pipeline"]
 fn two_pipelines_writing_one_delta_path_never_corrupt_it() {
     let cluster = cluster_with_db();
     cluster.psql(
@@ -258,6 +259,11 @@ fn two_pipelines_writing_one_delta_path_never_corrupt_it() {
     let (a_log, b_log) = (pgdelta.log("a.log"), pgdelta.log("b.log"));
     println!("pipeline a: {a_exit}; last error: {}", last_error(&a_log));
     println!("pipeline b: {b_exit}; last error: {}", last_error(&b_log));
+    let refused = [&a_log, &b_log]
+        .iter()
+        .filter(|log| log.contains("it was not written by this pipeline"))
+        .count();
+    assert_eq!(refused, 1, "exactly one pipeline is refused the shared path");
 
     // Whatever happened, the table is readable by an independent reader.
     let rows_now = support::read_delta_rows(&path);

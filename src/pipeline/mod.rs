@@ -163,6 +163,8 @@ impl Pipeline {
         let mut marker_written = false;
         let mut failures = 0usize;
         loop {
+            // Another process may have written the tables while this one waited for the slot.
+            self.reload_writers().await?;
             let mut stream = match self.start_stream().await {
                 Ok(stream) => stream,
                 Err(error) => {
@@ -224,6 +226,13 @@ impl Pipeline {
         tokio::time::sleep(delay).await;
         if let Ok(client) = self.settings.connect().await {
             self.client = client;
+        }
+        Ok(())
+    }
+
+    async fn reload_writers(&mut self) -> Result<(), PipelineError> {
+        for writer in self.writers.values_mut() {
+            writer.reload().await?;
         }
         Ok(())
     }

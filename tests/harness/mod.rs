@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{self, PgCluster};
+#[allow(unused_imports)]
 pub use crate::support::{delta_as_strings, pg_as_strings};
+
+pub mod kafka;
 
 pub const DB: &str = "cdcdb";
 

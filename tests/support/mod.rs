@@ -465,7 +465,7 @@ fn give_to_postgres(path: &Path) {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -513,4 +513,39 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         }
         sleep(Duration::from_millis(50));
     }
+}
+
+/// A plain HTTP/1.1 GET: status code and body.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5)) else {
+        return (0, "connection refused".into());
+    };
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    use std::io::{Read, Write};
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    if stream.read_to_string(&mut response).is_err() {
+        return (0, response);
+    }
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// The value of the sample `series` (name with labels, exactly as exported).
+pub fn metric_sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
 }

@@ -47,7 +47,15 @@ pub enum SinkError {
         location: String,
         table: Box<TableName>,
     },
+    #[error(
+        "Delta table {location} belongs to {owner}: it was not written by this pipeline; \
+         give each pipeline and table its own path"
+    )]
+    OwnedByAnother { location: String, owner: String },
 }
+
+/// Table property naming the pipeline and source table that write a Delta table.
+const OWNER_PROPERTY: &str = "pgdelta.owner";
 
 /// Rows of an initial copy being written to Parquet files, not yet committed.
 pub struct SnapshotAppender {
@@ -135,13 +143,32 @@ impl DeltaTableWriter {
             source,
         };
         let url = deltalake::ensure_table_uri(location).map_err(delta_err)?;
-        let mut table = DeltaTable::try_from_url(url).await.map_err(delta_err)?;
+        let mut table = DeltaTable::try_from_url(url.clone())
+            .await
+            .map_err(delta_err)?;
         if table.version().is_none() {
-            table = create_table(table, &source_table, layout)
-                .await
-                .map_err(delta_err)?;
+            table = match create_table(table, &source_table, &app_id, layout).await {
+                Ok(created) => created,
+                // Another process created it first: what it wrote decides below.
+                Err(error) => {
+                    let existing = DeltaTable::try_from_url(url).await.map_err(delta_err)?;
+                    if existing.version().is_none() {
+                        return Err(delta_err(error));
+                    }
+                    tracing::warn!(%error, location, "another process created the Delta table first");
+                    existing
+                }
+            };
         }
         let snapshot = table.snapshot().map_err(delta_err)?;
+        if let Some(owner) = snapshot.metadata().configuration().get(OWNER_PROPERTY) {
+            if *owner != app_id {
+                return Err(SinkError::OwnedByAnother {
+                    location: location.to_string(),
+                    owner: owner.clone(),
+                });
+            }
+        }
         let last_applied = snapshot
             .transaction_version(table.log_store().as_ref(), &app_id)
             .await
@@ -526,6 +553,7 @@ fn keep_flags(rows: &[(&Vec<Cell>, &RowChange)], index: usize) -> Option<Boolean
 async fn create_table(
     table: DeltaTable,
     source_table: &TableName,
+    owner: &str,
     layout: TableLayout,
 ) -> Result<DeltaTable, DeltaTableError> {
     tracing::info!(table = %source_table, location = %table.table_url(), "creating Delta table with change data feed");
@@ -538,5 +566,7 @@ async fn create_table(
         .with_columns(layout.columns)
         .with_partition_columns(layout.partition_by)
         .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
+        .with_configuration([(OWNER_PROPERTY, Some(owner))])
+        .with_raise_if_key_not_exists(false)
         .await
 }

