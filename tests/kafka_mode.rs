@@ -16,7 +16,9 @@ use debezium_support::{engine_properties, Capture, CaptureRun, CapturedRecord};
 use harness::kafka::{free_port, Produce, Tansu};
 use harness::{kill9, wait_until, Pgdelta, DB};
 use serde_json::{json, Value};
-use support::{delta_as_strings, http_get, metric_sample, pg_as_strings, read_delta_cdf, PgCluster};
+use support::{
+    delta_as_strings, http_get, metric_sample, pg_as_strings, read_delta_cdf, PgCluster,
+};
 
 const SETUP: &str = r#"
 CREATE TABLE public.customers (id int8 PRIMARY KEY, name text, balance numeric(12,2),
@@ -111,35 +113,55 @@ fn debezium_events_through_kafka_reach_delta_exactly_once() {
     let args = ["pipeline", "start", "shop", "--http-listen", &listen];
     let mut running = pgdelta.spawn_args(&args, "run1.log");
     let addr = listen.parse().unwrap();
-    wait_until("the malformed records counted", Duration::from_secs(120), || {
-        let (_, metrics) = http_get(addr, "/metrics");
-        metric_sample(&metrics, "cdc_errors_total{pipeline=\"shop\",error_type=\"malformed_event\"}")
-            == Some(4.0)
-    });
+    wait_until(
+        "the malformed records counted",
+        Duration::from_secs(120),
+        || {
+            let (_, metrics) = http_get(addr, "/metrics");
+            metric_sample(
+                &metrics,
+                "cdc_errors_total{pipeline=\"shop\",error_type=\"malformed_event\"}",
+            ) == Some(4.0)
+        },
+    );
     let orders = pgdelta.table_path("public", "orders");
     wait_until("the first half in Delta", Duration::from_secs(120), || {
         support::read_delta_meta(&orders)["version"].as_i64() >= Some(3)
     });
     let version_before = delta_version(&orders);
     tansu.produce(&as_produce(second));
-    wait_until("a commit of the second half", Duration::from_secs(120), || {
-        delta_version(&orders) > version_before
-    });
+    wait_until(
+        "a commit of the second half",
+        Duration::from_secs(120),
+        || delta_version(&orders) > version_before,
+    );
     kill9(&mut running);
 
     let mut restarted = pgdelta.spawn_args(
         &["pipeline", "start", "shop", "--exit-when-caught-up"],
         "run2.log",
     );
-    wait_until("the restarted run to finish", Duration::from_secs(180), || {
-        restarted.try_wait().unwrap().is_some()
-    });
+    wait_until(
+        "the restarted run to finish",
+        Duration::from_secs(180),
+        || restarted.try_wait().unwrap().is_some(),
+    );
     let status = restarted.wait().unwrap();
-    assert!(status.success(), "restart failed:\n{}", pgdelta.log("run2.log"));
+    assert!(
+        status.success(),
+        "restart failed:\n{}",
+        pgdelta.log("run2.log")
+    );
 
     for (table, query) in [
-        ("customers", "SELECT id, name, balance, joined, tags FROM customers"),
-        ("orders", "SELECT id, customer_id, amount, status, placed_at, note FROM orders"),
+        (
+            "customers",
+            "SELECT id, name, balance, joined, tags FROM customers",
+        ),
+        (
+            "orders",
+            "SELECT id, customer_id, amount, status, placed_at, note FROM orders",
+        ),
     ] {
         let path = pgdelta.table_path("public", table);
         assert_eq!(
@@ -205,7 +227,10 @@ fn malformed_records(records: &[CapturedRecord]) -> Vec<(String, Option<String>)
         Some(value.to_string())
     };
     vec![
-        (key(900_001), Some("{\"schema\": {\"type\": \"struct\", ".to_string())),
+        (
+            key(900_001),
+            Some("{\"schema\": {\"type\": \"struct\", ".to_string()),
+        ),
         (key(900_002), value(900_002, &|p| p["op"] = json!("x"))),
         (
             key(900_003),
@@ -215,7 +240,9 @@ fn malformed_records(records: &[CapturedRecord]) -> Vec<(String, Option<String>)
         ),
         (
             key(900_004),
-            value(900_004, &|p| p["after"]["customer_id"] = json!({"not": "a number"})),
+            value(900_004, &|p| {
+                p["after"]["customer_id"] = json!({"not": "a number"})
+            }),
         ),
         (key(900_005), None),
     ]
@@ -224,7 +251,10 @@ fn malformed_records(records: &[CapturedRecord]) -> Vec<(String, Option<String>)
 fn check_dead_letters(pgdelta: &Pgdelta) {
     let path = pgdelta.delta_root().join("_dead_letters/shop.jsonl");
     let text = std::fs::read_to_string(&path).expect("a dead-letter file");
-    let letters: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let letters: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let positions: BTreeSet<(String, i64, i64)> = letters
         .iter()
         .map(|l| {
@@ -238,14 +268,20 @@ fn check_dead_letters(pgdelta: &Pgdelta) {
         })
         .collect();
     assert_eq!(positions.len(), 4, "four distinct bad records: {text}");
-    let errors: Vec<&str> = letters.iter().map(|l| l["error"].as_str().unwrap()).collect();
+    let errors: Vec<&str> = letters
+        .iter()
+        .map(|l| l["error"].as_str().unwrap())
+        .collect();
     for expected in ["not valid JSON", "unknown op 'x'", "id", "customer_id"] {
         assert!(
             errors.iter().any(|e| e.contains(expected)),
             "no dead letter mentions {expected}: {errors:?}"
         );
     }
-    assert!(letters.iter().all(|l| l["payload"]["value"].is_string()), "{text}");
+    assert!(
+        letters.iter().all(|l| l["payload"]["value"].is_string()),
+        "{text}"
+    );
 }
 
 /// An update applied a second time would be a MERGE update whose postimage equals its
@@ -260,7 +296,10 @@ fn assert_no_change_applied_twice(path: &std::path::Path) {
     };
     let mut preimages = std::collections::HashMap::new();
     for row in rows {
-        let key = (row["_commit_version"].clone().to_string(), row["id"].to_string());
+        let key = (
+            row["_commit_version"].clone().to_string(),
+            row["id"].to_string(),
+        );
         match row["_change_type"].as_str().unwrap() {
             "update_preimage" => {
                 preimages.insert(key, strip(row));
@@ -291,5 +330,7 @@ fn assert_offsets_only_move_forward(path: &std::path::Path) {
 }
 
 fn delta_version(path: &std::path::Path) -> i64 {
-    support::read_delta_meta(path)["version"].as_i64().unwrap_or(-1)
+    support::read_delta_meta(path)["version"]
+        .as_i64()
+        .unwrap_or(-1)
 }

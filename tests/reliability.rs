@@ -98,6 +98,40 @@ fn drop_removes_slot_and_publication_and_keeps_the_delta_tables() {
 
 /// PostgreSQL's fast shutdown waits for logical walsenders to have their WAL confirmed; a
 /// caught-up, idle pgdelta must not hold it up.
+/// SIGTERM while pgdelta waits between reconnect attempts ends it at once, not after the
+/// (growing) backoff delay.
+#[test]
+fn sigterm_during_reconnect_backoff_stops_promptly() {
+    let cluster = cluster_with_db();
+    cluster.psql(DB, "CREATE TABLE items (id bigint PRIMARY KEY, label text)");
+    let pgdelta = Pgdelta::new(&cluster, &items_pipeline("backoff", ""));
+    pgdelta.catch_up("backoff");
+    let mut running = pgdelta.spawn("backoff", "backoff.log");
+    wait_until("the slot to be active", Duration::from_secs(60), || {
+        slot_active(&cluster, "pgdelta_backoff")
+    });
+    cluster.stop_fast();
+    wait_until(
+        "the sixth reconnect attempt (an 8 s backoff)",
+        Duration::from_secs(60),
+        || {
+            pgdelta
+                .log("backoff.log")
+                .lines()
+                .any(|l| l.contains("reconnecting") && l.contains("attempt=6"))
+        },
+    );
+    let started = Instant::now();
+    let status = terminate(&mut running);
+    let took = started.elapsed();
+    cluster.start_again();
+    assert!(
+        took < Duration::from_secs(3),
+        "SIGTERM during backoff took {took:?}"
+    );
+    assert!(status.success(), "{}", pgdelta.log("backoff.log"));
+}
+
 #[test]
 fn a_fast_shutdown_with_an_idle_caught_up_pgdelta_is_quick() {
     let cluster = cluster_with_db();
@@ -263,7 +297,10 @@ fn two_pipelines_writing_one_delta_path_never_corrupt_it() {
         .iter()
         .filter(|log| log.contains("it was not written by this pipeline"))
         .count();
-    assert_eq!(refused, 1, "exactly one pipeline is refused the shared path");
+    assert_eq!(
+        refused, 1,
+        "exactly one pipeline is refused the shared path"
+    );
 
     // Whatever happened, the table is readable by an independent reader.
     let rows_now = support::read_delta_rows(&path);

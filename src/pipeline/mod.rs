@@ -168,7 +168,12 @@ impl Pipeline {
             let mut stream = match self.start_stream().await {
                 Ok(stream) => stream,
                 Err(error) => {
-                    self.wait_before_retry(error, &mut failures).await?;
+                    if self
+                        .wait_before_retry(error, &mut failures, &mut shutdown)
+                        .await?
+                    {
+                        return self.finish();
+                    }
                     continue;
                 }
             };
@@ -182,7 +187,12 @@ impl Pipeline {
                     }
                     Err(error) => {
                         stream.shutdown().await;
-                        self.wait_before_retry(error, &mut failures).await?;
+                        if self
+                            .wait_before_retry(error, &mut failures, &mut shutdown)
+                            .await?
+                        {
+                            return self.finish();
+                        }
                         continue;
                     }
                 }
@@ -198,7 +208,12 @@ impl Pipeline {
                 }
                 Err(PipelineError::Source(error)) if error.is_transient() => {
                     stream.shutdown().await;
-                    self.wait_before_retry(error, &mut failures).await?;
+                    if self
+                        .wait_before_retry(error, &mut failures, &mut shutdown)
+                        .await?
+                    {
+                        return self.finish();
+                    }
                 }
                 Err(error) => {
                     stream.shutdown().await;
@@ -210,12 +225,13 @@ impl Pipeline {
     }
 
     /// Sleeps before the next reconnect, or gives up with `error` when it is permanent or
-    /// the configured attempts are used up.
+    /// the configured attempts are used up. Returns true when `shutdown` came first.
     async fn wait_before_retry(
         &mut self,
         error: SourceError,
         failures: &mut usize,
-    ) -> Result<(), PipelineError> {
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<bool, PipelineError> {
         *failures += 1;
         self.observer.source_lost(&error);
         if !error.is_transient() || *failures >= self.settings.attempts() {
@@ -223,11 +239,17 @@ impl Pipeline {
         }
         let delay = pg::backoff_delay(*failures);
         tracing::warn!(%error, attempt = *failures, retry_in = ?delay, "source unavailable; reconnecting");
-        tokio::time::sleep(delay).await;
-        if let Ok(client) = self.settings.connect().await {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.as_mut() => {
+                tracing::info!("stopping while waiting to reconnect; everything written is confirmed on the next start");
+                return Ok(true);
+            }
+        }
+        if let Ok(client) = self.settings.connect_without_retry().await {
             self.client = client;
         }
-        Ok(())
+        Ok(false)
     }
 
     async fn reload_writers(&mut self) -> Result<(), PipelineError> {
@@ -239,7 +261,7 @@ impl Pipeline {
 
     async fn start_stream(&mut self) -> Result<ChangeStream, SourceError> {
         if self.client.is_closed() {
-            self.client = self.settings.connect().await?;
+            self.client = self.settings.connect_without_retry().await?;
         }
         let start = pg::slot_position(&self.client, &self.resolved.slot)
             .await?

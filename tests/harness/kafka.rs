@@ -51,7 +51,13 @@ impl Tansu {
         let log = dir.path().join("tansu.log");
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_binary())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
@@ -79,7 +85,11 @@ impl Tansu {
     fn wait_until_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -517,7 +517,9 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// A plain HTTP/1.1 GET: status code and body.
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5)) else {
+    let Ok(mut stream) =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+    else {
         return (0, "connection refused".into());
     };
     stream

@@ -153,6 +153,17 @@ impl ConnectionSettings {
         }
     }
 
+    /// One connection attempt, for callers that retry on their own schedule.
+    pub async fn connect_without_retry(&self) -> Result<Client, SourceError> {
+        self.connect_once()
+            .await
+            .map_err(|message| SourceError::Connect {
+                target: self.describe(),
+                attempts: 1,
+                message,
+            })
+    }
+
     /// One connection attempt, no retries (the error is the server's message).
     pub async fn connect_once(&self) -> Result<Client, String> {
         let mut config = self.config.clone();
@@ -260,7 +271,7 @@ pub fn backoff_delay(attempt: usize) -> Duration {
 
 /// Errors no retry will fix: wrong password, unknown database or role, a certificate that
 /// does not verify, a server that rejects the connection.
-fn is_permanent(message: &str) -> bool {
+pub(crate) fn is_permanent(message: &str) -> bool {
     [
         "password authentication failed",
         "does not exist",

@@ -47,7 +47,8 @@ impl SourceError {
     /// that needs a person to fix something.
     pub fn is_transient(&self) -> bool {
         match self {
-            SourceError::Connect { .. } | SourceError::Replication { .. } => true,
+            SourceError::Connect { message, .. } => !connection::is_permanent(message),
+            SourceError::Replication { .. } => true,
             SourceError::Query { source, .. } => {
                 source.is_closed() || source.as_db_error().is_none()
             }
