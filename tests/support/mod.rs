@@ -551,3 +551,21 @@ pub fn metric_sample(metrics: &str, series: &str) -> Option<f64> {
         value.split_whitespace().next()?.parse().ok()
     })
 }
+
+/// The rows only one side has (at most 20 of each), for assertion messages.
+pub fn describe_row_differences(delta: &[Vec<String>], pg: &[Vec<String>]) -> String {
+    let only = |a: &[Vec<String>], b: &[Vec<String>]| -> Vec<String> {
+        a.iter()
+            .filter(|row| !b.contains(row))
+            .take(20)
+            .map(|row| row.join(" | "))
+            .collect()
+    };
+    format!(
+        "{} rows in Delta, {} in PostgreSQL\nonly in Delta:\n  {}\nonly in PostgreSQL:\n  {}",
+        delta.len(),
+        pg.len(),
+        only(delta, pg).join("\n  "),
+        only(pg, delta).join("\n  ")
+    )
+}
