@@ -129,6 +129,10 @@ pub struct PipelineConfig {
     pub batch_interval_ms: u64,
     #[serde(default)]
     pub snapshot_mode: SnapshotMode,
+    /// A transaction with more changes than this is applied as it streams in (its inserts
+    /// appended in chunks) instead of being held in memory until its commit.
+    #[serde(default = "default_large_transaction_events")]
+    pub large_transaction_events: usize,
     /// How many tables are copied at once during the initial snapshot.
     #[serde(default = "default_snapshot_parallelism")]
     pub snapshot_parallelism: usize,
@@ -213,6 +217,9 @@ fn default_batch_size() -> usize {
 fn default_batch_interval_ms() -> u64 {
     1_000
 }
+fn default_large_transaction_events() -> usize {
+    100_000
+}
 fn default_snapshot_parallelism() -> usize {
     2
 }
@@ -235,6 +242,7 @@ const PIPELINE_KEYS: &[&str] = &[
     "batch_interval_ms",
     "snapshot_mode",
     "snapshot_parallelism",
+    "large_transaction_events",
     "on_error",
     "dead_letter_path",
 ];
@@ -256,6 +264,7 @@ const LIST_KEYS: &[&str] = &["tables", "topics"];
 const BOOLEAN_KEYS: &[&str] = &["unwrap", "schemas"];
 const NUMERIC_KEYS: &[&str] = &[
     "heartbeat_interval_ms",
+    "large_transaction_events",
     "batch_size",
     "batch_interval_ms",
     "connect_attempts",
@@ -274,6 +283,7 @@ pub struct ResolvedPipeline {
     pub batch_interval: Duration,
     pub snapshot_mode: SnapshotMode,
     pub snapshot_parallelism: usize,
+    pub large_transaction_events: usize,
     pub on_error: ErrorPolicy,
     pub dead_letter_path: String,
 }
@@ -425,6 +435,7 @@ impl PipelineConfig {
             batch_interval: Duration::from_millis(self.batch_interval_ms),
             snapshot_mode: self.snapshot_mode,
             snapshot_parallelism: self.snapshot_parallelism.max(1),
+            large_transaction_events: self.large_transaction_events,
             on_error: self.on_error.unwrap_or(default_policy),
             dead_letter_path: self.dead_letter_path.clone().unwrap_or_else(|| {
                 format!(

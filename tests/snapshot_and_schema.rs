@@ -415,3 +415,149 @@ fn a_large_transaction_lands_in_one_delta_commit_whatever_the_batch_size() {
         format!("{}|{changed}", rows["rows"].as_array().unwrap().len())
     );
 }
+
+fn latest_version(table: &std::path::Path) -> u64 {
+    commit_operations(table)
+        .last()
+        .map_or(0, |(version, _)| *version)
+}
+
+/// The operation of every Delta commit, by version, from the table's log.
+fn commit_operations(table: &std::path::Path) -> Vec<(u64, String)> {
+    let mut operations = Vec::new();
+    for entry in std::fs::read_dir(table.join("_delta_log")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(Ok(version)) = name.strip_suffix(".json").map(str::parse::<u64>) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(operation) = action["commitInfo"]["operation"].as_str() {
+                operations.push((version, operation.to_string()));
+            }
+        }
+    }
+    operations.sort();
+    operations
+}
+
+/// A transaction larger than `large_transaction_events` is applied while it streams in:
+/// an inserts-only table's rows are written in chunks and committed once (a WRITE, not a
+/// MERGE), a table with updates and deletes is MERGEd once, both at the commit's LSN.
+#[test]
+fn a_large_transaction_is_applied_in_chunks_and_committed_once_per_table() {
+    let cluster = cluster_with_db();
+    cluster.psql(
+        DB,
+        "CREATE TABLE events (id bigint PRIMARY KEY, kind text, amount numeric(10,2));
+         CREATE TABLE accounts (id bigint PRIMARY KEY, balance numeric(12,2));
+         INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 3000) g;",
+    );
+    let pgdelta = Pgdelta::new(&cluster);
+    pgdelta.configure(&pipeline(
+        "chunks",
+        &["events", "accounts"],
+        "large_transaction_events = 5000",
+    ));
+    pgdelta.catch_up("chunks");
+    let copied = latest_version(&pgdelta.table_path("events"));
+    cluster.psql(
+        DB,
+        "BEGIN;
+         INSERT INTO events SELECT g, 'kind ' || (g % 7), g / 100.0 FROM generate_series(1, 60000) g;
+         UPDATE accounts SET balance = balance - 1 WHERE id % 2 = 0;
+         DELETE FROM accounts WHERE id % 10 = 1;
+         INSERT INTO events SELECT g, 'late', NULL FROM generate_series(60001, 61000) g;
+         COMMIT;
+         INSERT INTO events VALUES (70000, 'after', NULL);",
+    );
+    pgdelta.catch_up("chunks");
+    assert_eq!(
+        delta_as_strings(&pgdelta.table_path("events")),
+        pg_as_strings(&cluster, DB, "SELECT id, kind, amount FROM events")
+    );
+    assert_eq!(
+        delta_as_strings(&pgdelta.table_path("accounts")),
+        pg_as_strings(&cluster, DB, "SELECT id, balance FROM accounts")
+    );
+    let events = commit_operations(&pgdelta.table_path("events"));
+    let writes: Vec<_> = events
+        .iter()
+        .filter(|(version, op)| *version > copied && op == "WRITE")
+        .collect();
+    assert_eq!(
+        writes.len(),
+        1,
+        "the large transaction's inserts are one WRITE commit: {events:?}"
+    );
+    let cdf = read_delta_cdf(&pgdelta.table_path("events"), writes[0].0 as i64);
+    let in_write = cdf["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["_commit_version"].as_u64() == Some(writes[0].0))
+        .count();
+    assert_eq!(
+        in_write, 61_000,
+        "every insert of the transaction in that commit"
+    );
+    let accounts = commit_operations(&pgdelta.table_path("accounts"));
+    let merges = accounts.iter().filter(|(_, op)| op == "MERGE").count();
+    assert_eq!(merges, 1, "one MERGE for the accounts: {accounts:?}");
+    assert_txn_versions_increase(&pgdelta.table_path("events"));
+}
+
+/// A large transaction that updates rows it inserted after a chunk was written is received
+/// again and applied whole: the result is the same.
+#[test]
+fn a_large_transaction_that_revisits_its_own_inserts_is_applied_whole() {
+    let cluster = cluster_with_db();
+    cluster.psql(DB, "CREATE TABLE items (id bigint PRIMARY KEY, label text)");
+    let pgdelta = Pgdelta::new(&cluster);
+    pgdelta.configure(&pipeline(
+        "revisit",
+        &["items"],
+        "large_transaction_events = 2000",
+    ));
+    pgdelta.catch_up("revisit");
+    let copied = latest_version(&pgdelta.table_path("items"));
+    cluster.psql(
+        DB,
+        "BEGIN;
+         INSERT INTO items SELECT g, 'new' FROM generate_series(1, 20000) g;
+         UPDATE items SET label = 'updated' WHERE id % 4 = 0;
+         DELETE FROM items WHERE id % 9 = 0;
+         COMMIT;",
+    );
+    pgdelta.catch_up("revisit");
+    assert_eq!(
+        delta_as_strings(&pgdelta.table_path("items")),
+        pg_as_strings(&cluster, DB, "SELECT id, label FROM items")
+    );
+    let operations = commit_operations(&pgdelta.table_path("items"));
+    let data_commits = operations
+        .iter()
+        .filter(|(version, op)| *version > copied && (op == "MERGE" || op == "WRITE"))
+        .count();
+    assert_eq!(data_commits, 1, "{operations:?}");
+}
+
+fn assert_txn_versions_increase(table: &std::path::Path) {
+    let mut last = None;
+    for (version, operation) in commit_operations(table) {
+        let text =
+            std::fs::read_to_string(table.join(format!("_delta_log/{version:020}.json"))).unwrap();
+        for line in text.lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(txn) = action["txn"]["version"].as_i64() {
+                assert!(
+                    last < Some(txn),
+                    "{operation} at {version}: txn version went back"
+                );
+                last = Some(txn);
+            }
+        }
+    }
+}

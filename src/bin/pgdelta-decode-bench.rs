@@ -47,6 +47,7 @@ async fn main() -> Result<()> {
         &resolved.publication,
         start,
         HashMap::new(),
+        pg::PartPolicy::default(),
     )
     .await
     .context("start the replication stream")?;
@@ -68,6 +69,7 @@ async fn main() -> Result<()> {
             StreamItem::Marker {
                 prefix, content, ..
             } if prefix == MARKER_PREFIX && content == token => break,
+            StreamItem::TransactionPart(part) => rows += part.events.len(),
             StreamItem::Marker { .. } | StreamItem::Idle { .. } => {}
         }
     }

@@ -50,15 +50,23 @@ impl TransactionCounts {
     }
 
     pub fn of(tx: &Transaction) -> TransactionCounts {
-        let mut events = HashMap::new();
-        for event in &tx.events {
-            *events
+        Self::of_events(&tx.events, tx.commit_timestamp)
+    }
+
+    /// Some events of a transaction committed at `commit_timestamp`.
+    pub fn of_events(
+        events: &[crate::event::ChangeEvent],
+        commit_timestamp: DateTime<Utc>,
+    ) -> TransactionCounts {
+        let mut counts = HashMap::new();
+        for event in events {
+            *counts
                 .entry((event.table().clone(), event.operation))
                 .or_default() += 1;
         }
         TransactionCounts {
-            commit_timestamp: tx.commit_timestamp,
-            events,
+            commit_timestamp,
+            events: counts,
         }
     }
 }
@@ -369,6 +377,7 @@ pub fn error_type(error: &PipelineError) -> &'static str {
         PipelineError::Change(_) => "change",
         PipelineError::Setup { .. } => "setup",
         PipelineError::TablesStopped { .. } => "table_stopped",
+        PipelineError::ReceiveWhole { .. } => "source",
     }
 }
 

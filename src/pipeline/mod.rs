@@ -3,6 +3,7 @@
 mod batch;
 pub mod dead_letter;
 pub mod kafka;
+mod large;
 mod snapshot;
 pub mod status;
 
@@ -44,6 +45,9 @@ pub enum PipelineError {
     Change(#[from] ChangeError),
     #[error("pipeline {pipeline}: {message}")]
     Setup { pipeline: String, message: String },
+    /// Internal: the large transaction `xid` must be received again and applied whole.
+    #[error("transaction {xid} is received again and applied whole")]
+    ReceiveWhole { xid: u32 },
     #[error("pipeline {pipeline}: these tables were stopped while the others went on:\n{}", .stopped.join("\n"))]
     TablesStopped {
         pipeline: String,
@@ -80,6 +84,8 @@ pub struct Pipeline {
     /// Tables whose stream stopped (e.g. an incompatible type change), with the reason.
     stopped: HashMap<TableName, String>,
     observer: Arc<Observer>,
+    /// Large transactions to receive whole (the chunked path could not take them).
+    whole_xids: HashSet<u32>,
 }
 
 impl Pipeline {
@@ -125,6 +131,7 @@ impl Pipeline {
             warned_tables: HashSet::new(),
             schemas: HashMap::new(),
             stopped,
+            whole_xids: HashSet::new(),
         })
     }
 
@@ -206,6 +213,10 @@ impl Pipeline {
                     stream.shutdown().await;
                     return self.finish();
                 }
+                Err(PipelineError::ReceiveWhole { xid }) => {
+                    stream.shutdown().await;
+                    self.whole_xids.insert(xid);
+                }
                 Err(PipelineError::Source(error)) if error.is_transient() => {
                     stream.shutdown().await;
                     if self
@@ -271,12 +282,17 @@ impl Pipeline {
                     self.resolved.slot
                 ))
             })?;
+        let parts = pg::PartPolicy {
+            events_per_part: self.resolved.large_transaction_events,
+            whole: self.whole_xids.clone(),
+        };
         ChangeStream::start(
             &self.settings,
             &self.resolved.slot,
             &self.resolved.publication,
             start,
             self.keys.clone(),
+            parts,
         )
         .await
     }
@@ -288,6 +304,7 @@ impl Pipeline {
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<(), PipelineError> {
         let mut batch = Batch::default();
+        let mut large: Option<large::LargeTransaction> = None;
         loop {
             let deadline = batch.started.map(|s| s + self.resolved.batch_interval);
             let timer = async {
@@ -298,6 +315,20 @@ impl Pipeline {
             };
             tokio::select! {
                 item = stream.next() => match item {
+                    Ok(StreamItem::TransactionPart(part)) => {
+                        let open = match large.as_mut() {
+                            Some(open) => open,
+                            None => {
+                                self.flush(&mut batch, stream).await?;
+                                large.insert(large::LargeTransaction::starting_with(&part))
+                            }
+                        };
+                        self.add_large_part(open, part.events).await?;
+                    }
+                    Ok(StreamItem::Transaction(tx)) if large.is_some() => {
+                        let open = large.take().expect("checked");
+                        self.finish_large(open, tx, stream).await?;
+                    }
                     Ok(StreamItem::Transaction(tx)) => {
                         self.follow_schema_changes(&tx, &mut batch, stream).await?;
                         self.add_transaction(&mut batch, tx)?;

@@ -75,6 +75,11 @@ impl TableChanges {
         !self.truncated && self.rows.is_empty()
     }
 
+    /// How many keys have a surviving change.
+    pub fn row_count(&self) -> usize {
+        self.rows.len()
+    }
+
     /// The surviving changes in the order their keys were first seen.
     pub fn rows(&self) -> impl Iterator<Item = (&Vec<Cell>, &RowChange)> {
         self.order.iter().filter_map(|k| self.rows.get_key_value(k))

@@ -65,6 +65,27 @@ pub struct SnapshotAppender {
 }
 
 impl SnapshotAppender {
+    /// Appends the rows of `changes`, which must all be upserts (inserts of new keys).
+    pub async fn append_changes(&mut self, changes: &TableChanges) -> Result<(), SinkError> {
+        let rows: Vec<Vec<Option<String>>> = changes
+            .rows()
+            .filter_map(|(_, change)| match change {
+                RowChange::Upsert(cells) => Some(
+                    cells
+                        .iter()
+                        .map(|c| c.as_text().map(str::to_string))
+                        .collect(),
+                ),
+                RowChange::Delete => None,
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let positions: Vec<Option<usize>> = (0..self.schema.fields().len()).map(Some).collect();
+        self.append(changes.table(), &rows, &positions).await
+    }
+
     /// Appends rows whose values come from `positions`: for each Delta column, the index of
     /// its value in a row, or `None` when the source no longer has that column.
     pub async fn append(
@@ -401,12 +422,46 @@ impl DeltaTableWriter {
     /// Commits a finished snapshot as one Delta commit tagged with the snapshot's position.
     pub async fn commit_snapshot(
         &mut self,
+        appender: SnapshotAppender,
+        lsn: Lsn,
+    ) -> Result<u64, SinkError> {
+        self.commit_appended(appender, lsn, "pgdelta.snapshot_lsn")
+            .await
+    }
+
+    /// Starts a bulk append of rows that cannot be in the table yet (a transaction's
+    /// inserts); nothing is visible until [`DeltaTableWriter::commit_append`].
+    pub fn begin_append(&self) -> Result<SnapshotAppender, SinkError> {
+        Ok(SnapshotAppender {
+            writer: RecordBatchWriter::for_table(&self.table).map_err(|source| {
+                SinkError::Delta {
+                    location: self.location.clone(),
+                    source,
+                }
+            })?,
+            schema: self.schema.clone(),
+            rows: 0,
+        })
+    }
+
+    /// Commits appended rows as one Delta commit tagged with the transaction's `lsn`.
+    pub async fn commit_append(
+        &mut self,
+        appender: SnapshotAppender,
+        lsn: Lsn,
+    ) -> Result<u64, SinkError> {
+        self.commit_appended(appender, lsn, "pgdelta.lsn").await
+    }
+
+    async fn commit_appended(
+        &mut self,
         mut appender: SnapshotAppender,
         lsn: Lsn,
+        metadata_key: &str,
     ) -> Result<u64, SinkError> {
         let commit = CommitProperties::default()
             .with_application_transaction(Transaction::new(&self.app_id, lsn.as_i64()))
-            .with_metadata([("pgdelta.snapshot_lsn".to_string(), lsn.to_string().into())]);
+            .with_metadata([(metadata_key.to_string(), lsn.to_string().into())]);
         appender.writer = appender.writer.with_commit_properties(commit);
         appender
             .writer

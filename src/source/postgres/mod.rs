@@ -12,7 +12,7 @@ pub use catalog::{
     TableRequest,
 };
 pub use connection::{backoff_delay, parse_url, ConnectionSettings};
-pub use replication::{ChangeStream, StreamItem};
+pub use replication::{ChangeStream, PartPolicy, StreamItem, TransactionPart};
 
 use crate::event::TableName;
 

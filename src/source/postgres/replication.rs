@@ -1,6 +1,6 @@
 //! The logical replication stream, assembled into committed transactions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use pgwire_replication::{Lsn as WireLsn, ReplicationClient, ReplicationEvent};
@@ -16,6 +16,9 @@ const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 #[derive(Debug)]
 pub enum StreamItem {
     Transaction(Transaction),
+    /// The first events of a large committed transaction whose commit has not arrived yet;
+    /// its remaining events come in more parts and, at the commit, a [`StreamItem::Transaction`].
+    TransactionPart(TransactionPart),
     /// A logical message (non-transactional) with this prefix and content was reached.
     Marker {
         prefix: String,
@@ -29,10 +32,31 @@ pub enum StreamItem {
     },
 }
 
+/// Some events of a transaction in source order (see [`StreamItem::TransactionPart`]).
+#[derive(Debug)]
+pub struct TransactionPart {
+    pub xid: u32,
+    /// Position of the transaction's commit record: a table whose applied position is past
+    /// it already holds the transaction.
+    pub final_lsn: Lsn,
+    pub commit_timestamp: DateTime<Utc>,
+    pub events: Vec<ChangeEvent>,
+}
+
 struct OpenTransaction {
     xid: u32,
+    final_lsn: Lsn,
     commit_timestamp: DateTime<Utc>,
     events: Vec<ChangeEvent>,
+}
+
+/// When transactions are handed over in parts.
+#[derive(Debug, Clone, Default)]
+pub struct PartPolicy {
+    /// Hand over a transaction's events in parts of this many (0: never).
+    pub events_per_part: usize,
+    /// Transactions always handed over whole, by xid.
+    pub whole: HashSet<u32>,
 }
 
 /// A running replication session on one slot.
@@ -42,6 +66,7 @@ pub struct ChangeStream {
     database: String,
     target: String,
     open: Option<OpenTransaction>,
+    parts: PartPolicy,
 }
 
 fn pg_time(micros: i64) -> DateTime<Utc> {
@@ -56,6 +81,7 @@ impl ChangeStream {
         publication: &str,
         start: Lsn,
         key_overrides: HashMap<TableName, Vec<String>>,
+        parts: PartPolicy,
     ) -> Result<Self, SourceError> {
         let target = settings.describe();
         // `publication_names` is a list of SQL identifiers: quote so case and spaces survive.
@@ -77,6 +103,7 @@ impl ChangeStream {
             database: settings.database(),
             target,
             open: None,
+            parts,
         })
     }
 
@@ -111,12 +138,13 @@ impl ChangeStream {
     fn handle(&mut self, event: ReplicationEvent) -> Result<Option<StreamItem>, SourceError> {
         match event {
             ReplicationEvent::Begin {
+                final_lsn,
                 xid,
                 commit_time_micros,
-                ..
             } => {
                 self.open = Some(OpenTransaction {
                     xid,
+                    final_lsn: Lsn(final_lsn.as_u64()),
                     commit_timestamp: pg_time(commit_time_micros),
                     events: Vec::new(),
                 });
@@ -124,6 +152,7 @@ impl ChangeStream {
             ReplicationEvent::XLogData { data, .. } => {
                 let decoded = self.decoder.decode(&data)?;
                 self.add_change(decoded);
+                return Ok(self.take_part().map(StreamItem::TransactionPart));
             }
             ReplicationEvent::Commit { end_lsn, .. } => {
                 if let Some(open) = self.open.take() {
@@ -184,6 +213,27 @@ impl ChangeStream {
             }
             Decoded::Relation(_) | Decoded::Ignored => {}
         }
+    }
+
+    /// The open transaction's events so far, once they fill a part.
+    fn take_part(&mut self) -> Option<TransactionPart> {
+        let open = self.open.as_mut()?;
+        let due = self.parts.events_per_part > 0
+            && open.events.len() >= self.parts.events_per_part
+            && !self.parts.whole.contains(&open.xid);
+        if !due {
+            return None;
+        }
+        let mut events = std::mem::take(&mut open.events);
+        for event in &mut events {
+            event.metadata.database.clone_from(&self.database);
+        }
+        Some(TransactionPart {
+            xid: open.xid,
+            final_lsn: open.final_lsn,
+            commit_timestamp: open.commit_timestamp,
+            events,
+        })
     }
 
     /// Stamps every event with the commit position, now that it is known.
