@@ -298,8 +298,6 @@ fn sslmode_disable_is_refused_by_a_tls_only_server_with_a_clear_message() {
 }
 
 #[test]
-#[ignore = "bug: the replication connection (pgwire-replication) refuses verify-full to an IP \
-            host although the certificate names it (IP SAN); the ordinary connection accepts it"]
 fn verify_full_to_an_ip_address_named_in_the_certificate_replicates() {
     // libpq accepts verify-full to an IP address when the certificate carries it as an IP
     // SAN (here IP:127.0.0.1).

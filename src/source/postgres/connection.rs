@@ -224,6 +224,11 @@ impl ConnectionSettings {
             }
             SslMode::Require => TlsConfig::require(),
             SslMode::VerifyCa => TlsConfig::verify_ca(self.root_cert.clone()),
+            // The certificate may name an IP address (IP SAN), as libpq accepts; the
+            // replication client verifies against its SNI name, which may be that IP.
+            SslMode::VerifyFull if self.host().parse::<std::net::IpAddr>().is_ok() => {
+                TlsConfig::verify_full(self.root_cert.clone()).with_sni_hostname(self.host())
+            }
             SslMode::VerifyFull => TlsConfig::verify_full(self.root_cert.clone()),
         };
         ReplicationConfig::new(
