@@ -561,3 +561,53 @@ fn assert_txn_versions_increase(table: &std::path::Path) {
         }
     }
 }
+
+/// A batch of inserts only is appended (a WRITE commit, no key lookups); a batch with
+/// updates or deletes is MERGEd. Both read back equal to PostgreSQL with inserts in the CDF.
+#[test]
+fn insert_only_batches_are_appended_and_other_batches_merged() {
+    let cluster = cluster_with_db();
+    cluster.psql(DB, "CREATE TABLE logs (id bigint PRIMARY KEY, line text)");
+    let pgdelta = Pgdelta::new(&cluster);
+    pgdelta.configure(&pipeline("appends", &["logs"], ""));
+    pgdelta.catch_up("appends");
+    let path = pgdelta.table_path("logs");
+    let copied = latest_version(&path);
+    for round in 0..5 {
+        cluster.psql(
+            DB,
+            &format!(
+                "INSERT INTO logs SELECT g, 'line ' || g FROM generate_series({}, {}) g",
+                round * 100 + 1,
+                round * 100 + 100
+            ),
+        );
+    }
+    pgdelta.catch_up("appends");
+    let appended = latest_version(&path);
+    cluster.psql(
+        DB,
+        "UPDATE logs SET line = 'edited' WHERE id <= 10; INSERT INTO logs VALUES (1000, 'x');",
+    );
+    pgdelta.catch_up("appends");
+    let operations: Vec<String> = commit_operations(&path)
+        .into_iter()
+        .filter(|(version, _)| *version > copied)
+        .map(|(_, op)| op)
+        .collect();
+    assert_eq!(operations, vec!["WRITE", "MERGE"], "commits after the copy");
+    let cdf = read_delta_cdf(&path, appended as i64);
+    let inserted = cdf["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["_commit_version"].as_u64() == Some(appended) && r["_change_type"] == "insert"
+        })
+        .count();
+    assert_eq!(inserted, 500);
+    assert_eq!(
+        delta_as_strings(&path),
+        pg_as_strings(&cluster, DB, "SELECT id, line FROM logs")
+    );
+}

@@ -389,8 +389,16 @@ impl KafkaPipeline {
                 .writers
                 .get_mut(table)
                 .expect("batches hold known tables");
-            apply_or_dead_letter(writer, changes, &position, &self.resolved, &self.observer)
-                .await?;
+            // Debezium may send a row again (a new snapshot): always MERGE.
+            apply_or_dead_letter(
+                writer,
+                changes,
+                &position,
+                false,
+                &self.resolved,
+                &self.observer,
+            )
+            .await?;
             self.observer
                 .table_committed(table, commit_started.elapsed());
             self.summary.delta_commits += 1;

@@ -128,6 +128,7 @@ impl Pipeline {
                     writer,
                     &mut entry.pending,
                     &position,
+                    false,
                     &self.resolved,
                     &self.observer,
                 )
@@ -182,15 +183,9 @@ impl Pipeline {
     }
 
     fn new_large_table(&self, table: &TableName) -> LargeTable {
-        // Keys set in the config are not enforced unique by PostgreSQL: MERGE them.
-        let keyed_by_primary_key = self
-            .resolved
-            .tables
-            .iter()
-            .any(|t| &t.name == table && t.key.is_empty());
         LargeTable {
             pending: self.writers[table].new_changes(),
-            insert_only: keyed_by_primary_key,
+            insert_only: super::keyed_by_primary_key(&self.resolved, table),
             appender: None,
         }
     }

@@ -488,7 +488,16 @@ impl Pipeline {
             .get_mut(table)
             .expect("batches only hold replicated tables");
         let position = SourcePosition::at(lsn);
-        apply_or_dead_letter(writer, changes, &position, &self.resolved, &self.observer).await
+        let append_safe = keyed_by_primary_key(&self.resolved, table);
+        apply_or_dead_letter(
+            writer,
+            changes,
+            &position,
+            append_safe,
+            &self.resolved,
+            &self.observer,
+        )
+        .await
     }
 
     /// Gives the replication session a moment to report the final position to the server.
@@ -539,6 +548,15 @@ async fn open_writers(
 
 type Writers = HashMap<TableName, DeltaTableWriter>;
 
+/// Whether the table's key is its primary key (a key set in the config is not enforced
+/// unique by PostgreSQL, so its inserts may repeat a key).
+fn keyed_by_primary_key(resolved: &ResolvedPipeline, table: &TableName) -> bool {
+    resolved
+        .tables
+        .iter()
+        .any(|t| &t.name == table && t.key.is_empty())
+}
+
 fn source_schema(source: &SourceTable, key: &[String]) -> TableSchema {
     TableSchema {
         table: source.name.clone(),
@@ -564,14 +582,30 @@ impl SourcePosition {
 
 /// One Delta commit for one table; under `on_error = "dead_letter"`, rows whose values
 /// cannot be converted are written to the dead-letter file and the rest is applied.
+/// `append_safe`: the table is keyed by its primary key, so in direct mode a batch of inserts
+/// only holds keys Delta cannot have yet and is appended instead of MERGEd.
 async fn apply_or_dead_letter(
     writer: &mut DeltaTableWriter,
     changes: &mut TableChanges,
     position: &SourcePosition,
+    append_safe: bool,
     resolved: &ResolvedPipeline,
     observer: &Observer,
 ) -> Result<(), PipelineError> {
     let table = writer.table_name().clone();
+    if append_safe && changes.only_inserts && position.offsets.is_empty() {
+        if let Some(lsn) = position.lsn {
+            match writer.append_inserts(changes, lsn).await {
+                Ok(rows) => {
+                    tracing::debug!(%table, %lsn, rows, version = ?writer.version(), "appended to Delta");
+                    return Ok(());
+                }
+                // The MERGE path below sorts out (or dead-letters) what does not convert.
+                Err(SinkError::Convert { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
     let error = match writer
         .apply_from(changes, position.lsn, &position.offsets)
         .await

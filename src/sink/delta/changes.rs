@@ -42,6 +42,8 @@ pub struct TableChanges {
     /// Per source schema: the source column index feeding each Delta column.
     mappings: Vec<(Arc<TableSchema>, Vec<Option<usize>>)>,
     pub events: usize,
+    /// Whether every change pushed so far was an INSERT.
+    pub only_inserts: bool,
 }
 
 impl TableChanges {
@@ -60,6 +62,7 @@ impl TableChanges {
             rows: HashMap::new(),
             mappings: Vec::new(),
             events: 0,
+            only_inserts: true,
         }
     }
 
@@ -98,6 +101,7 @@ impl TableChanges {
     /// Adds one change; the event's cells move into the change set.
     pub fn push(&mut self, mut event: ChangeEvent) -> Result<(), ChangeError> {
         self.events += 1;
+        self.only_inserts &= event.operation == Operation::Insert;
         if event.operation == Operation::Truncate {
             self.truncated = true;
             self.rows.clear();

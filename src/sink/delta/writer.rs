@@ -444,6 +444,18 @@ impl DeltaTableWriter {
         })
     }
 
+    /// Appends `changes` (inserts only, of keys the table cannot hold yet) as one Delta commit
+    /// tagged with `lsn`: much cheaper than a MERGE, which must look for every key.
+    pub async fn append_inserts(
+        &mut self,
+        changes: &TableChanges,
+        lsn: Lsn,
+    ) -> Result<u64, SinkError> {
+        let mut appender = self.begin_append()?;
+        appender.append_changes(changes).await?;
+        self.commit_append(appender, lsn).await
+    }
+
     /// Commits appended rows as one Delta commit tagged with the transaction's `lsn`.
     pub async fn commit_append(
         &mut self,
