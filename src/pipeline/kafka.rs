@@ -20,7 +20,7 @@ use crate::source::kafka::{KafkaRecord, KafkaSettings, KafkaSource, Subscription
 
 use super::dead_letter::{DeadLetter, RecordPosition};
 use super::{
-    apply_or_dead_letter, describe_tables, key_columns, open_writers, source_schema,
+    apply_or_dead_letter, describe_tables, key_columns, open_writers, run_result, source_schema,
     write_dead_letters, PipelineError, RunOptions, RunSummary, SourcePosition,
 };
 
@@ -167,19 +167,7 @@ impl KafkaPipeline {
     }
 
     fn finish(self) -> Result<RunSummary, PipelineError> {
-        if self.stopped.is_empty() {
-            return Ok(self.summary);
-        }
-        let mut stopped: Vec<String> = self
-            .stopped
-            .iter()
-            .map(|(t, why)| format!("  - {t}: {why}"))
-            .collect();
-        stopped.sort();
-        Err(PipelineError::TablesStopped {
-            pipeline: self.resolved.name,
-            stopped,
-        })
+        run_result(self.summary, &self.stopped, self.resolved.name)
     }
 
     fn setup_error(&self, error: impl std::fmt::Display) -> PipelineError {

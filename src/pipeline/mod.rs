@@ -369,19 +369,7 @@ impl Pipeline {
 
     /// The run's result: an error naming the stopped tables, if any were.
     fn finish(self) -> Result<RunSummary, PipelineError> {
-        if self.stopped.is_empty() {
-            return Ok(self.summary);
-        }
-        let mut stopped: Vec<String> = self
-            .stopped
-            .iter()
-            .map(|(t, why)| format!("  - {t}: {why}"))
-            .collect();
-        stopped.sort();
-        Err(PipelineError::TablesStopped {
-            pipeline: self.resolved.name,
-            stopped,
-        })
+        run_result(self.summary, &self.stopped, self.resolved.name)
     }
 
     /// Adds new source columns to the Delta table (after writing what came before), keeps
@@ -547,6 +535,23 @@ async fn open_writers(
 }
 
 type Writers = HashMap<TableName, DeltaTableWriter>;
+
+/// The run's result: an error naming the stopped tables, if any were.
+fn run_result(
+    summary: RunSummary,
+    stopped: &HashMap<TableName, String>,
+    pipeline: String,
+) -> Result<RunSummary, PipelineError> {
+    if stopped.is_empty() {
+        return Ok(summary);
+    }
+    let mut stopped: Vec<String> = stopped
+        .iter()
+        .map(|(t, why)| format!("  - {t}: {why}"))
+        .collect();
+    stopped.sort();
+    Err(PipelineError::TablesStopped { pipeline, stopped })
+}
 
 /// Whether the table's key is its primary key (a key set in the config is not enforced
 /// unique by PostgreSQL, so its inserts may repeat a key).
