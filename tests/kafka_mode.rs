@@ -90,7 +90,7 @@ fn debezium_events_through_kafka_reach_delta_exactly_once() {
     cluster.create_database(DB);
     cluster.psql(DB, SETUP);
     let records = capture_with_debezium(&cluster);
-    let tansu = Tansu::start();
+    let mut tansu = Tansu::start();
     tansu.create_topics(&[ORDERS_TOPIC, CUSTOMERS_TOPIC], 3);
     let pgdelta = Pgdelta::new(&cluster, &PIPELINE.replace("BOOTSTRAP", &tansu.bootstrap()));
 
@@ -188,6 +188,33 @@ fn debezium_events_through_kafka_reach_delta_exactly_once() {
         assert_offsets_only_move_forward(&path);
     }
     check_dead_letters(&pgdelta);
+    a_recreated_topic_is_refused(&mut tansu, &pgdelta, &records);
+}
+
+/// The broker comes back empty (topics deleted and created again): offsets restart at 0,
+/// below what Delta holds. Skipping them as "already applied" would lose data silently, so
+/// pgdelta refuses with a message naming the partition and both offsets.
+fn a_recreated_topic_is_refused(tansu: &mut Tansu, pgdelta: &Pgdelta, records: &[CapturedRecord]) {
+    tansu.restart_empty();
+    tansu.create_topics(&[ORDERS_TOPIC, CUSTOMERS_TOPIC], 3);
+    let orders: Vec<CapturedRecord> = records
+        .iter()
+        .filter(|r| r.topic == ORDERS_TOPIC)
+        .take(30)
+        .cloned()
+        .collect();
+    tansu.produce(&as_produce(&orders));
+    let output = pgdelta.run(&["pipeline", "start", "shop", "--exit-when-caught-up"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "a recreated topic must be refused"
+    );
+    assert!(
+        stderr.contains("deleted and created again") && stderr.contains(ORDERS_TOPIC),
+        "{}",
+        pgdelta_lines(&stderr)
+    );
 }
 
 /// Runs Debezium (schemas on, no unwrap) over the snapshot and the workload; returns the

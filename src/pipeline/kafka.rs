@@ -142,7 +142,7 @@ impl KafkaPipeline {
                             continue;
                         }
                     }
-                    self.add_record(&mut batch, record).await?;
+                    self.add_record(&mut batch, record, &source).await?;
                     if batch.events >= self.resolved.batch_size {
                         self.flush(&mut batch, &source).await?;
                     }
@@ -216,6 +216,7 @@ impl KafkaPipeline {
         &mut self,
         batch: &mut KafkaBatch,
         record: KafkaRecord,
+        source: &KafkaSource,
     ) -> Result<(), PipelineError> {
         batch.note_read(&record);
         let parsed = self.parser.parse(&DebeziumRecord {
@@ -235,7 +236,10 @@ impl KafkaPipeline {
             return Ok(());
         }
         let tp = record.topic_partition();
-        if self.already_applied(&table, &tp, record.offset).await? {
+        if self
+            .already_applied(&table, &tp, record.offset, source)
+            .await?
+        {
             return Ok(());
         }
         self.stage(batch, event, &record)
@@ -293,6 +297,7 @@ impl KafkaPipeline {
         table: &TableName,
         tp: &TopicPartition,
         offset: i64,
+        source: &KafkaSource,
     ) -> Result<bool, PipelineError> {
         let key = (table.clone(), tp.clone());
         let next = match self.applied.get(&key) {
@@ -303,12 +308,38 @@ impl KafkaPipeline {
                     .await?;
                 if let Some(next) = next {
                     tracing::info!(%table, partition = %tp, next_offset = next, "resuming after what Delta holds");
+                    self.check_partition_still_holds(table, tp, next, source)?;
                 }
                 self.applied.insert(key, next);
                 next
             }
         };
         Ok(next.is_some_and(|next| offset < next))
+    }
+
+    /// A partition that ends before what Delta already applied was deleted and created
+    /// again (or truncated): its offsets mean other records now, so skipping "applied" ones
+    /// would silently lose data.
+    fn check_partition_still_holds(
+        &self,
+        table: &TableName,
+        tp: &TopicPartition,
+        next: i64,
+        source: &KafkaSource,
+    ) -> Result<(), PipelineError> {
+        let high = tokio::task::block_in_place(|| source.high_watermark(tp))
+            .map_err(|e| self.setup_error(format!("cannot read the end offset of {tp}: {e}")))?;
+        if high >= next {
+            return Ok(());
+        }
+        Err(PipelineError::Setup {
+            pipeline: self.resolved.name.clone(),
+            message: format!(
+                "{tp} ends at offset {high}, but the Delta table of {table} already holds its records up to offset {next}: \
+                 the topic was deleted and created again, or truncated, so its offsets now mean other records. \
+                 Recreate the Delta table (and re-snapshot with Debezium), or point the pipeline at the right topic"
+            ),
+        })
     }
 
     /// A record that cannot become a change: to the dead-letter file (and counted), or, with

@@ -49,21 +49,7 @@ impl Tansu {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("tansu.log");
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu_binary())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("tansu.err")).unwrap())
-            .spawn()
-            .expect("start tansu");
+        let child = spawn_broker(port, &dir);
         let tansu = Tansu {
             child,
             port,
@@ -72,6 +58,15 @@ impl Tansu {
         };
         tansu.wait_until_listening();
         tansu
+    }
+
+    /// Kills the broker and starts a new one on the same port; with in-memory storage it
+    /// comes back empty, as if every topic had been deleted.
+    pub fn restart_empty(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_broker(self.port, &self._dir);
+        self.wait_until_listening();
     }
 
     /// Freezes the broker (SIGSTOP): clients see a broker that stopped answering.
@@ -169,6 +164,24 @@ impl Drop for Tansu {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn_broker(port: u16, dir: &tempfile::TempDir) -> Child {
+    let url = format!("tcp://127.0.0.1:{port}");
+    Command::new(tansu_binary())
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join("tansu.log")).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("tansu.err")).unwrap())
+        .spawn()
+        .expect("start tansu")
 }
 
 fn signal(child: &Child, signal: &str) {

@@ -253,6 +253,15 @@ impl KafkaSource {
         )
     }
 
+    /// The offset after the last record of `tp` on the broker.
+    pub fn high_watermark(&self, tp: &TopicPartition) -> Result<i64, KafkaError> {
+        let timeout = std::time::Duration::from_secs(10);
+        let (_, high) = self
+            .consumer
+            .fetch_watermarks(&tp.topic, tp.partition, timeout)?;
+        Ok(high)
+    }
+
     /// Whether every assigned partition has been read to its end (its high watermark).
     pub fn caught_up(&self) -> Result<bool, KafkaError> {
         let timeout = std::time::Duration::from_secs(5);
