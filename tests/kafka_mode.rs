@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use debezium_support::{engine_properties, Capture, CaptureRun, CapturedRecord};
 use harness::kafka::{free_port, Produce, Tansu};
-use harness::{kill9, wait_until, Pgdelta, DB};
+use harness::{kill9, wait_for, wait_until, Pgdelta, DB};
 use serde_json::{json, Value};
 use support::{
     delta_as_strings, http_get, metric_sample, pg_as_strings, read_delta_cdf, PgCluster,
@@ -153,11 +153,18 @@ fn debezium_events_through_kafka_reach_delta_exactly_once() {
         &["pipeline", "start", "shop", "--exit-when-caught-up"],
         "run2.log",
     );
-    wait_until(
-        "the restarted run to finish",
-        Duration::from_secs(180),
-        || restarted.try_wait().unwrap().is_some(),
-    );
+    let finished = wait_for(Duration::from_secs(180), || {
+        restarted.try_wait().unwrap().is_some()
+    });
+    if !finished {
+        kill9(&mut restarted);
+        panic!(
+            "the restarted run did not finish\n--- run 1 ---\n{}\n--- run 2 ---\n{}\n--- tansu ---\n{}",
+            pgdelta_lines(&pgdelta.log("run1.log")),
+            pgdelta_lines(&pgdelta.log("run2.log")),
+            tansu.log()
+        );
+    }
     let status = restarted.wait().unwrap();
     assert!(
         status.success(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use harness::{
     assert_txn_versions_strictly_increase, cluster_with_db, delta_as_strings, kill9, pg_as_strings,
-    publication_exists, slot_exists, terminate, wait_until, Pgdelta, DB,
+    publication_exists, slot_exists, terminate, wait_for, wait_until, Pgdelta, DB,
 };
 use support::{read_delta_cdf, PgCluster};
 
@@ -216,17 +216,6 @@ fn a_second_process_of_the_same_pipeline_cannot_take_the_active_slot() {
     );
     assert_txn_versions_strictly_increase(&path);
     assert_each_key_inserted_once(&path, 2_200);
-}
-
-fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    false
 }
 
 /// Every key appears in the change feed as exactly one insert and nothing else.

@@ -216,6 +216,18 @@ pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Polls `done` every 250 ms for up to `limit`; whether it came true.
+pub fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    false
+}
+
 /// Sends SIGKILL and reaps the process.
 pub fn kill9(child: &mut Child) {
     let _ = child.kill();
