@@ -122,8 +122,13 @@ impl DebeziumParser {
     /// Uses `schema` (e.g. from introspecting the source) for this table's events: its column
     /// order, types and key, and to decode events that carry no schema.
     pub fn with_table(mut self, schema: Arc<TableSchema>) -> Self {
-        self.registered.insert(schema.table.clone(), schema);
+        self.register(schema);
         self
+    }
+
+    /// Uses `schema` for its table from now on (e.g. after the source table changed).
+    pub fn register(&mut self, schema: Arc<TableSchema>) {
+        self.registered.insert(schema.table.clone(), schema);
     }
 
     /// The change event in `record`, or `None` for a tombstone.
@@ -921,12 +926,17 @@ fn row_cells(
         .iter()
         .zip(decoders)
         .map(|(column, decoder)| {
-            let value = row
-                .get(&column.name)
-                .ok_or_else(|| Problem::MissingColumn {
-                    table: schema.table.clone(),
-                    column: column.name.clone(),
-                })?;
+            // A column the event lacks was added after it or dropped before it: null, as
+            // direct mode writes for a dropped column. Keys must be there.
+            let Some(value) = row.get(&column.name) else {
+                return match column.is_key {
+                    true => Err(Problem::MissingColumn {
+                        table: schema.table.clone(),
+                        column: column.name.clone(),
+                    }),
+                    false => Ok(Cell::Null),
+                };
+            };
             decoder.decode(value).map_err(|reason| Problem::BadValue {
                 column: column.name.clone(),
                 reason,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, ErrorPolicy, ResolvedPipeline};
 use crate::debezium::connector::{consumer_group, kafka_settings, table_topic, topic_prefix};
-use crate::event::debezium::{DebeziumParser, DebeziumRecord};
+use crate::event::debezium::{DebeziumError, DebeziumParser, DebeziumRecord, Problem};
 use crate::event::{ChangeEvent, Lsn, TableName};
 use crate::observe::{Observer, TransactionCounts};
 use crate::sink::delta::{DeltaTableWriter, KafkaOffset, TableChanges};
@@ -20,8 +20,9 @@ use crate::source::kafka::{KafkaRecord, KafkaSettings, KafkaSource, Subscription
 
 use super::dead_letter::{DeadLetter, RecordPosition};
 use super::{
-    apply_or_dead_letter, describe_tables, key_columns, open_writers, run_result, source_schema,
-    write_dead_letters, PipelineError, RunOptions, RunSummary, SourcePosition,
+    add_columns, apply_or_dead_letter, describe_tables, key_columns, open_writers, plan_evolution,
+    run_result, source_schema, write_dead_letters, Evolution, PipelineError, RunOptions,
+    RunSummary, SourcePosition,
 };
 
 /// How often the loop looks at batch deadlines, broker health and catch-up while idle.
@@ -31,6 +32,9 @@ const TICK: Duration = Duration::from_millis(250);
 pub struct KafkaPipeline {
     resolved: ResolvedPipeline,
     settings: KafkaSettings,
+    /// To read a table's columns again when events bring new ones.
+    postgres: crate::source::postgres::ConnectionSettings,
+    keys: HashMap<TableName, Vec<String>>,
     parser: DebeziumParser,
     writers: HashMap<TableName, DeltaTableWriter>,
     stopped: HashMap<TableName, String>,
@@ -75,8 +79,8 @@ impl KafkaPipeline {
     pub async fn prepare(config: &Config, name: &str) -> Result<KafkaPipeline, PipelineError> {
         let resolved = config.pipeline(name)?;
         let settings = kafka_source_settings(config, &resolved);
-        let pg = crate::source::postgres::ConnectionSettings::from_config(config)?;
-        let client = pg.connect().await?;
+        let postgres = crate::source::postgres::ConnectionSettings::from_config(config)?;
+        let client = postgres.connect().await?;
         let sources = describe_tables(&client, &resolved).await?;
         let keys: HashMap<TableName, Vec<String>> = resolved
             .tables
@@ -105,6 +109,8 @@ impl KafkaPipeline {
             observer: Arc::new(Observer::new(&resolved)),
             resolved,
             settings,
+            postgres,
+            keys,
             parser,
             writers,
             stopped,
@@ -218,14 +224,19 @@ impl KafkaPipeline {
         record: KafkaRecord,
         source: &KafkaSource,
     ) -> Result<(), PipelineError> {
+        let mut parsed = self.parse(&record);
+        if let Err(DebeziumError {
+            problem: Problem::UnknownColumn { table, .. },
+            ..
+        }) = &parsed
+        {
+            let table = table.clone();
+            if self.accepts(&table) {
+                self.follow_new_columns(&table, batch, source).await?;
+                parsed = self.parse(&record);
+            }
+        }
         batch.note_read(&record);
-        let parsed = self.parser.parse(&DebeziumRecord {
-            topic: Some(&record.topic),
-            partition: Some(record.partition),
-            offset: Some(record.offset),
-            key: record.key.as_deref(),
-            value: record.value.as_deref(),
-        });
         let event = match parsed {
             Ok(Some(event)) => event,
             Ok(None) => return Ok(()),
@@ -243,6 +254,45 @@ impl KafkaPipeline {
             return Ok(());
         }
         self.stage(batch, event, &record)
+    }
+
+    fn parse(&mut self, record: &KafkaRecord) -> Result<Option<ChangeEvent>, DebeziumError> {
+        self.parser.parse(&DebeziumRecord {
+            topic: Some(&record.topic),
+            partition: Some(record.partition),
+            offset: Some(record.offset),
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+        })
+    }
+
+    /// Events carry a column the table did not have at start: write what came before, read
+    /// the table's columns from PostgreSQL again and extend the Delta table as direct mode
+    /// does (or stop the table when a type changed beyond what Delta holds).
+    async fn follow_new_columns(
+        &mut self,
+        table: &TableName,
+        batch: &mut KafkaBatch,
+        source: &KafkaSource,
+    ) -> Result<(), PipelineError> {
+        self.flush(batch, source).await?;
+        let client = self.postgres.connect().await?;
+        let described = crate::source::postgres::introspect_table(&client, table).await?;
+        let schema = Arc::new(source_schema(&described, &self.keys[table]));
+        let writer = self
+            .writers
+            .get_mut(table)
+            .expect("accepted tables have writers");
+        match plan_evolution(writer, &schema)? {
+            Evolution::Unchanged => {}
+            Evolution::AddColumns(fields) => add_columns(writer, fields).await?,
+            Evolution::Stop(reason) => {
+                self.observer.record_errors("table_stopped", 1);
+                self.stopped.insert(table.clone(), reason);
+            }
+        }
+        self.parser.register(schema);
+        Ok(())
     }
 
     /// Adds `event` to its table's changes; a change the batch cannot take (no key value, a

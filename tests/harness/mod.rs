@@ -97,12 +97,17 @@ impl Pgdelta {
     }
 
     pub fn spawn_args(&self, args: &[&str], log_name: &str) -> Child {
+        self.spawn_command(self.command(args), log_name)
+    }
+
+    /// Starts `command` (from [`Pgdelta::command`]) with stderr appended to `log_name`.
+    pub fn spawn_command(&self, mut command: Command, log_name: &str) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join(log_name))
             .unwrap();
-        self.command(args)
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
