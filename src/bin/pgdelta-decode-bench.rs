@@ -47,7 +47,10 @@ async fn main() -> Result<()> {
         &resolved.publication,
         start,
         HashMap::new(),
-        pg::PartPolicy::default(),
+        pg::PartPolicy {
+            events_per_part: resolved.large_transaction_events,
+            whole: Default::default(),
+        },
     )
     .await
     .context("start the replication stream")?;

@@ -20,8 +20,8 @@ use crate::source::kafka::{KafkaRecord, KafkaSettings, KafkaSource, Subscription
 
 use super::dead_letter::{DeadLetter, RecordPosition};
 use super::{
-    add_columns, apply_or_dead_letter, describe_tables, key_columns, open_writers, plan_evolution,
-    run_result, source_schema, write_dead_letters, Evolution, PipelineError, RunOptions,
+    add_columns, apply_or_dead_letter, describe_tables, open_writers, plan_evolution, run_result,
+    source_schema, table_keys, write_dead_letters, Evolution, PipelineError, RunOptions,
     RunSummary, SourcePosition,
 };
 
@@ -82,12 +82,7 @@ impl KafkaPipeline {
         let postgres = crate::source::postgres::ConnectionSettings::from_config(config)?;
         let client = postgres.connect().await?;
         let sources = describe_tables(&client, &resolved).await?;
-        let keys: HashMap<TableName, Vec<String>> = resolved
-            .tables
-            .iter()
-            .zip(&sources)
-            .map(|(table, source)| (table.name.clone(), key_columns(table, source)))
-            .collect();
+        let keys = table_keys(&resolved, &sources);
         for (table, source) in resolved.tables.iter().zip(&sources) {
             if keys[&table.name].is_empty() {
                 return Err(PipelineError::Setup {

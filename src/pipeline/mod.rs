@@ -110,12 +110,7 @@ impl Pipeline {
         if !problems.is_empty() {
             return Err(SourceError::NotReady(problems).into());
         }
-        let keys: HashMap<TableName, Vec<String>> = resolved
-            .tables
-            .iter()
-            .zip(&sources)
-            .map(|(table, source)| (table.name.clone(), key_columns(table, source)))
-            .collect();
+        let keys = table_keys(&resolved, &sources);
         let (mut writers, stopped) = open_writers(&resolved, &sources, &keys).await?;
         let table_names: Vec<TableName> = resolved.tables.iter().map(|t| t.name.clone()).collect();
         pg::ensure_publication(&client, &resolved.publication, &table_names).await?;
@@ -762,6 +757,19 @@ async fn describe_tables(
         tables.push(pg::introspect_table(client, &table.name).await?);
     }
     Ok(tables)
+}
+
+/// Each table's key columns: configured, else the primary key.
+fn table_keys(
+    resolved: &ResolvedPipeline,
+    sources: &[SourceTable],
+) -> HashMap<TableName, Vec<String>> {
+    resolved
+        .tables
+        .iter()
+        .zip(sources)
+        .map(|(table, source)| (table.name.clone(), key_columns(table, source)))
+        .collect()
 }
 
 fn key_columns(table: &ResolvedTable, source: &SourceTable) -> Vec<String> {
