@@ -473,7 +473,8 @@ fn a_large_transaction_is_applied_in_chunks_and_committed_once_per_table() {
          COMMIT;
          UPDATE events SET kind = 'after' WHERE id = 1;",
     );
-    pgdelta.catch_up("chunks");
+    let log = pgdelta.catch_up("chunks");
+    assert!(log.contains("appended in one commit"), "{log}");
     assert_eq!(
         delta_as_strings(&pgdelta.table_path("events")),
         pg_as_strings(&cluster, DB, "SELECT id, kind, amount FROM events")
@@ -531,7 +532,8 @@ fn a_large_transaction_that_revisits_its_own_inserts_is_applied_whole() {
          DELETE FROM items WHERE id % 9 = 0;
          COMMIT;",
     );
-    pgdelta.catch_up("revisit");
+    let log = pgdelta.catch_up("revisit");
+    assert!(log.contains("receiving it again whole"), "{log}");
     assert_eq!(
         delta_as_strings(&pgdelta.table_path("items")),
         pg_as_strings(&cluster, DB, "SELECT id, label FROM items")
@@ -610,4 +612,54 @@ fn insert_only_batches_are_appended_and_other_batches_merged() {
         delta_as_strings(&path),
         pg_as_strings(&cluster, DB, "SELECT id, line FROM logs")
     );
+}
+
+/// SIGKILL while a large transaction's chunks are being written: nothing of it is visible,
+/// and the restart applies it whole, once.
+#[test]
+fn a_kill_during_a_large_transaction_exposes_nothing_and_the_restart_applies_it_once() {
+    let cluster = cluster_with_db();
+    cluster.psql(
+        DB,
+        "CREATE TABLE bulk (id bigint PRIMARY KEY, payload text)",
+    );
+    let pgdelta = Pgdelta::new(&cluster);
+    pgdelta.configure(&pipeline(
+        "killed",
+        &["bulk"],
+        "large_transaction_events = 2000",
+    ));
+    pgdelta.catch_up("killed");
+    let path = pgdelta.table_path("bulk");
+    let copied = latest_version(&path);
+    let log_path = pgdelta.dir.path().join("killed.log");
+    let mut running = pgdelta
+        .command(&["pipeline", "start", "killed"])
+        .env("PGDELTA_HTTP_LISTEN", "127.0.0.1:0")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    cluster.psql(
+        DB,
+        "INSERT INTO bulk SELECT g, repeat('p', 200) FROM generate_series(1, 200000) g",
+    );
+    wait_for_log(&log_path, "applying it as it streams in", &mut running);
+    let _ = running.kill();
+    let _ = running.wait();
+    assert_eq!(
+        latest_version(&path),
+        copied,
+        "nothing of the transaction may be committed before its end"
+    );
+    let log = pgdelta.catch_up("killed");
+    assert!(log.contains("appended in one commit"), "{log}");
+    let operations = commit_operations(&path);
+    let after: Vec<&String> = operations
+        .iter()
+        .filter(|(version, _)| *version > copied)
+        .map(|(_, op)| op)
+        .collect();
+    assert_eq!(after, vec!["WRITE"], "{operations:?}");
+    let count = read_delta_rows(&path)["rows"].as_array().unwrap().len();
+    assert_eq!(count, 200_000);
 }
