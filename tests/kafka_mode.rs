@@ -165,13 +165,18 @@ fn debezium_events_through_kafka_reach_delta_exactly_once() {
         .collect();
     println!("run 1 around the broker pause:\n{}", noted.join("\n"));
 
-    // The restart joins a new consumer group (through the environment override): it starts
+    // The restart joins a new consumer group (through environment overrides): it starts
     // from the earliest offsets, and only the offsets in the Delta commits keep it from
     // applying anything twice. (tansu 0.6 also keeps a killed member's partitions for good.)
     let mut restart = pgdelta.command(&["pipeline", "start", "shop", "--exit-when-caught-up"]);
     restart.env(
         "PGDELTA_PIPELINES_SHOP_KAFKA_GROUP_ID",
         "pgdelta-shop-restarted",
+    );
+    // ... and subscribes by pattern instead of topic names.
+    restart.env(
+        "PGDELTA_PIPELINES_SHOP_KAFKA_TOPIC_PATTERN",
+        "shop\\.public\\..*",
     );
     let mut restarted = pgdelta.spawn_command(restart, "run2.log");
     let finished = wait_for(Duration::from_secs(180), || {
@@ -187,6 +192,12 @@ fn debezium_events_through_kafka_reach_delta_exactly_once() {
         );
     }
     let status = restarted.wait().unwrap();
+    assert!(
+        pgdelta
+            .log("run2.log")
+            .contains("subscription=topic pattern"),
+        "the restart subscribes by pattern"
+    );
     assert!(
         status.success(),
         "restart failed:\n{}",
