@@ -420,3 +420,32 @@ fn pgdelta_lines(log: &str) -> String {
     let lines: Vec<&str> = log.lines().filter(|l| l.contains(" pgdelta")).collect();
     lines.join("\n")
 }
+
+/// `--exit-when-caught-up` before Debezium created any topic: nothing to read, so pgdelta
+/// says so and exits instead of waiting for ever.
+#[test]
+fn catching_up_without_topics_exits_with_a_warning() {
+    let cluster = PgCluster::start();
+    cluster.create_database(DB);
+    cluster.psql(
+        DB,
+        "CREATE TABLE public.customers (id int8 PRIMARY KEY, name text);
+         CREATE TABLE public.orders (id int8 PRIMARY KEY, note text);",
+    );
+    let tansu = Tansu::start();
+    let pgdelta = Pgdelta::new(&cluster, &PIPELINE.replace("BOOTSTRAP", &tansu.bootstrap()));
+    let mut child = pgdelta.spawn_args(
+        &["pipeline", "start", "shop", "--exit-when-caught-up"],
+        "empty.log",
+    );
+    let exited = wait_for(Duration::from_secs(90), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        kill9(&mut child);
+    }
+    let log = pgdelta_lines(&pgdelta.log("empty.log"));
+    assert!(exited, "pgdelta kept waiting:\n{log}");
+    assert!(child.wait().unwrap().success(), "{log}");
+    assert!(log.contains("none of the subscribed topics exist"), "{log}");
+}

@@ -114,6 +114,8 @@ impl std::fmt::Display for TopicPartition {
 pub struct SourceContext {
     /// Bumped whenever partitions are revoked: records read before then may be re-delivered.
     revocations: AtomicU64,
+    /// How many times the group assigned partitions (possibly none) to this member.
+    assignments: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -147,6 +149,7 @@ impl ConsumerContext for SourceContext {
                 tracing::info!(partitions = partitions.count(), "partitions revoked");
             }
             Rebalance::Assign(partitions) => {
+                self.assignments.fetch_add(1, Ordering::SeqCst);
                 tracing::info!(partitions = partitions.count(), "partitions assigned");
             }
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
@@ -158,6 +161,7 @@ impl ConsumerContext for SourceContext {
 pub struct KafkaSource {
     consumer: StreamConsumer<SourceContext>,
     group_id: String,
+    subscription: Subscription,
 }
 
 impl KafkaSource {
@@ -181,6 +185,7 @@ impl KafkaSource {
         Ok(KafkaSource {
             consumer,
             group_id: settings.group_id.clone(),
+            subscription: settings.subscription.clone(),
         })
     }
 
@@ -201,8 +206,11 @@ impl KafkaSource {
                 }
                 Err(error) if is_fatal(&error) => return Err(KafkaSourceError::Fatal(error)),
                 Err(error) => {
-                    tracing::warn!(%error, "Kafka consumer error; retrying");
-                    self.remember_error(error.to_string());
+                    let message = error.to_string();
+                    if self.last_error().as_deref() != Some(message.as_str()) {
+                        tracing::warn!(%error, "Kafka consumer error; retrying");
+                    }
+                    self.remember_error(message);
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
             }
@@ -267,7 +275,7 @@ impl KafkaSource {
         let timeout = std::time::Duration::from_secs(5);
         let assignment = self.consumer.assignment()?;
         if assignment.count() == 0 {
-            return Ok(false);
+            return self.nothing_to_read();
         }
         let positions = self.consumer.position()?;
         let committed = self.consumer.committed_offsets(assignment, timeout)?;
@@ -291,6 +299,31 @@ impl KafkaSource {
                 return Ok(false);
             }
         }
+        Ok(true)
+    }
+
+    /// With no partitions assigned: whether that is because there is nothing to read (the
+    /// group assigned none, or none of the named topics exist yet).
+    fn nothing_to_read(&self) -> Result<bool, KafkaError> {
+        if self.consumer.context().assignments.load(Ordering::SeqCst) > 0 {
+            return Ok(true);
+        }
+        let Subscription::Topics(topics) = &self.subscription else {
+            return Ok(false);
+        };
+        let metadata = self
+            .consumer
+            .fetch_metadata(None, std::time::Duration::from_secs(10))?;
+        let exists = |name: &str| {
+            metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == name && t.error().is_none())
+        };
+        if topics.iter().any(|t| exists(t)) {
+            return Ok(false);
+        }
+        tracing::warn!(topics = %topics.join(", "), "none of the subscribed topics exist yet: nothing to read");
         Ok(true)
     }
 
