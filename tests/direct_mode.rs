@@ -1,91 +1,16 @@
 //! Direct mode end to end: a real PostgreSQL cluster, the pgdelta binary, and an independent
 //! Delta reader (the Python `deltalake` package).
 
+mod harness;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use harness::{cluster_with_db, Pgdelta, DB};
 use serde_json::Value;
 use support::{delta_as_strings, pg_as_strings, read_delta_cdf, read_delta_meta, PgCluster};
-
-const DB: &str = "cdcdb";
-
-/// A pgdelta configuration in a temporary directory, and ways to run the binary on it.
-struct Pgdelta {
-    dir: tempfile::TempDir,
-}
-
-impl Pgdelta {
-    fn new(cluster: &PgCluster, pipeline_toml: &str) -> Pgdelta {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[source]\nurl = \"{}\"\nsslmode = \"disable\"\nconnect_attempts = 12\n\n{}",
-            cluster.url_without_password(DB),
-            pipeline_toml.replace("DELTA_ROOT", &dir.path().join("delta").to_string_lossy())
-        );
-        std::fs::write(dir.path().join("pgdelta.toml"), config).unwrap();
-        Pgdelta { dir }
-    }
-
-    fn table_path(&self, schema: &str, table: &str) -> PathBuf {
-        self.dir.path().join("delta").join(schema).join(table)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgdelta"));
-        cmd.arg("--config")
-            .arg(self.dir.path().join("pgdelta.toml"))
-            .args(args)
-            .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
-            .env("PGDELTA_LOG", "info,pgdelta=debug")
-            .env("PGDELTA_HTTP_LISTEN", "127.0.0.1:0");
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn run_ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "pgdelta {args:?} failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn catch_up(&self, pipeline: &str) {
-        self.run_ok(&["pipeline", "start", pipeline, "--exit-when-caught-up"]);
-    }
-
-    fn spawn(&self, pipeline: &str, log_name: &str) -> Child {
-        let log = std::fs::File::create(self.dir.path().join(log_name)).unwrap();
-        self.command(&["pipeline", "start", pipeline])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
-    }
-
-    fn log(&self, log_name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(log_name)).unwrap_or_default()
-    }
-
-    fn status(&self, pipeline: &str) -> Vec<Value> {
-        let out = self.run_ok(&["pipeline", "status", pipeline, "--json"]);
-        serde_json::from_str::<Vec<Value>>(&out).unwrap()
-    }
-}
-
-fn cluster_with_db() -> PgCluster {
-    let cluster = PgCluster::start();
-    cluster.create_database(DB);
-    cluster
-}
 
 fn change_types(cdf: &Value, version: i64) -> Vec<String> {
     let mut types: Vec<String> = cdf["rows"]
