@@ -4,11 +4,10 @@
 mod harness;
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::{cluster_with_db, Pgdelta, DB};
+use harness::{assert_each_key_inserted_once, cluster_with_db, Pgdelta, DB};
 use serde_json::Value;
 use support::{delta_as_strings, pg_as_strings, read_delta_cdf, read_delta_meta, PgCluster};
 
@@ -262,29 +261,6 @@ fn wait_for_rows(pgdelta: &Pgdelta, pipeline: &str, rows: u64, limit: Duration) 
 }
 
 /// Every key appears in the change feed as exactly one insert and nothing else.
-fn assert_each_key_inserted_once(path: &Path, expected_rows: usize) {
-    let cdf = read_delta_cdf(path, 0);
-    let rows = cdf["rows"].as_array().unwrap();
-    let mut inserted: Vec<i64> = rows
-        .iter()
-        .filter(|r| r["_change_type"] == "insert")
-        .map(|r| r["id"].as_i64().unwrap())
-        .collect();
-    let others = rows.len() - inserted.len();
-    assert_eq!(
-        others, 0,
-        "a transaction was applied twice (updates in CDF)"
-    );
-    inserted.sort();
-    inserted.dedup();
-    assert_eq!(inserted.len(), expected_rows);
-    assert_eq!(
-        inserted.len(),
-        rows.len(),
-        "an insert appears twice in the change feed"
-    );
-}
-
 #[test]
 fn sigkill_mid_stream_then_restart_applies_every_transaction_exactly_once() {
     let cluster = cluster_with_db();

@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use harness::{
-    assert_txn_versions_strictly_increase, cluster_with_db, delta_as_strings, kill9, pg_as_strings,
-    publication_exists, slot_exists, terminate, wait_for, wait_until, Pgdelta, DB,
+    assert_each_key_inserted_once, assert_txn_versions_strictly_increase, cluster_with_db,
+    delta_as_strings, kill9, pg_as_strings, publication_exists, slot_exists, terminate, wait_for,
+    wait_until, Pgdelta, DB,
 };
-use support::{read_delta_cdf, PgCluster};
+use support::PgCluster;
 
 const ITEMS_ROWS: &str = "SELECT id::text, label FROM items";
 
@@ -216,26 +217,6 @@ fn a_second_process_of_the_same_pipeline_cannot_take_the_active_slot() {
     );
     assert_txn_versions_strictly_increase(&path);
     assert_each_key_inserted_once(&path, 2_200);
-}
-
-/// Every key appears in the change feed as exactly one insert and nothing else.
-fn assert_each_key_inserted_once(path: &std::path::Path, expected_keys: usize) {
-    let cdf = read_delta_cdf(path, 0);
-    let rows = cdf["rows"].as_array().unwrap();
-    let mut ids: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
-    assert!(
-        rows.iter().all(|r| r["_change_type"] == "insert"),
-        "only inserts happened, yet the change feed holds other changes"
-    );
-    ids.sort();
-    let total = ids.len();
-    ids.dedup();
-    assert_eq!(
-        total,
-        ids.len(),
-        "a row was inserted twice in the change feed"
-    );
-    assert_eq!(ids.len(), expected_keys);
 }
 
 /// Two pipelines configured by mistake with the same Delta path for the same source table,

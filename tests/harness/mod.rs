@@ -221,6 +221,28 @@ pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Every key appears in the change feed as exactly one insert and nothing else (for
+/// workloads that only insert): a transaction applied twice would show as a second insert
+/// or as an update.
+pub fn assert_each_key_inserted_once(path: &Path, expected_keys: usize) {
+    let cdf = support::read_delta_cdf(path, 0);
+    let rows = cdf["rows"].as_array().unwrap();
+    let mut ids: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert!(
+        rows.iter().all(|r| r["_change_type"] == "insert"),
+        "only inserts happened, yet the change feed holds other changes"
+    );
+    ids.sort();
+    let total = ids.len();
+    ids.dedup();
+    assert_eq!(
+        total,
+        ids.len(),
+        "a row was inserted twice in the change feed"
+    );
+    assert_eq!(ids.len(), expected_keys);
+}
+
 /// Polls `done` every 250 ms for up to `limit`; whether it came true.
 pub fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let started = Instant::now();
