@@ -1,15 +1,15 @@
 //! `pgdelta validate` end to end: a real PostgreSQL cluster, the pgdelta binary to replicate,
 //! and the Python `deltalake` package to tamper with the Delta table behind the pipeline's back.
 
+mod harness;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use harness::{Pgdelta, DB};
 use serde_json::Value;
 use support::PgCluster;
-
-const DB: &str = "cdcdb";
 
 const PIPELINE: &str = r#"
 [pipelines.shop]
@@ -40,64 +40,26 @@ INSERT INTO items (id, name, price, score, ratio, born, seen, seen_tz, tags) VAL
     (100000, 'ünïcödé | 3:x', 99999999.99, 'NaN', '-Infinity', '0044-03-15 BC', '1999-12-31 23:59:59.5', NULL, ARRAY['', 'NULL']);
 "#;
 
-struct Pgdelta {
-    dir: tempfile::TempDir,
+fn items_path(pgdelta: &Pgdelta) -> PathBuf {
+    pgdelta.table_path("public", "items")
 }
 
-impl Pgdelta {
-    fn new(cluster: &PgCluster) -> Pgdelta {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[source]\nurl = \"{}\"\nsslmode = \"disable\"\nconnect_attempts = 12\n\n{}",
-            cluster.url_without_password(DB),
-            PIPELINE.replace("DELTA_ROOT", &dir.path().join("delta").to_string_lossy())
-        );
-        std::fs::write(dir.path().join("pgdelta.toml"), config).unwrap();
-        Pgdelta { dir }
+/// Runs `validate shop --json` with `args`; returns the exit code and the report.
+fn validate(pgdelta: &Pgdelta, args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["validate", "shop", "--json"];
+    if !args.contains(&"--chunk-rows") {
+        all.extend(["--chunk-rows", "1000"]);
     }
-
-    fn items_path(&self) -> PathBuf {
-        self.dir.path().join("delta").join("public").join("items")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_pgdelta"))
-            .arg("--config")
-            .arg(self.dir.path().join("pgdelta.toml"))
-            .args(args)
-            .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
-            .env("PGDELTA_HTTP_LISTEN", "127.0.0.1:0")
-            .env("PGDELTA_LOG", "warn")
-            .output()
-            .unwrap()
-    }
-
-    fn catch_up(&self) {
-        let output = self.run(&["pipeline", "start", "shop", "--exit-when-caught-up"]);
-        assert!(
-            output.status.success(),
-            "catch up failed: {}",
+    all.extend_from_slice(args);
+    let output = pgdelta.run(&all);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "validate {args:?} printed no JSON ({e}): {stdout}\nstderr: {}",
             String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    /// Runs `validate shop --json` with `args`; returns the exit code and the report.
-    fn validate(&self, args: &[&str]) -> (i32, Value) {
-        let mut all = vec!["validate", "shop", "--json"];
-        if !args.contains(&"--chunk-rows") {
-            all.extend(["--chunk-rows", "1000"]);
-        }
-        all.extend_from_slice(args);
-        let output = self.run(&all);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!(
-                "validate {args:?} printed no JSON ({e}): {stdout}\nstderr: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-        (output.status.code().unwrap_or(-1), report)
-    }
+        )
+    });
+    (output.status.code().unwrap_or(-1), report)
 }
 
 fn result<'a>(report: &'a Value, check: &str) -> &'a Value {
@@ -129,7 +91,7 @@ fn python_delta(path: &Path, statement: &str) {
 fn cluster_with_items() -> (PgCluster, Pgdelta) {
     let cluster = PgCluster::start();
     cluster.create_database(DB);
-    let pgdelta = Pgdelta::new(&cluster);
+    let pgdelta = Pgdelta::new(&cluster, PIPELINE);
     (cluster, pgdelta)
 }
 
@@ -137,11 +99,11 @@ fn cluster_with_items() -> (PgCluster, Pgdelta) {
 fn equal_tables_pass_and_changes_behind_the_pipelines_back_are_named() {
     let (cluster, pgdelta) = cluster_with_items();
     cluster.psql(DB, ITEMS);
-    pgdelta.catch_up(); // creates the slot and the Delta table (empty)
+    pgdelta.catch_up("shop"); // creates the slot and the Delta table (empty)
     cluster.psql(DB, "UPDATE items SET name = name WHERE true;"); // replicate every row
-    pgdelta.catch_up();
+    pgdelta.catch_up("shop");
 
-    let (code, report) = pgdelta.validate(&[]);
+    let (code, report) = validate(&pgdelta, &[]);
     assert_eq!(code, 0, "equal tables must pass: {report:#}");
     for check in ["rows", "checksum", "schema", "lag"] {
         assert_eq!(result(&report, check)["status"], "pass", "{report:#}");
@@ -152,10 +114,10 @@ fn equal_tables_pass_and_changes_behind_the_pipelines_back_are_named() {
         .contains("2503 rows in 3 chunks"));
 
     python_delta(
-        &pgdelta.items_path(),
+        &items_path(&pgdelta),
         "dt.update(updates={'name': \"'tampered'\"}, predicate='id = 1234')",
     );
-    let (code, report) = pgdelta.validate(&["--check", "checksum"]);
+    let (code, report) = validate(&pgdelta, &["--check", "checksum"]);
     assert_eq!(code, 1, "{report:#}");
     let checksum = result(&report, "checksum");
     assert_eq!(checksum["status"], "fail");
@@ -168,8 +130,8 @@ fn equal_tables_pass_and_changes_behind_the_pipelines_back_are_named() {
     assert_eq!(chunk["from"], "id=999");
     assert_eq!(chunk["to_exclusive"], "id=1999");
 
-    python_delta(&pgdelta.items_path(), "dt.delete('id = 7')");
-    let (code, report) = pgdelta.validate(&["--check", "rows"]);
+    python_delta(&items_path(&pgdelta), "dt.delete('id = 7')");
+    let (code, report) = validate(&pgdelta, &["--check", "rows"]);
     assert_eq!(code, 1, "{report:#}");
     let rows = result(&report, "rows");
     assert_eq!(rows["status"], "fail");
@@ -177,7 +139,7 @@ fn equal_tables_pass_and_changes_behind_the_pipelines_back_are_named() {
     assert_eq!(rows["details"]["delta_rows"], 2502);
 
     cluster.psql(DB, "ALTER TABLE items ADD COLUMN extra int;");
-    let (code, report) = pgdelta.validate(&["--check", "schema"]);
+    let (code, report) = validate(&pgdelta, &["--check", "schema"]);
     assert_eq!(code, 1, "{report:#}");
     let schema = result(&report, "schema");
     assert_eq!(schema["status"], "fail");
@@ -194,24 +156,24 @@ fn lag_over_threshold_fails_and_unreplicated_changes_are_not_comparable() {
         DB,
         "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a');",
     );
-    pgdelta.catch_up();
+    pgdelta.catch_up("shop");
     cluster.psql(
         DB,
         "UPDATE items SET name = 'b'; INSERT INTO items VALUES (2, 'c');",
     );
-    pgdelta.catch_up();
-    let (code, report) = pgdelta.validate(&["--check", "lag"]);
+    pgdelta.catch_up("shop");
+    let (code, report) = validate(&pgdelta, &["--check", "lag"]);
     assert_eq!(code, 0, "{report:#}");
 
     cluster.psql(DB, "INSERT INTO items VALUES (3, 'not replicated yet');");
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    let (code, report) = pgdelta.validate(&["--check", "lag", "--max-lag-seconds", "1"]);
+    let (code, report) = validate(&pgdelta, &["--check", "lag", "--max-lag-seconds", "1"]);
     assert_eq!(code, 1, "{report:#}");
     let lag = result(&report, "lag");
     assert_eq!(lag["status"], "fail");
     assert!(lag["details"]["lag_seconds"].as_f64().unwrap() >= 2.0);
 
-    let (code, report) = pgdelta.validate(&["--check", "rows"]);
+    let (code, report) = validate(&pgdelta, &["--check", "rows"]);
     assert_eq!(
         code, 2,
         "pending changes are lag, not a mismatch: {report:#}"
@@ -234,8 +196,8 @@ fn lag_over_threshold_fails_and_unreplicated_changes_are_not_comparable() {
         "{table}"
     );
 
-    pgdelta.catch_up();
-    let (code, report) = pgdelta.validate(&[]);
+    pgdelta.catch_up("shop");
+    let (code, report) = validate(&pgdelta, &[]);
     assert_eq!(code, 0, "{report:#}");
     let measured = Command::new("/usr/bin/time")
         .args(["-f", "max RSS %M KiB"])
@@ -264,16 +226,16 @@ fn text_keys_chunk_alike_and_periodic_validation_runs_inside_a_running_pipeline(
          INSERT INTO items SELECT r, i, i * 0.5
          FROM unnest(ARRAY['eu', 'EU', 'us', 'Ünïcode', 'a b', '']) AS r, generate_series(-50, 300) AS i;",
     );
-    let pgdelta = Pgdelta::new(&cluster);
+    let pgdelta = Pgdelta::new(&cluster, PIPELINE);
     let config_path = pgdelta.dir.path().join("pgdelta.toml");
     let mut config = std::fs::read_to_string(&config_path).unwrap();
     config.push_str("\n[pipelines.shop.validation]\ninterval_secs = 1\nchunk_rows = 97\n");
     std::fs::write(&config_path, config).unwrap();
-    pgdelta.catch_up();
+    pgdelta.catch_up("shop");
     cluster.psql(DB, "UPDATE items SET amount = amount WHERE true;");
-    pgdelta.catch_up();
+    pgdelta.catch_up("shop");
 
-    let (code, report) = pgdelta.validate(&["--check", "checksum", "--chunk-rows", "97"]);
+    let (code, report) = validate(&pgdelta, &["--check", "checksum", "--chunk-rows", "97"]);
     assert_eq!(code, 0, "{report:#}");
 
     let log_path = pgdelta.dir.path().join("running.log");
@@ -294,7 +256,7 @@ fn text_keys_chunk_alike_and_periodic_validation_runs_inside_a_running_pipeline(
         std::thread::sleep(std::time::Duration::from_millis(500));
         log = std::fs::read_to_string(&log_path).unwrap_or_default();
     }
-    let (code, report) = pgdelta.validate(&["--check", "all", "--chunk-rows", "97"]);
+    let (code, report) = validate(&pgdelta, &["--check", "all", "--chunk-rows", "97"]);
     let _ = running.kill();
     let _ = running.wait();
     assert!(
@@ -320,8 +282,8 @@ fn large_table_validates_by_streaming() {
         DB,
         "CREATE TABLE items (id bigint PRIMARY KEY, name text, price numeric(10,2), seen timestamptz);",
     );
-    let pgdelta = Pgdelta::new(&cluster);
-    pgdelta.catch_up();
+    let pgdelta = Pgdelta::new(&cluster, PIPELINE);
+    pgdelta.catch_up("shop");
     cluster.psql(
         DB,
         &format!(
@@ -330,10 +292,10 @@ fn large_table_validates_by_streaming() {
         ),
     );
     let started = std::time::Instant::now();
-    pgdelta.catch_up();
+    pgdelta.catch_up("shop");
     eprintln!("replicated {rows} rows in {:?}", started.elapsed());
     let started = std::time::Instant::now();
-    let (code, report) = pgdelta.validate(&["--chunk-rows", "100000"]);
+    let (code, report) = validate(&pgdelta, &["--chunk-rows", "100000"]);
     eprintln!(
         "validated {rows} rows in {:?}: {}",
         started.elapsed(),
