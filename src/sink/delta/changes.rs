@@ -284,6 +284,23 @@ mod tests {
     }
 
     #[test]
+    fn only_inserts_holds_until_another_operation_arrives() {
+        let mut c = changes();
+        let insert = |id: &str| event(Operation::Insert, Some(vec![text(id), text("a")]), None);
+        c.push(insert("1")).unwrap();
+        c.push(insert("2")).unwrap();
+        assert!(c.only_inserts);
+        assert_eq!(c.row_count(), 2);
+        c.push(event(
+            Operation::Delete,
+            None,
+            Some(vec![text("1"), Cell::Null]),
+        ))
+        .unwrap();
+        assert!(!c.only_inserts, "a batch with a delete must be MERGEd");
+    }
+
+    #[test]
     fn key_change_deletes_the_old_key() {
         let mut c = changes();
         c.push(event(
