@@ -1,78 +1,19 @@
 //! Initial snapshot, tables added later, snapshot modes, schema evolution and TOAST, against
 //! a real PostgreSQL and the pgdelta binary.
 
+mod harness;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use harness::{cluster_with_db, Pgdelta, DB};
 use support::{
     delta_as_strings, pg_as_strings, read_delta_cdf, read_delta_meta, read_delta_rows, render,
     PgCluster, NULL_MARKER,
 };
-
-const DB: &str = "cdcdb";
-
-struct Pgdelta {
-    dir: tempfile::TempDir,
-    source: String,
-}
-
-impl Pgdelta {
-    fn new(cluster: &PgCluster) -> Pgdelta {
-        Pgdelta {
-            dir: tempfile::tempdir().unwrap(),
-            source: format!(
-                "[source]\nurl = \"{}\"\nsslmode = \"disable\"\n\n",
-                cluster.url_without_password(DB)
-            ),
-        }
-    }
-
-    /// Writes the config with `pipeline` (DELTA_ROOT replaced by this test's directory).
-    fn configure(&self, pipeline: &str) {
-        let root = self.dir.path().join("delta");
-        let text = format!(
-            "{}{}",
-            self.source,
-            pipeline.replace("DELTA_ROOT", &root.to_string_lossy())
-        );
-        std::fs::write(self.dir.path().join("pgdelta.toml"), text).unwrap();
-    }
-
-    fn table_path(&self, table: &str) -> PathBuf {
-        self.dir.path().join("delta/public").join(table)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pgdelta"));
-        command
-            .arg("--config")
-            .arg(self.dir.path().join("pgdelta.toml"))
-            .args(args)
-            .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD);
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn catch_up(&self, pipeline: &str) -> String {
-        let output = self.run(&["pipeline", "start", pipeline, "--exit-when-caught-up"]);
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(output.status.success(), "pgdelta failed:\n{stderr}");
-        stderr
-    }
-}
-
-fn cluster_with_db() -> PgCluster {
-    let cluster = PgCluster::start();
-    cluster.create_database(DB);
-    cluster
-}
 
 fn pipeline(name: &str, tables: &[&str], extra: &str) -> String {
     let list = tables
@@ -141,7 +82,7 @@ fn snapshot_of_a_million_rows_while_writers_change_the_table_has_no_gap_or_dupli
          INSERT INTO accounts SELECT g, 'owner ' || g, g % 1000 FROM generate_series(1, 1000000) g;
          ANALYZE accounts;",
     );
-    let pgdelta = Pgdelta::new(&cluster);
+    let pgdelta = Pgdelta::new(&cluster, "");
     pgdelta.configure(&pipeline("acc", &["accounts"], "snapshot_parallelism = 2"));
 
     // Writers run before, during and until the end of the copy.
@@ -164,7 +105,7 @@ fn snapshot_of_a_million_rows_while_writers_change_the_table_has_no_gap_or_dupli
     pgdelta.catch_up("acc"); // whatever the first run's marker did not cover
 
     let query = "SELECT id::text, owner, balance::text FROM accounts";
-    let path = pgdelta.table_path("accounts");
+    let path = pgdelta.table_path("public", "accounts");
     let delta = delta_as_strings(&path);
     let expected = pg_as_strings(&cluster, DB, query);
     assert!(rounds > 0, "the writer never ran");
@@ -190,11 +131,11 @@ fn snapshot_rows_are_inserts_in_the_change_feed_and_modes_never_and_initial_only
         "CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a VALUES (1, 'x'), (2, 'y');
          CREATE TABLE b (id int PRIMARY KEY, v text); INSERT INTO b VALUES (1, 'old');",
     );
-    let pgdelta = Pgdelta::new(&cluster);
+    let pgdelta = Pgdelta::new(&cluster, "");
     pgdelta.configure(&pipeline("p", &["a"], "snapshot_mode = \"initial_only\""));
     let log = pgdelta.catch_up("p");
     assert!(log.contains("initial_only"), "{log}");
-    let cdf = read_delta_cdf(&pgdelta.table_path("a"), 0);
+    let cdf = read_delta_cdf(&pgdelta.table_path("public", "a"), 0);
     let types: Vec<&str> = cdf["rows"]
         .as_array()
         .unwrap()
@@ -208,11 +149,11 @@ fn snapshot_rows_are_inserts_in_the_change_feed_and_modes_never_and_initial_only
     pgdelta.configure(&pipeline("p", &["a", "b"], ""));
     pgdelta.catch_up("p");
     assert_eq!(
-        delta_as_strings(&pgdelta.table_path("a")),
+        delta_as_strings(&pgdelta.table_path("public", "a")),
         pg_as_strings(&cluster, DB, "SELECT id::text, v FROM a")
     );
     assert_eq!(
-        delta_as_strings(&pgdelta.table_path("b")),
+        delta_as_strings(&pgdelta.table_path("public", "b")),
         pg_as_strings(&cluster, DB, "SELECT id::text, v FROM b")
     );
 
@@ -226,7 +167,7 @@ fn snapshot_rows_are_inserts_in_the_change_feed_and_modes_never_and_initial_only
     cluster.psql(DB, "INSERT INTO c VALUES (2);");
     pgdelta.catch_up("q");
     assert_eq!(
-        delta_as_strings(&pgdelta.table_path("c")),
+        delta_as_strings(&pgdelta.table_path("public", "c")),
         vec![vec!["2".to_string()]]
     );
 }
@@ -238,7 +179,7 @@ fn updates_that_leave_a_toasted_value_alone_keep_it_in_delta() {
         DB,
         "CREATE TABLE docs (id int PRIMARY KEY, title text, body text)",
     );
-    let pgdelta = Pgdelta::new(&cluster);
+    let pgdelta = Pgdelta::new(&cluster, "");
     pgdelta.configure(&pipeline("d", &["docs"], ""));
     pgdelta.catch_up("d");
     // 10 MB of incompressible-ish text is stored out of line (TOAST).
@@ -254,7 +195,7 @@ fn updates_that_leave_a_toasted_value_alone_keep_it_in_delta() {
     cluster.psql(DB, "UPDATE docs SET title = 'again' WHERE id = 1; UPDATE docs SET title = 'twice' WHERE id = 1;");
     pgdelta.catch_up("d");
     let query = "SELECT id::text, title, md5(body), length(body)::text FROM docs";
-    let delta = read_delta_rows(&pgdelta.table_path("docs"));
+    let delta = read_delta_rows(&pgdelta.table_path("public", "docs"));
     let mut summarized: Vec<Vec<String>> = delta["rows"]
         .as_array()
         .unwrap()
@@ -302,7 +243,7 @@ fn added_columns_extend_delta_and_dropped_columns_keep_their_history() {
         DB,
         "CREATE TABLE people (id int PRIMARY KEY, name text, nickname text)",
     );
-    let pgdelta = Pgdelta::new(&cluster);
+    let pgdelta = Pgdelta::new(&cluster, "");
     pgdelta.configure(&pipeline("s", &["people", "pets"], ""));
     cluster.psql(DB, "CREATE TABLE pets (id int PRIMARY KEY, legs int)");
     pgdelta.catch_up("s");
@@ -315,7 +256,7 @@ fn added_columns_extend_delta_and_dropped_columns_keep_their_history() {
          UPDATE people SET age = 36 WHERE id = 1;",
     );
     pgdelta.catch_up("s");
-    let path = pgdelta.table_path("people");
+    let path = pgdelta.table_path("public", "people");
     let columns: Vec<String> = read_delta_meta(&path)["schema"]
         .as_array()
         .unwrap()
@@ -361,7 +302,7 @@ fn added_columns_extend_delta_and_dropped_columns_keep_their_history() {
         "{stderr}"
     );
     assert_eq!(
-        delta_as_strings(&pgdelta.table_path("pets")),
+        delta_as_strings(&pgdelta.table_path("public", "pets")),
         vec![vec!["1".to_string(), "4".to_string()]]
     );
 }
@@ -370,7 +311,7 @@ fn added_columns_extend_delta_and_dropped_columns_keep_their_history() {
 fn a_large_transaction_lands_in_one_delta_commit_whatever_the_batch_size() {
     let cluster = cluster_with_db();
     cluster.psql(DB, "CREATE TABLE big (id bigint PRIMARY KEY, payload text)");
-    let pgdelta = Pgdelta::new(&cluster);
+    let pgdelta = Pgdelta::new(&cluster, "");
     pgdelta.configure(&pipeline("big", &["big"], "batch_size = 1000"));
     pgdelta.catch_up("big");
     cluster.psql(
@@ -382,7 +323,7 @@ fn a_large_transaction_lands_in_one_delta_commit_whatever_the_batch_size() {
          COMMIT;",
     );
     pgdelta.catch_up("big");
-    let cdf = read_delta_cdf(&pgdelta.table_path("big"), 0);
+    let cdf = read_delta_cdf(&pgdelta.table_path("public", "big"), 0);
     let versions: std::collections::BTreeSet<i64> = cdf["rows"]
         .as_array()
         .unwrap()
@@ -403,7 +344,7 @@ fn a_large_transaction_lands_in_one_delta_commit_whatever_the_batch_size() {
         DB,
         "SELECT count(*), count(*) FILTER (WHERE payload = 'changed') FROM big",
     );
-    let rows = read_delta_rows(&pgdelta.table_path("big"));
+    let rows = read_delta_rows(&pgdelta.table_path("public", "big"));
     let changed = rows["rows"]
         .as_array()
         .unwrap()
@@ -455,14 +396,14 @@ fn a_large_transaction_is_applied_in_chunks_and_committed_once_per_table() {
          CREATE TABLE accounts (id bigint PRIMARY KEY, balance numeric(12,2));
          INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 3000) g;",
     );
-    let pgdelta = Pgdelta::new(&cluster);
+    let pgdelta = Pgdelta::new(&cluster, "");
     pgdelta.configure(&pipeline(
         "chunks",
         &["events", "accounts"],
         "large_transaction_events = 5000",
     ));
     pgdelta.catch_up("chunks");
-    let copied = latest_version(&pgdelta.table_path("events"));
+    let copied = latest_version(&pgdelta.table_path("public", "events"));
     cluster.psql(
         DB,
         "BEGIN;
@@ -476,14 +417,14 @@ fn a_large_transaction_is_applied_in_chunks_and_committed_once_per_table() {
     let log = pgdelta.catch_up("chunks");
     assert!(log.contains("appended in one commit"), "{log}");
     assert_eq!(
-        delta_as_strings(&pgdelta.table_path("events")),
+        delta_as_strings(&pgdelta.table_path("public", "events")),
         pg_as_strings(&cluster, DB, "SELECT id, kind, amount FROM events")
     );
     assert_eq!(
-        delta_as_strings(&pgdelta.table_path("accounts")),
+        delta_as_strings(&pgdelta.table_path("public", "accounts")),
         pg_as_strings(&cluster, DB, "SELECT id, balance FROM accounts")
     );
-    let events = commit_operations(&pgdelta.table_path("events"));
+    let events = commit_operations(&pgdelta.table_path("public", "events"));
     let writes: Vec<_> = events
         .iter()
         .filter(|(version, op)| *version > copied && op == "WRITE")
@@ -493,7 +434,7 @@ fn a_large_transaction_is_applied_in_chunks_and_committed_once_per_table() {
         1,
         "the large transaction's inserts are one WRITE commit: {events:?}"
     );
-    let cdf = read_delta_cdf(&pgdelta.table_path("events"), writes[0].0 as i64);
+    let cdf = read_delta_cdf(&pgdelta.table_path("public", "events"), writes[0].0 as i64);
     let in_write = cdf["rows"]
         .as_array()
         .unwrap()
@@ -504,10 +445,10 @@ fn a_large_transaction_is_applied_in_chunks_and_committed_once_per_table() {
         in_write, 61_000,
         "every insert of the transaction in that commit"
     );
-    let accounts = commit_operations(&pgdelta.table_path("accounts"));
+    let accounts = commit_operations(&pgdelta.table_path("public", "accounts"));
     let merges = accounts.iter().filter(|(_, op)| op == "MERGE").count();
     assert_eq!(merges, 1, "one MERGE for the accounts: {accounts:?}");
-    assert_txn_versions_increase(&pgdelta.table_path("events"));
+    assert_txn_versions_increase(&pgdelta.table_path("public", "events"));
 }
 
 /// A large transaction that updates rows it inserted after a chunk was written is received
@@ -516,14 +457,14 @@ fn a_large_transaction_is_applied_in_chunks_and_committed_once_per_table() {
 fn a_large_transaction_that_revisits_its_own_inserts_is_applied_whole() {
     let cluster = cluster_with_db();
     cluster.psql(DB, "CREATE TABLE items (id bigint PRIMARY KEY, label text)");
-    let pgdelta = Pgdelta::new(&cluster);
+    let pgdelta = Pgdelta::new(&cluster, "");
     pgdelta.configure(&pipeline(
         "revisit",
         &["items"],
         "large_transaction_events = 2000",
     ));
     pgdelta.catch_up("revisit");
-    let copied = latest_version(&pgdelta.table_path("items"));
+    let copied = latest_version(&pgdelta.table_path("public", "items"));
     cluster.psql(
         DB,
         "BEGIN;
@@ -535,10 +476,10 @@ fn a_large_transaction_that_revisits_its_own_inserts_is_applied_whole() {
     let log = pgdelta.catch_up("revisit");
     assert!(log.contains("receiving it again whole"), "{log}");
     assert_eq!(
-        delta_as_strings(&pgdelta.table_path("items")),
+        delta_as_strings(&pgdelta.table_path("public", "items")),
         pg_as_strings(&cluster, DB, "SELECT id, label FROM items")
     );
-    let operations = commit_operations(&pgdelta.table_path("items"));
+    let operations = commit_operations(&pgdelta.table_path("public", "items"));
     let data_commits = operations
         .iter()
         .filter(|(version, op)| *version > copied && (op == "MERGE" || op == "WRITE"))
@@ -570,10 +511,10 @@ fn assert_txn_versions_increase(table: &std::path::Path) {
 fn insert_only_batches_are_appended_and_other_batches_merged() {
     let cluster = cluster_with_db();
     cluster.psql(DB, "CREATE TABLE logs (id bigint PRIMARY KEY, line text)");
-    let pgdelta = Pgdelta::new(&cluster);
+    let pgdelta = Pgdelta::new(&cluster, "");
     pgdelta.configure(&pipeline("appends", &["logs"], ""));
     pgdelta.catch_up("appends");
-    let path = pgdelta.table_path("logs");
+    let path = pgdelta.table_path("public", "logs");
     let copied = latest_version(&path);
     for round in 0..5 {
         cluster.psql(
@@ -623,14 +564,14 @@ fn a_kill_during_a_large_transaction_exposes_nothing_and_the_restart_applies_it_
         DB,
         "CREATE TABLE bulk (id bigint PRIMARY KEY, payload text)",
     );
-    let pgdelta = Pgdelta::new(&cluster);
+    let pgdelta = Pgdelta::new(&cluster, "");
     pgdelta.configure(&pipeline(
         "killed",
         &["bulk"],
         "large_transaction_events = 2000",
     ));
     pgdelta.catch_up("killed");
-    let path = pgdelta.table_path("bulk");
+    let path = pgdelta.table_path("public", "bulk");
     let copied = latest_version(&path);
     let log_path = pgdelta.dir.path().join("killed.log");
     let mut running = pgdelta

@@ -24,6 +24,7 @@ pub const DB: &str = "cdcdb";
 /// A pgdelta configuration in a temporary directory, and ways to run the binary on it.
 pub struct Pgdelta {
     pub dir: tempfile::TempDir,
+    source_toml: String,
 }
 
 impl Pgdelta {
@@ -39,14 +40,23 @@ impl Pgdelta {
     /// `source_toml` is the body of `[source]`; `DELTA_ROOT` in `pipelines_toml` becomes a
     /// directory inside the temporary directory.
     pub fn with_source(source_toml: &str, pipelines_toml: &str) -> Pgdelta {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("delta");
+        let pgdelta = Pgdelta {
+            dir: tempfile::tempdir().unwrap(),
+            source_toml: source_toml.to_string(),
+        };
+        pgdelta.configure(pipelines_toml);
+        pgdelta
+    }
+
+    /// Writes the config file again with `pipelines_toml` (and the same `[source]`).
+    pub fn configure(&self, pipelines_toml: &str) {
+        let root = self.delta_root();
         let config = format!(
-            "[source]\n{source_toml}\n{}",
+            "[source]\n{}\n{}",
+            self.source_toml,
             pipelines_toml.replace("DELTA_ROOT", &root.to_string_lossy())
         );
-        std::fs::write(dir.path().join("pgdelta.toml"), config).unwrap();
-        Pgdelta { dir }
+        std::fs::write(self.config_path(), config).unwrap();
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -87,8 +97,15 @@ impl Pgdelta {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    pub fn catch_up(&self, pipeline: &str) {
-        self.run_ok(&["pipeline", "start", pipeline, "--exit-when-caught-up"]);
+    /// `pipeline start --exit-when-caught-up`, which must succeed; returns its log (stderr).
+    pub fn catch_up(&self, pipeline: &str) -> String {
+        let output = self.run(&["pipeline", "start", pipeline, "--exit-when-caught-up"]);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            output.status.success(),
+            "catch-up of {pipeline} failed:\n{stderr}"
+        );
+        stderr
     }
 
     /// `pipeline start <pipeline>` in the background, its stderr appended to `log_name`.
