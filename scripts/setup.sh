@@ -104,7 +104,7 @@ ensure_tansu() {
     say "building the tansu Kafka broker with cargo install (about 12 minutes, once)"
     CARGO_TARGET_DIR="$HOME/.cache/pgdelta/target-tansu" \
         cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,postgres \
-        --root "$TANSU_ROOT" --quiet
+        --root "$TANSU_ROOT"
     say "tansu installed"
 }
 
