@@ -449,3 +449,42 @@ fn catching_up_without_topics_exits_with_a_warning() {
     assert!(child.wait().unwrap().success(), "{log}");
     assert!(log.contains("none of the subscribed topics exist"), "{log}");
 }
+
+/// With `on_error = "fail"` a malformed record stops the pipeline, naming where it is, and
+/// nothing after it is applied.
+#[test]
+fn on_error_fail_stops_at_a_malformed_record_and_names_it() {
+    let cluster = PgCluster::start();
+    cluster.create_database(DB);
+    cluster.psql(
+        DB,
+        "CREATE TABLE public.customers (id int8 PRIMARY KEY, name text);
+         CREATE TABLE public.orders (id int8 PRIMARY KEY, note text);",
+    );
+    let tansu = Tansu::start();
+    tansu.create_topics(&[ORDERS_TOPIC, CUSTOMERS_TOPIC], 1);
+    tansu.produce(&[Produce {
+        topic: ORDERS_TOPIC,
+        key: Some("{\"id\": 1}"),
+        value: Some("{not json"),
+    }]);
+    let pgdelta = Pgdelta::new(&cluster, &PIPELINE.replace("BOOTSTRAP", &tansu.bootstrap()));
+    let mut command = pgdelta.command(&["pipeline", "start", "shop", "--exit-when-caught-up"]);
+    command.env("PGDELTA_PIPELINES_SHOP_ON_ERROR", "fail");
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", pgdelta_lines(&stderr));
+    assert!(
+        stderr.contains("topic shop.public.orders, partition 0, offset 0")
+            && stderr.contains("not valid JSON"),
+        "{}",
+        pgdelta_lines(&stderr)
+    );
+    assert!(
+        !pgdelta
+            .delta_root()
+            .join("_dead_letters/shop.jsonl")
+            .exists(),
+        "no dead letters under on_error = fail"
+    );
+}
