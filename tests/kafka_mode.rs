@@ -88,6 +88,18 @@ topic_prefix = "shop"
 "fetch.wait.max.ms" = "100"
 "#;
 
+/// Each replicated table and the query that renders it as the Delta reader does.
+const TABLE_QUERIES: [(&str, &str); 2] = [
+    (
+        "customers",
+        "SELECT id, name, balance, joined, to_json(tags), tier FROM customers",
+    ),
+    (
+        "orders",
+        "SELECT id, customer_id, amount, status, placed_at::text || ':00', note FROM orders",
+    ),
+];
+
 const ORDERS_TOPIC: &str = "shop.public.orders";
 const CUSTOMERS_TOPIC: &str = "shop.public.customers";
 
@@ -96,7 +108,7 @@ fn debezium_events_through_kafka_reach_delta_exactly_once() {
     let cluster = PgCluster::start();
     cluster.create_database(DB);
     cluster.psql(DB, SETUP);
-    let records = capture_with_debezium(&cluster);
+    let records = capture_with_debezium(&cluster, true, false);
     // pgdelta starts before the column exists (as if it had been running all along) and
     // meets it in the second half of the records.
     cluster.psql(DB, "ALTER TABLE customers DROP COLUMN tier");
@@ -204,16 +216,7 @@ fn debezium_events_through_kafka_reach_delta_exactly_once() {
         pgdelta.log("run2.log")
     );
 
-    for (table, query) in [
-        (
-            "customers",
-            "SELECT id, name, balance, joined, to_json(tags), tier FROM customers",
-        ),
-        (
-            "orders",
-            "SELECT id, customer_id, amount, status, placed_at::text || ':00', note FROM orders",
-        ),
-    ] {
+    for (table, query) in TABLE_QUERIES {
         let path = pgdelta.table_path("public", table);
         let (delta, pg) = (delta_as_strings(&path), pg_as_strings(&cluster, DB, query));
         assert!(
@@ -256,14 +259,14 @@ fn a_recreated_topic_is_refused(tansu: &mut Tansu, pgdelta: &Pgdelta, records: &
     );
 }
 
-/// Runs Debezium (schemas on, no unwrap) over the snapshot and the workload; returns the
+/// Runs Debezium over the snapshot and the workload; returns the
 /// change records of the two replicated tables in the order Debezium produced them.
-fn capture_with_debezium(cluster: &PgCluster) -> Vec<CapturedRecord> {
+fn capture_with_debezium(cluster: &PgCluster, schemas: bool, unwrap: bool) -> Vec<CapturedRecord> {
     let dir = tempfile::tempdir().unwrap();
     let run = CaptureRun {
         name: "shop".into(),
         output: dir.path().join("shop.jsonl"),
-        properties: engine_properties(cluster, DB, "shop", "dbz_pub", true, false),
+        properties: engine_properties(cluster, DB, "shop", "dbz_pub", schemas, unwrap),
     };
     let mut capture = Capture::start(dir.path(), vec![run]);
     capture.wait_for_records(500);
@@ -419,6 +422,40 @@ fn delta_version(path: &std::path::Path) -> i64 {
 fn pgdelta_lines(log: &str) -> String {
     let lines: Vec<&str> = log.lines().filter(|l| l.contains(" pgdelta")).collect();
     lines.join("\n")
+}
+
+/// The other end of Debezium's options: no schemas in the records and rows flattened by the
+/// `ExtractNewRecordState` transform (deletes as `__deleted` rows plus tombstones). pgdelta
+/// decodes them with the PostgreSQL column types and ends equal to PostgreSQL.
+#[test]
+fn schemaless_unwrapped_debezium_events_through_kafka_reach_delta() {
+    let cluster = PgCluster::start();
+    cluster.create_database(DB);
+    cluster.psql(DB, SETUP);
+    let records = capture_with_debezium(&cluster, false, true);
+    let tansu = Tansu::start();
+    tansu.create_topics(&[ORDERS_TOPIC, CUSTOMERS_TOPIC], 2);
+    tansu.produce(&as_produce(&records));
+    let pgdelta = Pgdelta::new(&cluster, &PIPELINE.replace("BOOTSTRAP", &tansu.bootstrap()));
+    let log = pgdelta.catch_up("shop");
+    for (table, query) in TABLE_QUERIES {
+        let path = pgdelta.table_path("public", table);
+        let (delta, pg) = (delta_as_strings(&path), pg_as_strings(&cluster, DB, query));
+        assert!(
+            delta == pg,
+            "{table}: Delta differs from PostgreSQL\n{}\n--- log ---\n{}",
+            support::describe_row_differences(&delta, &pg),
+            pgdelta_lines(&log)
+        );
+    }
+    assert!(
+        !pgdelta
+            .delta_root()
+            .join("_dead_letters/shop.jsonl")
+            .exists(),
+        "every record applied:\n{}",
+        pgdelta_lines(&log)
+    );
 }
 
 /// `--exit-when-caught-up` before Debezium created any topic: nothing to read, so pgdelta
