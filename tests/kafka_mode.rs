@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use debezium_support::{engine_properties, Capture, CaptureRun, CapturedRecord};
 use harness::kafka::{free_port, Produce, Tansu};
-use harness::{kill9, wait_for, wait_until, Pgdelta, DB};
+use harness::{cluster_with_db, kill9, wait_for, wait_until, Pgdelta, DB};
 use serde_json::{json, Value};
 use support::{
     delta_as_strings, http_get, metric_sample, pg_as_strings, read_delta_cdf, PgCluster,
@@ -105,8 +105,7 @@ const CUSTOMERS_TOPIC: &str = "shop.public.customers";
 
 #[test]
 fn debezium_events_through_kafka_reach_delta_exactly_once() {
-    let cluster = PgCluster::start();
-    cluster.create_database(DB);
+    let cluster = cluster_with_db();
     cluster.psql(DB, SETUP);
     let records = capture_with_debezium(&cluster, true, false);
     // pgdelta starts before the column exists (as if it had been running all along) and
@@ -429,8 +428,7 @@ fn pgdelta_lines(log: &str) -> String {
 /// decodes them with the PostgreSQL column types and ends equal to PostgreSQL.
 #[test]
 fn schemaless_unwrapped_debezium_events_through_kafka_reach_delta() {
-    let cluster = PgCluster::start();
-    cluster.create_database(DB);
+    let cluster = cluster_with_db();
     cluster.psql(DB, SETUP);
     let records = capture_with_debezium(&cluster, false, true);
     let tansu = Tansu::start();
@@ -458,17 +456,22 @@ fn schemaless_unwrapped_debezium_events_through_kafka_reach_delta() {
     );
 }
 
-/// `--exit-when-caught-up` before Debezium created any topic: nothing to read, so pgdelta
-/// says so and exits instead of waiting for ever.
-#[test]
-fn catching_up_without_topics_exits_with_a_warning() {
-    let cluster = PgCluster::start();
-    cluster.create_database(DB);
+/// A cluster with the two replicated tables, empty and with few columns.
+fn cluster_with_small_tables() -> PgCluster {
+    let cluster = cluster_with_db();
     cluster.psql(
         DB,
         "CREATE TABLE public.customers (id int8 PRIMARY KEY, name text);
          CREATE TABLE public.orders (id int8 PRIMARY KEY, note text);",
     );
+    cluster
+}
+
+/// `--exit-when-caught-up` before Debezium created any topic: nothing to read, so pgdelta
+/// says so and exits instead of waiting for ever.
+#[test]
+fn catching_up_without_topics_exits_with_a_warning() {
+    let cluster = cluster_with_small_tables();
     let tansu = Tansu::start();
     let pgdelta = Pgdelta::new(&cluster, &PIPELINE.replace("BOOTSTRAP", &tansu.bootstrap()));
     let mut child = pgdelta.spawn_args(
@@ -491,13 +494,7 @@ fn catching_up_without_topics_exits_with_a_warning() {
 /// nothing after it is applied.
 #[test]
 fn on_error_fail_stops_at_a_malformed_record_and_names_it() {
-    let cluster = PgCluster::start();
-    cluster.create_database(DB);
-    cluster.psql(
-        DB,
-        "CREATE TABLE public.customers (id int8 PRIMARY KEY, name text);
-         CREATE TABLE public.orders (id int8 PRIMARY KEY, note text);",
-    );
+    let cluster = cluster_with_small_tables();
     let tansu = Tansu::start();
     tansu.create_topics(&[ORDERS_TOPIC, CUSTOMERS_TOPIC], 1);
     tansu.produce(&[Produce {

@@ -190,20 +190,43 @@ impl DeltaTableWriter {
                 });
             }
         }
-        let last_applied = snapshot
-            .transaction_version(table.log_store().as_ref(), &app_id)
-            .await
-            .map_err(delta_err)?
-            .map(|v| Lsn(v as u64));
-        let schema = snapshot.snapshot().arrow_schema();
-        Ok(DeltaTableWriter {
+        let mut writer = DeltaTableWriter {
+            schema: snapshot.snapshot().arrow_schema(),
             table,
             location: location.to_string(),
             source_table,
             app_id,
-            schema,
             key,
-            last_applied,
+            last_applied: None,
+        };
+        writer.read_state().await?;
+        Ok(writer)
+    }
+
+    /// Takes the position and columns from the loaded table version.
+    async fn read_state(&mut self) -> Result<(), SinkError> {
+        let app_id = self.app_id.clone();
+        self.last_applied = self
+            .transaction_version(&app_id)
+            .await?
+            .map(|v| Lsn(v as u64));
+        self.schema = self.delta(self.table.snapshot())?.snapshot().arrow_schema();
+        Ok(())
+    }
+
+    /// The version of the application transaction `app_id` in the loaded table version.
+    async fn transaction_version(&self, app_id: &str) -> Result<Option<i64>, SinkError> {
+        let snapshot = self.delta(self.table.snapshot())?;
+        let version = snapshot
+            .transaction_version(self.table.log_store().as_ref(), app_id)
+            .await;
+        self.delta(version)
+    }
+
+    fn delta<T>(&self, result: Result<T, DeltaTableError>) -> Result<T, SinkError> {
+        result.map_err(|source| SinkError::Delta {
+            location: self.location.clone(),
+            source,
         })
     }
 
@@ -342,35 +365,15 @@ impl DeltaTableWriter {
         topic: &str,
         partition: i32,
     ) -> Result<Option<i64>, SinkError> {
-        let delta_err = |source| SinkError::Delta {
-            location: self.location.clone(),
-            source,
-        };
-        let snapshot = self.table.snapshot().map_err(delta_err)?;
-        snapshot
-            .transaction_version(
-                self.table.log_store().as_ref(),
-                &self.kafka_app_id(topic, partition),
-            )
+        self.transaction_version(&self.kafka_app_id(topic, partition))
             .await
-            .map_err(delta_err)
     }
 
     /// Reads the table's latest version (another process may have committed since).
     pub async fn reload(&mut self) -> Result<(), SinkError> {
-        let delta_err = |source| SinkError::Delta {
-            location: self.location.clone(),
-            source,
-        };
-        self.table.update_state().await.map_err(delta_err)?;
-        let snapshot = self.table.snapshot().map_err(delta_err)?;
-        self.last_applied = snapshot
-            .transaction_version(self.table.log_store().as_ref(), &self.app_id)
-            .await
-            .map_err(delta_err)?
-            .map(|v| Lsn(v as u64));
-        self.schema = snapshot.snapshot().arrow_schema();
-        Ok(())
+        let updated = self.table.update_state().await;
+        self.delta(updated)?;
+        self.read_state().await
     }
 
     /// The rows of `changes` whose values do not convert to the Delta column types, with

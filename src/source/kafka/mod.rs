@@ -119,13 +119,18 @@ pub struct SourceContext {
     last_error: Mutex<Option<String>>,
 }
 
+impl SourceContext {
+    fn last_error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(%error, reason, "Kafka client error");
-        *self
-            .last_error
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(format!("{error}: {reason}"));
+        *self.last_error() = Some(format!("{error}: {reason}"));
     }
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
@@ -224,12 +229,7 @@ impl KafkaSource {
 
     /// The last client error since a record was last received, e.g. "all brokers down".
     pub fn last_error(&self) -> Option<String> {
-        self.consumer
-            .context()
-            .last_error
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.consumer.context().last_error().clone()
     }
 
     /// Commits `next_offsets` (the offset of the next record to read, per partition) to the
@@ -335,21 +335,11 @@ impl KafkaSource {
     }
 
     fn clear_error(&self) {
-        let context = self.consumer.context();
-        let mut last = context
-            .last_error
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *last = None;
+        *self.consumer.context().last_error() = None;
     }
 
     fn remember_error(&self, error: String) {
-        *self
-            .consumer
-            .context()
-            .last_error
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error);
+        *self.consumer.context().last_error() = Some(error);
     }
 }
 
