@@ -62,6 +62,25 @@ fn validate(pgdelta: &Pgdelta, args: &[&str]) -> (i32, Value) {
     (output.status.code().unwrap_or(-1), report)
 }
 
+/// Prints the peak memory of a checksum validation alone (GNU time, when installed).
+fn print_checksum_peak_memory(pgdelta: &Pgdelta) {
+    let measured = Command::new("/usr/bin/time")
+        .args(["-f", "max RSS %M KiB"])
+        .arg(env!("CARGO_BIN_EXE_pgdelta"))
+        .arg("--config")
+        .arg(pgdelta.config_path())
+        .args(["validate", "shop", "--check", "checksum"])
+        .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
+        .env("PGDELTA_HTTP_LISTEN", "127.0.0.1:0")
+        .output();
+    if let Ok(output) = measured {
+        eprintln!(
+            "checksum alone: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+}
+
 fn result<'a>(report: &'a Value, check: &str) -> &'a Value {
     report["results"]
         .as_array()
@@ -199,21 +218,7 @@ fn lag_over_threshold_fails_and_unreplicated_changes_are_not_comparable() {
     pgdelta.catch_up("shop");
     let (code, report) = validate(&pgdelta, &[]);
     assert_eq!(code, 0, "{report:#}");
-    let measured = Command::new("/usr/bin/time")
-        .args(["-f", "max RSS %M KiB"])
-        .arg(env!("CARGO_BIN_EXE_pgdelta"))
-        .arg("--config")
-        .arg(pgdelta.dir.path().join("pgdelta.toml"))
-        .args(["validate", "shop", "--check", "checksum"])
-        .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
-        .env("PGDELTA_HTTP_LISTEN", "127.0.0.1:0")
-        .output();
-    if let Ok(output) = measured {
-        eprintln!(
-            "checksum alone: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
+    print_checksum_peak_memory(&pgdelta);
 }
 
 #[test]
@@ -302,19 +307,5 @@ fn large_table_validates_by_streaming() {
         result(&report, "checksum")["summary"]
     );
     assert_eq!(code, 0, "{report:#}");
-    let measured = Command::new("/usr/bin/time")
-        .args(["-f", "max RSS %M KiB"])
-        .arg(env!("CARGO_BIN_EXE_pgdelta"))
-        .arg("--config")
-        .arg(pgdelta.dir.path().join("pgdelta.toml"))
-        .args(["validate", "shop", "--check", "checksum"])
-        .env("PGDELTA_SOURCE_PASSWORD", support::PG_PASSWORD)
-        .env("PGDELTA_HTTP_LISTEN", "127.0.0.1:0")
-        .output();
-    if let Ok(output) = measured {
-        eprintln!(
-            "checksum alone: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
+    print_checksum_peak_memory(&pgdelta);
 }
