@@ -108,9 +108,30 @@ ensure_tansu() {
     say "tansu installed"
 }
 
+S3_SERVER_ROOT="$HOME/.cache/pgdelta/s3s-fs"
+S3_SERVER_VERSION="0.14.1"
+
+# s3s-fs is an S3-protocol server from crates.io (the s3s project) that keeps objects as files
+# in a directory; the S3 tests start it on a free port (tests/harness/s3.rs). It honours
+# PUT If-None-Match: * (412 when the object exists), which Delta commits on S3 rely on.
+# 0.14.1 is the newest release that builds with Rust 1.95 (later ones need 1.96). It builds
+# once (about 7 minutes on 2 cores) into a cache outside the checkout.
+ensure_s3_server() {
+    if [ -x "$S3_SERVER_ROOT/bin/s3s-fs" ]; then
+        say "s3s-fs $S3_SERVER_VERSION already installed in $S3_SERVER_ROOT"
+        return
+    fi
+    say "building the s3s-fs S3 server with cargo install (about 7 minutes, once)"
+    CARGO_TARGET_DIR="$HOME/.cache/pgdelta/target-s3s-fs" \
+        cargo install s3s-fs --version "$S3_SERVER_VERSION" --locked --features binary \
+        --root "$S3_SERVER_ROOT"
+    say "s3s-fs installed"
+}
+
 ensure_system_packages
 ensure_promtool
 ensure_python_modules
 ensure_debezium
 ensure_tansu
+ensure_s3_server
 say "done"

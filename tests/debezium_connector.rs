@@ -232,6 +232,7 @@ fn orders_schema() -> std::sync::Arc<TableSchema> {
         name: name.into(),
         type_oid,
         type_modifier,
+        type_name: None,
         is_key,
     };
     std::sync::Arc::new(TableSchema {

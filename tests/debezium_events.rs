@@ -157,7 +157,8 @@ fn write_delta(path: &std::path::Path, events: &[ChangeEvent], table: &TableSche
         .columns
         .iter()
         .map(|c| {
-            let data_type = delta_type(c.type_oid, c.type_modifier).unwrap_or(DataType::STRING);
+            let data_type =
+                delta_type(c.type_oid, c.type_modifier, None).unwrap_or(DataType::STRING);
             StructField::new(c.name.clone(), data_type, true)
         })
         .collect();
@@ -185,7 +186,10 @@ fn write_delta(path: &std::path::Path, events: &[ChangeEvent], table: &TableSche
             .map(|e| e.metadata.lsn)
             .max()
             .unwrap_or(Lsn(1));
-        writer.apply(&changes, last_lsn).await.unwrap();
+        writer
+            .apply_from(&changes, Some(last_lsn), &[])
+            .await
+            .unwrap();
     });
 }
 
@@ -265,8 +269,8 @@ fn check_inferred_types(events: &[ChangeEvent], table: &TableSchema, variant: &s
             real.name
         );
         assert_eq!(
-            delta_type(got.type_oid, got.type_modifier),
-            delta_type(real.type_oid, real.type_modifier),
+            delta_type(got.type_oid, got.type_modifier, None),
+            delta_type(real.type_oid, real.type_modifier, None),
             "{variant}: Delta type of column {}",
             real.name
         );
@@ -371,6 +375,7 @@ fn pg_table_schema(cluster: &PgCluster) -> Arc<TableSchema> {
             name: row[0].clone(),
             type_oid: row[1].parse().unwrap(),
             type_modifier: row[2].parse().unwrap(),
+            type_name: None,
             is_key: row[3] == "t",
         })
         .collect();

@@ -17,7 +17,7 @@ use pgdelta::observe::sink_probe::{local_table_dirs, spawn_sink_probe};
 use pgdelta::observe::slot::spawn_slot_monitor;
 use pgdelta::observe::Observer;
 use pgdelta::pipeline::status::{pipeline_status, TableStatus};
-use pgdelta::pipeline::{Pipeline, RunOptions};
+use pgdelta::pipeline::RunOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -241,27 +241,25 @@ async fn start(
         tracing::info!(addr = %server.local_addr()?, "serving /metrics, /health, /health/live, /health/ready");
         server.spawn(observer.clone());
     }
-    if resolved.mode == pgdelta::config::PipelineMode::Kafka {
-        return start_kafka(config, name, exit_when_caught_up, observer).await;
-    }
-    let pipeline = Pipeline::prepare(config, name)
-        .await
-        .with_context(|| format!("cannot start pipeline {name}"))?
-        .with_observer(observer.clone());
-    spawn_slot_monitor(
-        pgdelta::source::postgres::ConnectionSettings::from_config(config)?,
-        resolved.slot.clone(),
-        observer.clone(),
-        MONITOR_INTERVAL,
-    );
-    let table_dirs = local_table_dirs(resolved.tables.iter().map(|t| t.path.as_str()));
-    spawn_sink_probe(table_dirs, observer.clone(), MONITOR_INTERVAL);
     let options = RunOptions {
         exit_when_caught_up,
     };
+    let pipeline = pgdelta::pipeline::prepare(config, name, options, observer.clone())
+        .await
+        .with_context(|| format!("cannot start pipeline {name}"))?;
+    if resolved.mode == pgdelta::config::PipelineMode::Direct {
+        spawn_slot_monitor(
+            pgdelta::source::postgres::ConnectionSettings::from_config(config)?,
+            resolved.slot.clone(),
+            observer.clone(),
+            MONITOR_INTERVAL,
+        );
+    }
+    let table_dirs = local_table_dirs(resolved.tables.iter().map(|t| t.path.as_str()));
+    spawn_sink_probe(table_dirs, observer.clone(), MONITOR_INTERVAL);
     let validation = spawn_periodic_validation(config, name, observer);
     let summary = pipeline
-        .run(options, shutdown_signal())
+        .run(shutdown_signal())
         .await
         .with_context(|| format!("pipeline {name} stopped"))?;
     tracing::info!(
@@ -269,38 +267,6 @@ async fn start(
         events = summary.events,
         delta_commits = summary.delta_commits,
         last_lsn = ?summary.last_lsn.map(|l| l.to_string()),
-        "pipeline finished"
-    );
-    if let Some(task) = validation {
-        task.abort();
-    }
-    Ok(())
-}
-
-async fn start_kafka(
-    config: &Config,
-    name: &str,
-    exit_when_caught_up: bool,
-    observer: Arc<Observer>,
-) -> Result<()> {
-    let resolved = config.pipeline(name)?;
-    let pipeline = pgdelta::pipeline::kafka::KafkaPipeline::prepare(config, name)
-        .await
-        .with_context(|| format!("cannot start pipeline {name}"))?
-        .with_observer(observer.clone());
-    let table_dirs = local_table_dirs(resolved.tables.iter().map(|t| t.path.as_str()));
-    spawn_sink_probe(table_dirs, observer.clone(), MONITOR_INTERVAL);
-    let validation = spawn_periodic_validation(config, name, observer);
-    let options = RunOptions {
-        exit_when_caught_up,
-    };
-    let summary = pipeline
-        .run(options, shutdown_signal())
-        .await
-        .with_context(|| format!("pipeline {name} stopped"))?;
-    tracing::info!(
-        events = summary.events,
-        delta_commits = summary.delta_commits,
         "pipeline finished"
     );
     if let Some(task) = validation {

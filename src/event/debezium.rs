@@ -226,6 +226,7 @@ impl DebeziumParser {
                 name: name.clone(),
                 type_oid,
                 type_modifier,
+                type_name: None,
                 is_key: key_names.is_some_and(|keys| keys.contains(name)),
             });
             decoders.push(decoder);

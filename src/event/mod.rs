@@ -2,6 +2,7 @@
 
 pub mod debezium;
 mod lsn;
+mod position;
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,6 +13,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 pub use lsn::{Lsn, ParseLsnError};
+pub use position::{Origin, SourceRecord, TopicPartition};
 
 /// A schema-qualified table name such as `public.orders`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -113,6 +115,9 @@ pub struct ColumnSchema {
     pub type_oid: u32,
     /// `atttypmod`: precision/scale for numeric, length for varchar, -1 when none.
     pub type_modifier: i32,
+    /// The type's name where the source names it (PostgreSQL's catalog, pgoutput's Type
+    /// message): extension types such as `hstore` have no fixed OID.
+    pub type_name: Option<String>,
     pub is_key: bool,
 }
 
@@ -279,6 +284,7 @@ mod tests {
             name: name.into(),
             type_oid: 23,
             type_modifier: -1,
+            type_name: None,
             is_key,
         };
         Arc::new(TableSchema {

@@ -19,7 +19,6 @@ use chrono::{DateTime, Utc};
 
 use crate::config::ResolvedPipeline;
 use crate::event::{Lsn, Operation, TableName, Transaction};
-use crate::pipeline::PipelineError;
 use health::{seconds_between, Component, HealthReport, HealthState};
 use metrics::{
     FlagFamily, Metrics, PipelineErrorType, PipelineLabel, PipelineSlot, PipelineTable,
@@ -173,9 +172,8 @@ impl Observer {
         self.set_flag(&self.metrics.sink_writable, writable);
     }
 
-    /// The pipeline stopped with `error`.
-    pub fn failed(&self, error: &PipelineError) {
-        let error_type = error_type(error);
+    /// The pipeline stopped with `error`, of kind `error_type` (one of [`ERROR_TYPES`]).
+    pub fn failed(&self, error_type: &str, error: &dyn Display) {
         self.count_error(error_type);
         let component = Component::down(error.to_string());
         let mut health = lock(&self.health);
@@ -365,19 +363,6 @@ impl crate::quality::ValidationSink for Observer {
                 .get_or_create(&label)
                 .set(report.started_at.timestamp());
         }
-    }
-}
-
-/// The `error_type` label of a pipeline error.
-pub fn error_type(error: &PipelineError) -> &'static str {
-    match error {
-        PipelineError::Config(_) => "config",
-        PipelineError::Source(_) => "source",
-        PipelineError::Sink(_) => "sink",
-        PipelineError::Change(_) => "change",
-        PipelineError::Setup { .. } => "setup",
-        PipelineError::TablesStopped { .. } => "table_stopped",
-        PipelineError::ReceiveWhole { .. } => "source",
     }
 }
 

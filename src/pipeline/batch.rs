@@ -1,45 +1,123 @@
-//! Collects committed transactions until a batch is due, then hands them to the writers.
+//! Changes received but not yet written, collapsed per table, with where they came from.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::event::{Lsn, TableName, Transaction};
-use crate::sink::delta::{ChangeError, TableChanges};
+use crate::event::{Lsn, Origin, TableName, TopicPartition};
+use crate::sink::delta::TableChanges;
+use crate::source::Progress;
 
-/// Committed transactions not yet written, collapsed per table.
+/// One table's part of a batch.
+pub struct TableBatch {
+    pub changes: TableChanges,
+    /// Kafka mode: per partition that fed the table, the offset of its next record.
+    pub next_offsets: BTreeMap<TopicPartition, i64>,
+    /// Kafka mode: the newest source LSN the Debezium events named.
+    pub lsn: Option<Lsn>,
+}
+
+impl TableBatch {
+    fn new(changes: TableChanges) -> TableBatch {
+        TableBatch {
+            changes,
+            next_offsets: BTreeMap::new(),
+            lsn: None,
+        }
+    }
+
+    /// Notes that a change of this table came from `origin` (with `event_lsn`, the source
+    /// LSN the event names).
+    pub fn took(&mut self, origin: &Origin, event_lsn: Lsn) {
+        if let Origin::Record(record) = origin {
+            self.next_offsets
+                .insert(record.topic_partition(), record.offset + 1);
+            if event_lsn.0 > 0 {
+                self.lsn = Some(self.lsn.map_or(event_lsn, |l| l.max(event_lsn)));
+            }
+        }
+    }
+}
+
+/// Committed changes not yet written.
 #[derive(Default)]
 pub struct Batch {
-    pub tables: BTreeMap<TableName, TableChanges>,
+    pub tables: BTreeMap<TableName, TableBatch>,
+    /// Every position read, including changes skipped or rejected.
+    pub progress: Progress,
     pub transactions: usize,
     pub events: usize,
-    /// Commit position of the newest transaction in the batch.
-    pub last_lsn: Option<Lsn>,
     pub started: Option<Instant>,
+    last_xid: Option<u32>,
 }
 
 impl Batch {
-    /// Adds `tx`; `changes_for` returns the change set of a table, or `None` when the table
-    /// already holds this transaction (or is not replicated), so its events are skipped.
-    pub fn add<F>(&mut self, tx: Transaction, mut changes_for: F) -> Result<(), ChangeError>
-    where
-        F: FnMut(&TableName, Lsn) -> Option<TableChanges>,
-    {
+    /// Notes an item read from `origin`; `xid` is its source transaction, when it is one.
+    pub fn note(&mut self, origin: &Origin, xid: Option<Option<u32>>) {
         self.started.get_or_insert_with(Instant::now);
-        self.transactions += 1;
-        for event in tx.events {
-            if !self.tables.contains_key(event.table()) {
-                match changes_for(event.table(), tx.end_lsn) {
-                    Some(changes) => {
-                        self.tables.insert(event.table().clone(), changes);
-                    }
-                    None => continue,
-                }
+        self.progress.advance(origin);
+        if let Some(xid) = xid {
+            // Kafka mode hands over one event at a time: consecutive events of one source
+            // transaction count once.
+            if xid.is_none() || xid != self.last_xid {
+                self.transactions += 1;
             }
-            let changes = self.tables.get_mut(event.table()).expect("inserted above");
-            changes.push(event)?;
-            self.events += 1;
+            self.last_xid = xid;
         }
-        self.last_lsn = Some(tx.end_lsn);
-        Ok(())
+    }
+
+    /// The table's part, started with `new_changes` when the batch has none yet.
+    pub fn table(
+        &mut self,
+        table: &TableName,
+        new_changes: impl FnOnce() -> TableChanges,
+    ) -> &mut TableBatch {
+        self.tables
+            .entry(table.clone())
+            .or_insert_with(|| TableBatch::new(new_changes()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.started.is_none()
+    }
+
+    /// Whether the batch is due to be written.
+    pub fn is_full(&self, batch_size: usize) -> bool {
+        self.events >= batch_size
+    }
+
+    /// The newest source LSN the batch holds, for metrics and the run summary.
+    pub fn newest_lsn(&self) -> Option<Lsn> {
+        self.progress
+            .lsn
+            .or_else(|| self.tables.values().filter_map(|t| t.lsn).max())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::SourceRecord;
+
+    fn record(offset: i64) -> Origin {
+        Origin::Record(SourceRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            key: None,
+            value: None,
+        })
+    }
+
+    #[test]
+    fn events_of_one_source_transaction_count_once() {
+        let mut batch = Batch::default();
+        batch.note(&record(0), Some(Some(7)));
+        batch.note(&record(1), Some(Some(7)));
+        batch.note(&record(2), Some(Some(8)));
+        batch.note(&record(3), None);
+        batch.note(&record(4), Some(None));
+        batch.note(&record(5), Some(None));
+        assert_eq!(batch.transactions, 4);
+        assert!(!batch.is_empty());
     }
 }

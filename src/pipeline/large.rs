@@ -19,11 +19,11 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::{apply_or_dead_letter, Evolution, Pipeline, PipelineError, SourcePosition};
+use super::{Evolution, Pipeline, PipelineError, SourcePosition};
 use crate::event::{ChangeEvent, Lsn, Operation, TableName, Transaction};
 use crate::observe::TransactionCounts;
 use crate::sink::delta::{SnapshotAppender, TableChanges};
-use crate::source::postgres::{ChangeStream, TransactionPart};
+use crate::source::{ChangeSource, Progress, TransactionPart};
 
 /// A transaction whose parts are being applied.
 pub(super) struct LargeTransaction {
@@ -58,7 +58,10 @@ impl LargeTransaction {
     }
 }
 
-impl Pipeline {
+impl<S: ChangeSource> Pipeline<S>
+where
+    PipelineError: From<S::Error>,
+{
     /// Adds a part's events; inserts-only tables write a chunk whenever one is full.
     pub(super) async fn add_large_part(
         &mut self,
@@ -103,7 +106,6 @@ impl Pipeline {
         &mut self,
         mut large: LargeTransaction,
         tail: Transaction,
-        stream: &ChangeStream,
     ) -> Result<(), PipelineError> {
         let lsn = tail.end_lsn;
         self.add_large_part(&mut large, tail.events).await?;
@@ -112,32 +114,23 @@ impl Pipeline {
             if entry.insert_only {
                 self.write_chunk(&table, &mut entry, large.xid).await?;
                 let appender = entry.appender.take().expect("write_chunk starts one");
-                let writer = self
-                    .writers
-                    .get_mut(&table)
-                    .expect("taken tables have writers");
-                let rows = writer.commit_append(appender, lsn).await?;
+                let state = self.tables.get_mut(&table).expect("taken tables are open");
+                let rows = state.writer.commit_append(appender, lsn).await?;
                 tracing::info!(%table, rows, %lsn, "large transaction's inserts appended in one commit");
             } else {
-                let writer = self
-                    .writers
-                    .get_mut(&table)
-                    .expect("taken tables have writers");
-                let position = SourcePosition::at(lsn);
-                apply_or_dead_letter(
-                    writer,
-                    &mut entry.pending,
-                    &position,
-                    false,
-                    &self.resolved,
-                    &self.observer,
-                )
-                .await?;
+                let position = SourcePosition {
+                    lsn: Some(lsn),
+                    offsets: Vec::new(),
+                };
+                self.apply(&table, &mut entry.pending, &position).await?;
             }
             self.observer.table_committed(&table, started.elapsed());
             self.summary.delta_commits += 1;
         }
-        stream.confirm(lsn);
+        self.source.confirm(&Progress {
+            lsn: Some(lsn),
+            ..Progress::default()
+        });
         self.observer.batch_flushed(large.events, lsn);
         self.summary.transactions += 1;
         self.summary.events += large.events;
@@ -148,34 +141,32 @@ impl Pipeline {
 
     /// Whether `table`'s Delta table should take this transaction's changes.
     fn takes_large(&mut self, table: &TableName, final_lsn: Lsn) -> bool {
-        if self.stopped.contains_key(table) {
-            return false;
-        }
-        let Some(writer) = self.writers.get(table) else {
-            if self.warned_tables.insert(table.clone()) {
-                tracing::warn!(%table, "publication carries a table this pipeline does not replicate; its changes are ignored");
-            }
+        let Some(state) = self.tables.accepting(table) else {
             return false;
         };
         // A table whose position is past the commit record already holds the transaction.
-        writer
+        state
+            .writer
             .last_applied_lsn()
             .is_none_or(|applied| applied <= final_lsn)
     }
 
     /// Schema changes are followed on the in-memory path only.
     fn check_large_schema(&mut self, event: &ChangeEvent, xid: u32) -> Result<(), PipelineError> {
-        let table = event.table();
-        if self
-            .schemas
-            .get(table)
+        let state = self
+            .tables
+            .get_mut(event.table())
+            .expect("taken tables are open");
+        if state
+            .schema
+            .as_ref()
             .is_some_and(|s| Arc::ptr_eq(s, &event.schema))
         {
             return Ok(());
         }
-        match super::plan_evolution(&self.writers[table], &event.schema)? {
+        match super::plan_evolution(&state.writer, &event.schema)? {
             Evolution::Unchanged => {
-                self.schemas.insert(table.clone(), event.schema.clone());
+                state.schema = Some(event.schema.clone());
                 Ok(())
             }
             _ => Err(PipelineError::ReceiveWhole { xid }),
@@ -183,9 +174,10 @@ impl Pipeline {
     }
 
     fn new_large_table(&self, table: &TableName) -> LargeTable {
+        let state = self.tables.get(table).expect("taken tables are open");
         LargeTable {
-            pending: self.writers[table].new_changes(),
-            insert_only: super::keyed_by_primary_key(&self.resolved, table),
+            pending: state.writer.new_changes(),
+            insert_only: state.keyed_by_primary_key,
             appender: None,
         }
     }
@@ -197,7 +189,11 @@ impl Pipeline {
         entry: &mut LargeTable,
         xid: u32,
     ) -> Result<(), PipelineError> {
-        let writer = &self.writers[table];
+        let writer = &self
+            .tables
+            .get(table)
+            .expect("taken tables are open")
+            .writer;
         if entry.appender.is_none() {
             entry.appender = Some(writer.begin_append()?);
         }

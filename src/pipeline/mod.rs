@@ -1,37 +1,37 @@
-//! Runs one pipeline: PostgreSQL slot -> batches -> Delta tables, then confirms the position.
+//! The one pipeline: changes from a [`ChangeSource`] -> batches -> one Delta commit per
+//! table (holding the source position) -> confirmed to the source.
+//!
+//! Exactly once: a table's Delta commit records where its changes came from (the commit LSN
+//! in direct mode, the next offset of each topic-partition in Kafka mode), a change the
+//! table already holds is skipped, and the source is told a position only after every
+//! table's commit holds it.
 
 mod batch;
 pub mod dead_letter;
-pub mod kafka;
 mod large;
+mod prepare;
 mod snapshot;
 pub mod status;
+mod tables;
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use deltalake::kernel::{DataType, StructField};
-use tokio_postgres::Client;
+use deltalake::kernel::StructField;
 
-use crate::config::{
-    Config, ConfigError, ErrorPolicy, ResolvedPipeline, ResolvedTable, SnapshotMode,
-};
-use crate::event::{Lsn, TableName, TableSchema, Transaction};
+use crate::config::{ConfigError, ErrorPolicy, ResolvedPipeline};
+use crate::event::{Lsn, Origin, TableName, TableSchema, Transaction};
 use crate::observe::{Observer, TransactionCounts};
 use crate::sink::delta::evolution::plan_schema_change;
-use crate::sink::delta::types::delta_type_named;
-use crate::sink::delta::{
-    ChangeError, DeltaTableWriter, KafkaOffset, SinkError, TableChanges, TableLayout,
-};
-use crate::source::postgres::{
-    self as pg, ChangeStream, ConnectionSettings, SourceError, SourceTable, StreamItem,
-};
+use crate::sink::delta::{ChangeError, DeltaTableWriter, KafkaOffset, SinkError, TableChanges};
+use crate::source::kafka::KafkaSourceError;
+use crate::source::postgres::SourceError;
+use crate::source::{ChangeSource, SourceItem};
 use batch::Batch;
-use dead_letter::{DeadLetter, DeadLetterFile};
-
-const MARKER_PREFIX: &str = "pgdelta.caught_up";
+use dead_letter::{DeadLetter, DeadLetterError, DeadLetterFile, RecordPosition};
+pub use prepare::{prepare, Prepared};
+pub use tables::{TableState, Tables};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -40,11 +40,23 @@ pub enum PipelineError {
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
+    Kafka(#[from] KafkaSourceError),
+    #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
     Change(#[from] ChangeError),
-    #[error("pipeline {pipeline}: {message}")]
-    Setup { pipeline: String, message: String },
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
+    #[error("pipeline {pipeline}: {reason} (set on_error = \"dead_letter\" to skip such records)")]
+    Rejected { pipeline: String, reason: String },
+    #[error("pipeline {pipeline}: {table} has no primary key: set key = [...] in [pipelines.{pipeline}.table.\"{table}\"]")]
+    NoKey { pipeline: String, table: TableName },
+    #[error("pipeline {pipeline}: partition_by column '{column}' is not a column of {table}")]
+    NoPartitionColumn {
+        pipeline: String,
+        table: TableName,
+        column: String,
+    },
     /// Internal: the large transaction `xid` must be received again and applied whole.
     #[error("transaction {xid} is received again and applied whole")]
     ReceiveWhole { xid: u32 },
@@ -55,9 +67,25 @@ pub enum PipelineError {
     },
 }
 
+impl PipelineError {
+    /// The `error_type` label of `cdc_errors_total` this error counts under.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            PipelineError::Config(_) => "config",
+            PipelineError::Source(_) | PipelineError::Kafka(_) => "source",
+            PipelineError::ReceiveWhole { .. } => "source",
+            PipelineError::Sink(_) | PipelineError::DeadLetter(_) => "sink",
+            PipelineError::Change(_) => "change",
+            PipelineError::Rejected { .. } => "malformed_event",
+            PipelineError::NoKey { .. } | PipelineError::NoPartitionColumn { .. } => "setup",
+            PipelineError::TablesStopped { .. } => "table_stopped",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
-    /// Apply everything up to the server's WAL position at start, then exit.
+    /// Apply everything the source held at start, then exit.
     pub exit_when_caught_up: bool,
 }
 
@@ -70,531 +98,270 @@ pub struct RunSummary {
     pub last_lsn: Option<Lsn>,
 }
 
-/// A prepared pipeline: tables checked, publication and slot in place, Delta tables open.
-pub struct Pipeline {
+/// A prepared pipeline over one source: tables open, the source ready to stream.
+pub struct Pipeline<S> {
     resolved: ResolvedPipeline,
-    settings: ConnectionSettings,
-    client: Client,
-    writers: HashMap<TableName, DeltaTableWriter>,
-    keys: HashMap<TableName, Vec<String>>,
-    summary: RunSummary,
-    warned_tables: HashSet<TableName>,
-    /// The last source schema seen per table, to notice schema changes once.
-    schemas: HashMap<TableName, Arc<TableSchema>>,
-    /// Tables whose stream stopped (e.g. an incompatible type change), with the reason.
-    stopped: HashMap<TableName, String>,
+    source: S,
+    tables: Tables,
     observer: Arc<Observer>,
-    /// Large transactions to receive whole (the chunked path could not take them).
-    whole_xids: HashSet<u32>,
+    summary: RunSummary,
 }
 
-impl Pipeline {
-    /// Checks the source and configuration, then creates what is missing (publication, slot,
-    /// Delta tables). Nothing is created when a check fails.
-    pub async fn prepare(config: &Config, name: &str) -> Result<Pipeline, PipelineError> {
-        let resolved = config.pipeline(name)?;
-        let settings = ConnectionSettings::from_config(config)?;
-        let client = settings.connect().await?;
-        let sources = describe_tables(&client, &resolved).await?;
-        let requests: Vec<pg::TableRequest> = resolved
-            .tables
-            .iter()
-            .zip(&sources)
-            .map(|(table, source)| pg::TableRequest {
-                table: source,
-                configured_key: &table.key,
-                config_section: format!("[pipelines.{name}.table.\"{}\"]", table.name),
-            })
-            .collect();
-        let problems = pg::check_readiness(&client, &resolved.slot, &requests).await?;
-        if !problems.is_empty() {
-            return Err(SourceError::NotReady(problems).into());
-        }
-        let keys = table_keys(&resolved, &sources);
-        let (mut writers, stopped) = open_writers(&resolved, &sources, &keys).await?;
-        let table_names: Vec<TableName> = resolved.tables.iter().map(|t| t.name.clone()).collect();
-        pg::ensure_publication(&client, &resolved.publication, &table_names).await?;
-        take_initial_snapshot(&client, &settings, &resolved, &mut writers, sources).await?;
-        Ok(Pipeline {
-            observer: Arc::new(Observer::new(&resolved)),
-            resolved,
-            settings,
-            client,
-            writers,
-            keys,
-            summary: RunSummary::default(),
-            warned_tables: HashSet::new(),
-            schemas: HashMap::new(),
-            stopped,
-            whole_xids: HashSet::new(),
-        })
-    }
+/// What the streaming loop does after an item.
+enum Flow {
+    Continue,
+    Done,
+}
 
-    /// Reports metrics and health to `observer` (by default to a private one).
-    pub fn with_observer(mut self, observer: Arc<Observer>) -> Pipeline {
+/// What woke the streaming loop.
+enum Wake<T> {
+    Item(T),
+    BatchDue,
+    Shutdown,
+}
+
+impl<S: ChangeSource> Pipeline<S>
+where
+    PipelineError: From<S::Error>,
+{
+    pub fn new(
+        resolved: ResolvedPipeline,
+        tables: Tables,
+        source: S,
+        observer: Arc<Observer>,
+    ) -> Pipeline<S> {
         observer.sink_opened();
-        self.observer = observer;
-        self
+        Pipeline {
+            resolved,
+            source,
+            tables,
+            observer,
+            summary: RunSummary::default(),
+        }
     }
 
     pub fn writers(&self) -> impl Iterator<Item = &DeltaTableWriter> {
-        self.writers.values()
+        self.tables.writers()
     }
 
-    /// Streams until `shutdown` completes (or, with `exit_when_caught_up`, until caught up),
-    /// reconnecting with backoff when the server goes away.
+    /// Streams until `shutdown` completes (or, with `exit_when_caught_up`, until caught up).
+    /// A fatal error is counted and reported to the observer.
     pub async fn run(
         mut self,
-        options: RunOptions,
         shutdown: impl Future<Output = ()>,
     ) -> Result<RunSummary, PipelineError> {
-        if self.resolved.snapshot_mode == SnapshotMode::InitialOnly {
-            tracing::info!("snapshot_mode = initial_only: not streaming");
+        let outcome = self.stream(shutdown).await;
+        self.source.close().await;
+        if let Err(error) = &outcome {
+            self.observer.failed(error.error_type(), error);
+        }
+        outcome?;
+        let stopped = self.tables.stopped();
+        if stopped.is_empty() {
             return Ok(self.summary);
         }
+        Err(PipelineError::TablesStopped {
+            pipeline: self.resolved.name,
+            stopped,
+        })
+    }
+
+    async fn stream(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), PipelineError> {
         tokio::pin!(shutdown);
-        let marker = match options.exit_when_caught_up {
-            true => Some(format!(
-                "{}:{}:{}",
-                self.resolved.name,
-                std::process::id(),
-                chrono::Utc::now().timestamp_micros()
-            )),
-            false => None,
-        };
-        let mut marker_written = false;
-        let mut failures = 0usize;
-        loop {
-            // Another process may have written the tables while this one waited for the slot.
-            self.reload_writers().await?;
-            let mut stream = match self.start_stream().await {
-                Ok(stream) => stream,
-                Err(error) => {
-                    if self
-                        .wait_before_retry(error, &mut failures, &mut shutdown)
-                        .await?
-                    {
-                        return self.finish();
-                    }
-                    continue;
-                }
-            };
-            failures = 0;
-            self.observer.source_connected();
-            if let (Some(token), false) = (&marker, marker_written) {
-                match pg::emit_marker(&self.client, MARKER_PREFIX, token).await {
-                    Ok(lsn) => {
-                        tracing::info!(target_lsn = %lsn, "will exit once caught up to this position");
-                        marker_written = true;
-                    }
-                    Err(error) => {
-                        stream.shutdown().await;
-                        if self
-                            .wait_before_retry(error, &mut failures, &mut shutdown)
-                            .await?
-                        {
-                            return self.finish();
-                        }
-                        continue;
-                    }
-                }
-            }
-            match self
-                .stream_batches(&mut stream, marker.as_deref(), &mut shutdown)
-                .await
-            {
-                Ok(()) => {
-                    self.wait_for_confirmation().await;
-                    stream.shutdown().await;
-                    return self.finish();
-                }
-                Err(PipelineError::ReceiveWhole { xid }) => {
-                    stream.shutdown().await;
-                    self.whole_xids.insert(xid);
-                }
-                Err(PipelineError::Source(error)) if error.is_transient() => {
-                    stream.shutdown().await;
-                    if self
-                        .wait_before_retry(error, &mut failures, &mut shutdown)
-                        .await?
-                    {
-                        return self.finish();
-                    }
-                }
-                Err(error) => {
-                    stream.shutdown().await;
-                    self.observer.failed(&error);
-                    return Err(error);
-                }
-            }
-        }
-    }
-
-    /// Sleeps before the next reconnect, or gives up with `error` when it is permanent or
-    /// the configured attempts are used up. Returns true when `shutdown` came first.
-    async fn wait_before_retry(
-        &mut self,
-        error: SourceError,
-        failures: &mut usize,
-        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-    ) -> Result<bool, PipelineError> {
-        *failures += 1;
-        self.observer.source_lost(&error);
-        if !error.is_transient() || *failures >= self.settings.attempts() {
-            return Err(error.into());
-        }
-        let delay = pg::backoff_delay(*failures);
-        tracing::warn!(%error, attempt = *failures, retry_in = ?delay, "source unavailable; reconnecting");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.as_mut() => {
-                tracing::info!("stopping while waiting to reconnect; everything written is confirmed on the next start");
-                return Ok(true);
-            }
-        }
-        if let Ok(client) = self.settings.connect_without_retry().await {
-            self.client = client;
-        }
-        Ok(false)
-    }
-
-    async fn reload_writers(&mut self) -> Result<(), PipelineError> {
-        for writer in self.writers.values_mut() {
-            writer.reload().await?;
-        }
-        Ok(())
-    }
-
-    async fn start_stream(&mut self) -> Result<ChangeStream, SourceError> {
-        if self.client.is_closed() {
-            self.client = self.settings.connect_without_retry().await?;
-        }
-        let start = pg::slot_position(&self.client, &self.resolved.slot)
-            .await?
-            .ok_or_else(|| {
-                SourceError::Settings(format!(
-                    "replication slot {} was dropped",
-                    self.resolved.slot
-                ))
-            })?;
-        let parts = pg::PartPolicy {
-            events_per_part: self.resolved.large_transaction_events,
-            whole: self.whole_xids.clone(),
-        };
-        ChangeStream::start(
-            &self.settings,
-            &self.resolved.slot,
-            &self.resolved.publication,
-            start,
-            self.keys.clone(),
-            parts,
-        )
-        .await
-    }
-
-    async fn stream_batches(
-        &mut self,
-        stream: &mut ChangeStream,
-        marker: Option<&str>,
-        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-    ) -> Result<(), PipelineError> {
         let mut batch = Batch::default();
         let mut large: Option<large::LargeTransaction> = None;
         loop {
             let deadline = batch.started.map(|s| s + self.resolved.batch_interval);
-            let timer = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
+            let wake = tokio::select! {
+                item = self.source.next() => Wake::Item(item),
+                _ = sleep_until(deadline) => Wake::BatchDue,
+                _ = shutdown.as_mut() => Wake::Shutdown,
             };
-            tokio::select! {
-                item = stream.next() => match item {
-                    Ok(StreamItem::TransactionPart(part)) => {
-                        let open = match large.as_mut() {
-                            Some(open) => open,
-                            None => {
-                                self.flush(&mut batch, stream).await?;
-                                large.insert(large::LargeTransaction::starting_with(&part))
-                            }
-                        };
-                        self.add_large_part(open, part.events).await?;
-                    }
-                    Ok(StreamItem::Transaction(tx)) if large.is_some() => {
-                        let open = large.take().expect("checked");
-                        self.finish_large(open, tx, stream).await?;
-                    }
-                    Ok(StreamItem::Transaction(tx)) => {
-                        self.follow_schema_changes(&tx, &mut batch, stream).await?;
-                        self.add_transaction(&mut batch, tx)?;
-                        if batch.events >= self.resolved.batch_size {
-                            self.flush(&mut batch, stream).await?;
-                        }
-                    }
-                    Ok(StreamItem::Idle { wal_end }) => {
-                        // Nothing pending: let the server recycle WAL that held no changes
-                        // for us (and finish a shutdown without waiting on us).
-                        if batch.last_lsn.is_none() {
-                            stream.confirm(wal_end);
-                        }
-                    }
-                    Ok(StreamItem::Marker { prefix, content, lsn }) => {
-                        if prefix == MARKER_PREFIX && Some(content.as_str()) == marker {
-                            tracing::info!(%lsn, "caught up");
-                            self.flush(&mut batch, stream).await?;
-                            return Ok(());
-                        }
-                    }
-                    Err(error) => {
-                        if error.is_transient() {
-                            self.flush(&mut batch, stream).await?;
-                        }
-                        return Err(error.into());
-                    }
-                },
-                _ = timer => self.flush(&mut batch, stream).await?,
-                _ = shutdown.as_mut() => {
+            let flow = match wake {
+                Wake::Item(item) => self.handle(item?, &mut batch, &mut large).await,
+                Wake::BatchDue => self.flush(&mut batch).await.map(|()| Flow::Continue),
+                Wake::Shutdown => {
                     tracing::info!("stopping: writing the current batch first");
-                    self.flush(&mut batch, stream).await?;
-                    return Ok(());
+                    self.flush(&mut batch).await.map(|()| Flow::Done)
                 }
+            };
+            match flow {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Done) => return Ok(()),
+                Err(PipelineError::ReceiveWhole { xid }) => {
+                    large = None;
+                    self.source.receive_whole(xid).await?;
+                }
+                Err(error) => return Err(error),
             }
         }
     }
 
-    /// The run's result: an error naming the stopped tables, if any were.
-    fn finish(self) -> Result<RunSummary, PipelineError> {
-        run_result(self.summary, &self.stopped, self.resolved.name)
+    async fn handle(
+        &mut self,
+        item: SourceItem,
+        batch: &mut Batch,
+        large: &mut Option<large::LargeTransaction>,
+    ) -> Result<Flow, PipelineError> {
+        match item {
+            SourceItem::Changes {
+                transaction,
+                origin,
+            } => match large.take() {
+                Some(open) => self.finish_large(open, transaction).await?,
+                None => {
+                    self.follow_schema_changes(&transaction, batch).await?;
+                    self.add_changes(batch, transaction, origin).await?;
+                    if batch.is_full(self.resolved.batch_size) {
+                        self.flush(batch).await?;
+                    }
+                }
+            },
+            SourceItem::Part(part) => {
+                if large.is_none() {
+                    self.flush(batch).await?;
+                }
+                let open =
+                    large.get_or_insert_with(|| large::LargeTransaction::starting_with(&part));
+                self.add_large_part(open, part.events).await?;
+            }
+            SourceItem::Skipped(origin) => batch.note(&origin, None),
+            SourceItem::Malformed {
+                origin,
+                table,
+                reason,
+            } => {
+                batch.note(&origin, None);
+                self.reject(&origin, table.as_ref(), reason)?;
+            }
+            SourceItem::Rewound => {
+                let dropped = std::mem::take(batch);
+                if !dropped.is_empty() {
+                    tracing::info!(events = dropped.events, "the source starts again before what is not written yet: dropping it, it is read again");
+                }
+                *large = None;
+                // Another process may have written the tables meanwhile.
+                self.tables.reload().await?;
+            }
+            SourceItem::Up => self.observer.source_connected(),
+            SourceItem::Down(error) => {
+                self.observer.source_lost(&error);
+                *large = None;
+                self.flush(batch).await?;
+            }
+            SourceItem::CaughtUp => {
+                self.flush(batch).await?;
+                return Ok(Flow::Done);
+            }
+        }
+        Ok(Flow::Continue)
     }
 
-    /// Adds new source columns to the Delta table (after writing what came before), keeps
-    /// dropped ones, and stops a table whose column type changed beyond what Delta holds.
-    async fn follow_schema_changes(
+    /// Adds the events of tables that do not hold them yet to the batch.
+    async fn add_changes(
         &mut self,
-        tx: &Transaction,
         batch: &mut Batch,
-        stream: &ChangeStream,
+        transaction: Transaction,
+        origin: Origin,
     ) -> Result<(), PipelineError> {
-        for event in &tx.events {
-            let table = event.table();
-            let known = self
-                .schemas
-                .get(table)
-                .is_some_and(|s| Arc::ptr_eq(s, &event.schema));
-            if known || self.stopped.contains_key(table) {
-                continue;
-            }
-            self.schemas.insert(table.clone(), event.schema.clone());
-            let Some(writer) = self.writers.get(table) else {
+        batch.note(&origin, Some(transaction.xid));
+        let counts = TransactionCounts::of(&transaction);
+        for event in transaction.events {
+            let table = event.table().clone();
+            let Some(state) = self.tables.accepting(&table) else {
                 continue;
             };
-            match plan_evolution(writer, &event.schema)? {
-                Evolution::Unchanged => {}
-                Evolution::Stop(reason) => {
-                    self.observer.record_errors("table_stopped", 1);
-                    self.stopped.insert(table.clone(), reason);
+            if state.holds(&origin, &self.source).await? {
+                continue;
+            }
+            let event_lsn = event.metadata.lsn;
+            let entry = batch.table(&table, || state.writer.new_changes());
+            match (entry.changes.push(event), &origin) {
+                (Ok(()), _) => {
+                    entry.took(&origin, event_lsn);
+                    batch.events += 1;
                 }
-                Evolution::AddColumns(fields) => {
-                    self.flush(batch, stream).await?;
-                    add_columns(self.writers.get_mut(table).expect("checked above"), fields)
-                        .await?;
+                // A record that cannot become a change is rejected like a malformed one.
+                (Err(error), Origin::Record(_)) => {
+                    self.reject(&origin, Some(&table), error.to_string())?
                 }
+                (Err(error), Origin::Wal(_)) => return Err(error.into()),
             }
         }
+        self.observer
+            .transaction_added(counts, |table| batch.tables.contains_key(table));
         Ok(())
     }
 
-    fn add_transaction(&mut self, batch: &mut Batch, tx: Transaction) -> Result<(), ChangeError> {
-        let writers = &self.writers;
-        let warned = &mut self.warned_tables;
-        let stopped = &self.stopped;
-        let counts = TransactionCounts::of(&tx);
-        let added = batch.add(tx, |table, lsn| {
-            if stopped.contains_key(table) {
-                return None;
-            }
-            let Some(writer) = writers.get(table) else {
-                if warned.insert(table.clone()) {
-                    tracing::warn!(%table, "publication carries a table this pipeline does not replicate; its changes are ignored");
-                }
-                return None;
-            };
-            match writer.last_applied_lsn() {
-                Some(applied) if lsn <= applied => None,
-                _ => Some(writer.new_changes()),
-            }
-        });
-        self.observer
-            .transaction_added(counts, |table| batch.tables.contains_key(table));
-        added
-    }
-
-    /// Writes every table of the batch (one Delta commit each), then confirms the position.
-    async fn flush(
-        &mut self,
-        batch: &mut Batch,
-        stream: &ChangeStream,
-    ) -> Result<(), PipelineError> {
-        let done = std::mem::take(batch);
-        let Some(lsn) = done.last_lsn else {
+    /// Writes every table of the batch (one Delta commit each), then confirms the batch's
+    /// positions to the source.
+    async fn flush(&mut self, batch: &mut Batch) -> Result<(), PipelineError> {
+        let mut done = std::mem::take(batch);
+        if done.is_empty() {
             return Ok(());
-        };
+        }
         let started = Instant::now();
-        let mut done = done;
-        for (table, changes) in done.tables.iter_mut() {
-            if changes.is_empty() {
+        for (table, part) in done.tables.iter_mut() {
+            if part.changes.is_empty() {
                 continue;
             }
             let commit_started = Instant::now();
-            self.apply_changes(table, changes, lsn).await?;
+            let position = SourcePosition {
+                lsn: done.progress.lsn.or(part.lsn),
+                offsets: part
+                    .next_offsets
+                    .iter()
+                    .map(|(partition, next)| KafkaOffset {
+                        partition: partition.clone(),
+                        next_offset: *next,
+                    })
+                    .collect(),
+            };
+            self.apply(table, &mut part.changes, &position).await?;
+            let state = self
+                .tables
+                .get_mut(table)
+                .expect("batches hold open tables");
+            for (partition, next) in std::mem::take(&mut part.next_offsets) {
+                state.applied(partition, next);
+            }
             self.observer
                 .table_committed(table, commit_started.elapsed());
             self.summary.delta_commits += 1;
         }
-        stream.confirm(lsn);
-        self.observer.batch_flushed(done.events, lsn);
+        self.source.confirm(&done.progress);
+        let lsn = done.newest_lsn();
+        self.observer
+            .batch_flushed(done.events, lsn.unwrap_or_default());
         self.summary.transactions += done.transactions;
         self.summary.events += done.events;
-        self.summary.last_lsn = Some(lsn);
-        tracing::info!(%lsn, transactions = done.transactions, events = done.events, elapsed = ?started.elapsed(), "batch written");
+        if lsn.is_some() {
+            self.summary.last_lsn = lsn;
+        }
+        tracing::info!(lsn = %lsn.unwrap_or_default(), transactions = done.transactions, events = done.events, elapsed = ?started.elapsed(), "batch written");
         Ok(())
     }
 
-    async fn apply_changes(
+    /// One Delta commit for one table; under `on_error = "dead_letter"`, rows whose values
+    /// cannot be converted are written to the dead-letter file and the rest is applied.
+    async fn apply(
         &mut self,
         table: &TableName,
         changes: &mut TableChanges,
-        lsn: Lsn,
+        position: &SourcePosition,
     ) -> Result<(), PipelineError> {
-        let writer = self
-            .writers
+        let state = self
+            .tables
             .get_mut(table)
-            .expect("batches only hold replicated tables");
-        let position = SourcePosition::at(lsn);
-        let append_safe = keyed_by_primary_key(&self.resolved, table);
-        apply_or_dead_letter(
-            writer,
-            changes,
-            &position,
-            append_safe,
-            &self.resolved,
-            &self.observer,
-        )
-        .await
-    }
-
-    /// Gives the replication session a moment to report the final position to the server.
-    async fn wait_for_confirmation(&self) {
-        let Some(lsn) = self.summary.last_lsn else {
-            return;
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            match pg::slot_position(&self.client, &self.resolved.slot).await {
-                Ok(Some(confirmed)) if confirmed >= lsn => return,
-                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(_) => return,
-            }
-        }
-        tracing::warn!(%lsn, "the server has not confirmed the final position yet; a restart will skip what Delta already holds");
-    }
-}
-
-/// Opens (or creates) the Delta table of every configured table and brings its columns up
-/// to the source's; tables whose columns changed beyond what Delta holds come back stopped.
-async fn open_writers(
-    resolved: &ResolvedPipeline,
-    sources: &[SourceTable],
-    keys: &HashMap<TableName, Vec<String>>,
-) -> Result<(Writers, HashMap<TableName, String>), PipelineError> {
-    let name = &resolved.name;
-    let mut writers = HashMap::new();
-    let mut stopped = HashMap::new();
-    for (table, source) in resolved.tables.iter().zip(sources) {
-        let layout = table_layout(name, table, source)?;
-        let app_id = format!("pgdelta-{name}-{}", table.name);
-        let key = keys[&table.name].clone();
-        let mut writer =
-            DeltaTableWriter::open_or_create(&table.path, table.name.clone(), app_id, key, layout)
-                .await?;
-        match plan_evolution(&writer, &source_schema(source, &keys[&table.name]))? {
-            Evolution::Unchanged => {}
-            Evolution::AddColumns(fields) => add_columns(&mut writer, fields).await?,
-            Evolution::Stop(reason) => {
-                stopped.insert(table.name.clone(), reason);
-            }
-        }
-        writers.insert(table.name.clone(), writer);
-    }
-    Ok((writers, stopped))
-}
-
-type Writers = HashMap<TableName, DeltaTableWriter>;
-
-/// The run's result: an error naming the stopped tables, if any were.
-fn run_result(
-    summary: RunSummary,
-    stopped: &HashMap<TableName, String>,
-    pipeline: String,
-) -> Result<RunSummary, PipelineError> {
-    if stopped.is_empty() {
-        return Ok(summary);
-    }
-    let mut stopped: Vec<String> = stopped
-        .iter()
-        .map(|(t, why)| format!("  - {t}: {why}"))
-        .collect();
-    stopped.sort();
-    Err(PipelineError::TablesStopped { pipeline, stopped })
-}
-
-/// Whether the table's key is its primary key (a key set in the config is not enforced
-/// unique by PostgreSQL, so its inserts may repeat a key).
-fn keyed_by_primary_key(resolved: &ResolvedPipeline, table: &TableName) -> bool {
-    resolved
-        .tables
-        .iter()
-        .any(|t| &t.name == table && t.key.is_empty())
-}
-
-fn source_schema(source: &SourceTable, key: &[String]) -> TableSchema {
-    TableSchema {
-        table: source.name.clone(),
-        columns: source.column_schemas(key),
-    }
-}
-
-/// Where a Delta commit's changes came from, recorded in the same commit.
-#[derive(Debug, Clone, Default)]
-struct SourcePosition {
-    lsn: Option<Lsn>,
-    offsets: Vec<KafkaOffset>,
-}
-
-impl SourcePosition {
-    fn at(lsn: Lsn) -> SourcePosition {
-        SourcePosition {
-            lsn: Some(lsn),
-            offsets: Vec::new(),
-        }
-    }
-}
-
-/// One Delta commit for one table; under `on_error = "dead_letter"`, rows whose values
-/// cannot be converted are written to the dead-letter file and the rest is applied.
-/// `append_safe`: the table is keyed by its primary key, so in direct mode a batch of inserts
-/// only holds keys Delta cannot have yet and is appended instead of MERGEd.
-async fn apply_or_dead_letter(
-    writer: &mut DeltaTableWriter,
-    changes: &mut TableChanges,
-    position: &SourcePosition,
-    append_safe: bool,
-    resolved: &ResolvedPipeline,
-    observer: &Observer,
-) -> Result<(), PipelineError> {
-    let table = writer.table_name().clone();
-    if append_safe && changes.only_inserts && position.offsets.is_empty() {
-        if let Some(lsn) = position.lsn {
+            .expect("batches hold open tables");
+        let writer = &mut state.writer;
+        // Kafka mode always MERGEs: Debezium may send a row again (a new snapshot).
+        let from_wal = position.offsets.is_empty();
+        if let (true, true, Some(lsn)) = (
+            state.keyed_by_primary_key && from_wal,
+            changes.only_inserts,
+            position.lsn,
+        ) {
             match writer.append_inserts(changes, lsn).await {
                 Ok(rows) => {
                     tracing::debug!(%table, %lsn, rows, version = ?writer.version(), "appended to Delta");
@@ -605,59 +372,148 @@ async fn apply_or_dead_letter(
                 Err(error) => return Err(error.into()),
             }
         }
-    }
-    let error = match writer
-        .apply_from(changes, position.lsn, &position.offsets)
-        .await
-    {
-        Ok(()) => {
-            tracing::debug!(%table, lsn = ?position.lsn, events = changes.events, version = ?writer.version(), "committed to Delta");
-            return Ok(());
+        let error = match writer
+            .apply_from(changes, position.lsn, &position.offsets)
+            .await
+        {
+            Ok(()) => {
+                tracing::debug!(%table, lsn = ?position.lsn, events = changes.events, version = ?writer.version(), "committed to Delta");
+                return Ok(());
+            }
+            Err(error @ SinkError::Convert { .. })
+                if self.resolved.on_error == ErrorPolicy::DeadLetter =>
+            {
+                error
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let rejected = writer.unconvertible_rows(changes);
+        if rejected.is_empty() {
+            return Err(error.into());
         }
-        Err(error @ SinkError::Convert { .. }) if resolved.on_error == ErrorPolicy::DeadLetter => {
-            error
+        let letters: Vec<DeadLetter> = rejected
+            .iter()
+            .map(|(key, reason)| DeadLetter {
+                pipeline: &self.resolved.name,
+                table: table.to_string(),
+                lsn: position.lsn,
+                record: None,
+                error: reason.clone(),
+                operation: "upsert",
+                payload: dead_letter::payload_of(changes, key),
+                recorded_at: chrono::Utc::now(),
+            })
+            .collect();
+        let file = DeadLetterFile::new(&self.resolved.dead_letter_path);
+        file.append(&letters)?;
+        tracing::error!(%table, lsn = ?position.lsn, rows = letters.len(), file = %file.path().display(), "changes that cannot be applied went to the dead-letter file");
+        self.observer
+            .record_errors("dead_letter", rejected.len() as u64);
+        for (key, _) in &rejected {
+            changes.remove(key);
         }
-        Err(error) => return Err(error.into()),
-    };
-    let rejected = writer.unconvertible_rows(changes);
-    if rejected.is_empty() {
-        return Err(error.into());
+        writer
+            .apply_from(changes, position.lsn, &position.offsets)
+            .await?;
+        Ok(())
     }
-    let letters: Vec<DeadLetter> = rejected
-        .iter()
-        .map(|(key, reason)| DeadLetter {
-            pipeline: &resolved.name,
-            table: table.to_string(),
-            lsn: position.lsn,
-            record: None,
-            error: reason.clone(),
-            operation: "upsert",
-            payload: dead_letter::payload_of(changes, key),
+
+    /// A record that cannot become a change: to the dead-letter file (and counted), or, with
+    /// `on_error = "fail"`, the end of the run.
+    fn reject(
+        &self,
+        origin: &Origin,
+        table: Option<&TableName>,
+        reason: String,
+    ) -> Result<(), PipelineError> {
+        self.observer.record_errors("malformed_event", 1);
+        if self.resolved.on_error == ErrorPolicy::Fail {
+            return Err(PipelineError::Rejected {
+                pipeline: self.resolved.name.clone(),
+                reason,
+            });
+        }
+        let (record, payload, place) = match origin {
+            Origin::Record(record) => (
+                Some(RecordPosition {
+                    topic: record.topic.clone(),
+                    partition: record.partition,
+                    offset: record.offset,
+                }),
+                record.raw_payload(),
+                record.topic.clone(),
+            ),
+            Origin::Wal(lsn) => (None, serde_json::Value::Null, lsn.to_string()),
+        };
+        let letter = DeadLetter {
+            pipeline: &self.resolved.name,
+            table: table.map_or(place, |t| t.to_string()),
+            lsn: match origin {
+                Origin::Wal(lsn) => Some(*lsn),
+                Origin::Record(_) => None,
+            },
+            record,
+            error: reason,
+            operation: "malformed",
+            payload,
             recorded_at: chrono::Utc::now(),
-        })
-        .collect();
-    let file = write_dead_letters(resolved, &letters)?;
-    tracing::error!(%table, lsn = ?position.lsn, rows = letters.len(), file = %file.display(), "changes that cannot be applied went to the dead-letter file");
-    observer.record_errors("dead_letter", rejected.len() as u64);
-    for (key, _) in &rejected {
-        changes.remove(key);
+        };
+        let file = DeadLetterFile::new(&self.resolved.dead_letter_path);
+        file.append(std::slice::from_ref(&letter))?;
+        tracing::error!(origin = ?letter.record, error = %letter.error, file = %file.path().display(), "record went to the dead-letter file");
+        self.observer.record_errors("dead_letter", 1);
+        Ok(())
     }
-    writer
-        .apply_from(changes, position.lsn, &position.offsets)
-        .await?;
-    Ok(())
+
+    /// Adds new source columns to the Delta table (after writing what came before), keeps
+    /// dropped ones, and stops a table whose column type changed beyond what Delta holds.
+    async fn follow_schema_changes(
+        &mut self,
+        transaction: &Transaction,
+        batch: &mut Batch,
+    ) -> Result<(), PipelineError> {
+        for event in &transaction.events {
+            let table = event.table();
+            let Some(state) = self.tables.get_mut(table) else {
+                continue;
+            };
+            let known = state
+                .schema
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, &event.schema));
+            if known || state.stopped.is_some() {
+                continue;
+            }
+            state.schema = Some(event.schema.clone());
+            match plan_evolution(&state.writer, &event.schema)? {
+                Evolution::Unchanged => {}
+                Evolution::Stop(reason) => {
+                    self.observer.record_errors("table_stopped", 1);
+                    state.stopped = Some(reason);
+                }
+                Evolution::AddColumns(fields) => {
+                    self.flush(batch).await?;
+                    let state = self.tables.get_mut(table).expect("checked above");
+                    add_columns(&mut state.writer, fields).await?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
-fn write_dead_letters(
-    resolved: &ResolvedPipeline,
-    letters: &[DeadLetter<'_>],
-) -> Result<std::path::PathBuf, PipelineError> {
-    let file = DeadLetterFile::new(&resolved.dead_letter_path);
-    file.append(letters).map_err(|e| PipelineError::Setup {
-        pipeline: resolved.name.clone(),
-        message: e.to_string(),
-    })?;
-    Ok(file.path().to_path_buf())
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Where a Delta commit's changes came from, recorded in the same commit.
+#[derive(Debug, Clone, Default)]
+struct SourcePosition {
+    lsn: Option<Lsn>,
+    offsets: Vec<KafkaOffset>,
 }
 
 /// What a source schema means for a table's Delta columns.
@@ -697,120 +553,4 @@ async fn add_columns(
     writer.add_columns(fields).await?;
     tracing::info!(table = %writer.table_name(), columns = ?names, "added source columns to the Delta table");
     Ok(())
-}
-
-/// Creates the slot if needed and copies the tables that have no pgdelta position yet: under
-/// the new slot's own snapshot, or, when the slot already exists (an interrupted snapshot, a
-/// table added later), under a temporary slot's snapshot. Streaming then skips, per table,
-/// every transaction the copy already holds.
-async fn take_initial_snapshot(
-    client: &Client,
-    settings: &ConnectionSettings,
-    resolved: &ResolvedPipeline,
-    writers: &mut HashMap<TableName, DeltaTableWriter>,
-    sources: Vec<SourceTable>,
-) -> Result<(), PipelineError> {
-    let slot_exists = pg::slot_position(client, &resolved.slot).await?.is_some();
-    let jobs: Vec<snapshot::CopyJob> = match resolved.snapshot_mode {
-        SnapshotMode::Never => Vec::new(),
-        _ => {
-            let needs_copy: Vec<SourceTable> = sources
-                .into_iter()
-                .filter(|source| writers[&source.name].last_applied_lsn().is_none())
-                .collect();
-            needs_copy
-                .into_iter()
-                .map(|source| snapshot::CopyJob {
-                    writer: writers.remove(&source.name).expect("a writer per table"),
-                    source,
-                })
-                .collect()
-        }
-    };
-    if jobs.is_empty() {
-        pg::ensure_slot(client, &resolved.slot).await?;
-        return Ok(());
-    }
-    let exported = match slot_exists {
-        false => pg::snapshot::create_slot_with_snapshot(settings, &resolved.slot, false).await?,
-        true => {
-            let temporary = format!("{}_snap_{}", resolved.slot, std::process::id());
-            pg::snapshot::create_slot_with_snapshot(settings, &temporary, true).await?
-        }
-    };
-    let tables: Vec<String> = jobs.iter().map(|j| j.source.name.to_string()).collect();
-    tracing::info!(tables = %tables.join(", "), at = %exported.consistent_point, "initial snapshot starting");
-    let copied =
-        snapshot::copy_tables(settings, &exported, jobs, resolved.snapshot_parallelism).await?;
-    for writer in copied {
-        writers.insert(writer.table_name().clone(), writer);
-    }
-    Ok(())
-}
-
-async fn describe_tables(
-    client: &Client,
-    resolved: &ResolvedPipeline,
-) -> Result<Vec<SourceTable>, SourceError> {
-    let mut tables = Vec::new();
-    for table in &resolved.tables {
-        tables.push(pg::introspect_table(client, &table.name).await?);
-    }
-    Ok(tables)
-}
-
-/// Each table's key columns: configured, else the primary key.
-fn table_keys(
-    resolved: &ResolvedPipeline,
-    sources: &[SourceTable],
-) -> HashMap<TableName, Vec<String>> {
-    resolved
-        .tables
-        .iter()
-        .zip(sources)
-        .map(|(table, source)| (table.name.clone(), key_columns(table, source)))
-        .collect()
-}
-
-fn key_columns(table: &ResolvedTable, source: &SourceTable) -> Vec<String> {
-    if table.key.is_empty() {
-        source.primary_key.clone()
-    } else {
-        table.key.clone()
-    }
-}
-
-/// The Delta columns for a source table: same names and order, every column nullable.
-fn table_layout(
-    pipeline: &str,
-    table: &ResolvedTable,
-    source: &SourceTable,
-) -> Result<TableLayout, PipelineError> {
-    let columns = source
-        .columns
-        .iter()
-        .map(|column| {
-            let data_type = delta_type_named(column.type_oid, column.type_modifier, &column.type_name).unwrap_or_else(|| {
-                tracing::warn!(table = %source.name, column = %column.name, pg_type = %column.type_name,
-                    "type has no Delta counterpart; stored as its PostgreSQL text form");
-                DataType::STRING
-            });
-            StructField::new(column.name.clone(), data_type, true)
-        })
-        .collect();
-    for partition in &table.partition_by {
-        if !source.columns.iter().any(|c| &c.name == partition) {
-            return Err(PipelineError::Setup {
-                pipeline: pipeline.to_string(),
-                message: format!(
-                    "partition_by column '{partition}' is not a column of {}",
-                    table.name
-                ),
-            });
-        }
-    }
-    Ok(TableLayout {
-        columns,
-        partition_by: table.partition_by.clone(),
-    })
 }

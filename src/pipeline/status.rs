@@ -42,7 +42,7 @@ pub async fn pipeline_status(pipeline: &ResolvedPipeline) -> Vec<TableStatus> {
             last_commit_age_seconds: None,
             error: None,
         };
-        let app_id = format!("pgdelta-{}-{}", pipeline.name, table.name);
+        let app_id = crate::sink::delta::txn::table_app_id(&pipeline.name, &table.name);
         if let Err(error) = fill_from_delta(&mut status, &app_id).await {
             status.error = Some(error.to_string());
         }

@@ -285,7 +285,7 @@ impl Context<'_> {
     }
 
     fn app_id(&self, table: &ResolvedTable) -> String {
-        format!("pgdelta-{}-{}", self.resolved.name, table.name)
+        crate::sink::delta::txn::table_app_id(&self.resolved.name, &table.name)
     }
 
     async fn spec(&self, table: &ResolvedTable) -> Result<TableSpec, QualityError> {
@@ -324,8 +324,12 @@ impl Context<'_> {
         let mut missing = Vec::new();
         let mut incompatible = Vec::new();
         for column in &spec.columns {
-            let expected = delta_type(column.type_oid, column.type_modifier)
-                .unwrap_or(deltalake::kernel::DataType::STRING);
+            let expected = delta_type(
+                column.type_oid,
+                column.type_modifier,
+                Some(&column.type_name),
+            )
+            .unwrap_or(deltalake::kernel::DataType::STRING);
             match delta_columns.iter().find(|(n, _)| n == &column.name) {
                 None => missing.push(column.name.clone()),
                 Some((_, found)) if found != &expected => incompatible.push(json!({

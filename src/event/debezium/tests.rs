@@ -308,6 +308,7 @@ fn registered_tables_decode_events_without_schema() {
         name: name.into(),
         type_oid,
         type_modifier,
+        type_name: None,
         is_key,
     };
     let table = Arc::new(TableSchema {

@@ -214,6 +214,7 @@ mod tests {
             name: name.into(),
             type_oid: 25,
             type_modifier: -1,
+            type_name: None,
             is_key,
         };
         Arc::new(TableSchema {

@@ -35,7 +35,11 @@ pub fn plan_schema_change(
     for column in &source.columns {
         // A type pgdelta does not know (a domain, an enum) says nothing about compatibility:
         // the values are checked as they are converted.
-        let known = delta_type(column.type_oid, column.type_modifier);
+        let known = delta_type(
+            column.type_oid,
+            column.type_modifier,
+            column.type_name.as_deref(),
+        );
         let wanted = known.clone().unwrap_or(DataType::STRING);
         match delta_columns.iter().find(|(name, _)| name == &column.name) {
             None => change.added.push(StructField::new(column.name.clone(), wanted, true)),
@@ -78,6 +82,7 @@ mod tests {
                     name: name.to_string(),
                     type_oid: *oid,
                     type_modifier: -1,
+                    type_name: None,
                     is_key: false,
                 })
                 .collect(),
@@ -89,6 +94,21 @@ mod tests {
             .iter()
             .map(|(n, t)| (n.to_string(), t.clone()))
             .collect()
+    }
+
+    #[test]
+    fn an_hstore_column_added_later_becomes_the_same_map_as_one_present_at_start() {
+        let mut schema = source(&[("id", 23), ("tags", 16_385)]);
+        schema.columns[1].type_name = Some("hstore".into());
+        let change = plan_schema_change(&delta(&[("id", DataType::INTEGER)]), &schema);
+        let map = super::super::types::delta_type(16_385, -1, Some("hstore")).unwrap();
+        assert_eq!(
+            change.added,
+            vec![StructField::new("tags", map.clone(), true)]
+        );
+        let unchanged =
+            plan_schema_change(&delta(&[("id", DataType::INTEGER), ("tags", map)]), &schema);
+        assert!(unchanged.is_empty(), "{unchanged:?}");
     }
 
     #[test]

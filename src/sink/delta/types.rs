@@ -51,21 +51,18 @@ pub fn is_known_text_type(type_oid: u32) -> bool {
     )
 }
 
-/// Like [`delta_type`], also recognizing extension types by name: `hstore` becomes
-/// `map<string,string>`.
-pub fn delta_type_named(type_oid: u32, type_modifier: i32, type_name: &str) -> Option<DataType> {
-    if type_name == "hstore" {
+/// The Delta type for a PostgreSQL column; `None` means "unknown type, stored as text".
+/// `type_name` recognizes extension types, whose OIDs differ between databases: `hstore`
+/// becomes `map<string,string>`. The one mapping used at table creation, at schema
+/// evolution and by `validate --check schema`.
+pub fn delta_type(type_oid: u32, type_modifier: i32, type_name: Option<&str>) -> Option<DataType> {
+    if type_name == Some("hstore") {
         return Some(DataType::Map(Box::new(MapType::new(
             DataType::STRING,
             DataType::STRING,
             true,
         ))));
     }
-    delta_type(type_oid, type_modifier)
-}
-
-/// The Delta type for a PostgreSQL column; `None` means "unknown type, stored as text".
-pub fn delta_type(type_oid: u32, type_modifier: i32) -> Option<DataType> {
     let scalar = match type_oid {
         oid::BOOL => DataType::BOOLEAN,
         oid::BYTEA => DataType::BINARY,
@@ -84,7 +81,7 @@ pub fn delta_type(type_oid: u32, type_modifier: i32) -> Option<DataType> {
         other if is_known_text_type(other) => DataType::STRING,
         other => {
             let element = array_element(other)?;
-            let element_type = delta_type(element, type_modifier)?;
+            let element_type = delta_type(element, type_modifier, None)?;
             return Some(DataType::Array(Box::new(ArrayType::new(
                 element_type,
                 true,
@@ -104,22 +101,37 @@ mod tests {
         let typmod = ((10 << 16) | 2) + 4;
         assert_eq!(decimal_precision_scale(typmod), Some((10, 2)));
         assert_eq!(
-            delta_type(oid::NUMERIC, typmod),
+            delta_type(oid::NUMERIC, typmod, None),
             DataType::decimal(10, 2).ok()
         );
-        assert_eq!(delta_type(oid::NUMERIC, -1), Some(DataType::STRING));
+        assert_eq!(delta_type(oid::NUMERIC, -1, None), Some(DataType::STRING));
         let too_wide = ((60 << 16) | 2) + 4;
-        assert_eq!(delta_type(oid::NUMERIC, too_wide), Some(DataType::STRING));
+        assert_eq!(
+            delta_type(oid::NUMERIC, too_wide, None),
+            Some(DataType::STRING)
+        );
     }
 
     #[test]
     fn maps_arrays_and_unknown_types() {
-        let int_array = delta_type(1007, -1).unwrap();
+        let int_array = delta_type(1007, -1, None).unwrap();
         assert_eq!(
             int_array,
             DataType::Array(Box::new(ArrayType::new(DataType::INTEGER, true)))
         );
-        assert_eq!(delta_type(2950, -1), Some(DataType::STRING));
-        assert_eq!(delta_type(999_999, -1), None);
+        assert_eq!(delta_type(2950, -1, None), Some(DataType::STRING));
+        assert_eq!(delta_type(999_999, -1, None), None);
+    }
+
+    #[test]
+    fn hstore_is_a_map_whatever_its_oid() {
+        let map = DataType::Map(Box::new(MapType::new(
+            DataType::STRING,
+            DataType::STRING,
+            true,
+        )));
+        assert_eq!(delta_type(16_385, -1, Some("hstore")), Some(map.clone()));
+        assert_eq!(delta_type(99_999, -1, Some("hstore")), Some(map));
+        assert_eq!(delta_type(16_385, -1, None), None);
     }
 }

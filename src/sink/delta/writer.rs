@@ -15,7 +15,8 @@ use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
 use super::changes::{RowChange, TableChanges};
 use super::convert::{build_array, ConvertError};
-use crate::event::{Cell, Lsn, TableName};
+use super::txn::kafka_app_id;
+use crate::event::{Cell, Lsn, TableName, TopicPartition};
 
 const OP_COLUMN: &str = "__pgdelta_op";
 const KEEP_PREFIX: &str = "__pgdelta_keep_";
@@ -139,8 +140,7 @@ pub struct DeltaTableWriter {
 /// Kafka mode: the next offset of one topic-partition, recorded in a Delta commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaOffset {
-    pub topic: String,
-    pub partition: i32,
+    pub partition: TopicPartition,
     pub next_offset: i64,
 }
 
@@ -295,11 +295,6 @@ impl DeltaTableWriter {
         TableChanges::new(self.source_table.clone(), self.column_names(), &self.key)
     }
 
-    /// Applies `changes` as one Delta commit tagged with `lsn`.
-    pub async fn apply(&mut self, changes: &TableChanges, lsn: Lsn) -> Result<(), SinkError> {
-        self.apply_from(changes, Some(lsn), &[]).await
-    }
-
     /// Applies `changes` as one Delta commit that records, in the same commit, the source
     /// position: `lsn` when known (only moved forward), and for Kafka mode the next offset of
     /// every topic-partition that fed it.
@@ -315,7 +310,7 @@ impl DeltaTableWriter {
         let lsn = lsn.filter(|lsn| self.last_applied.is_none_or(|applied| *lsn > applied));
         let mut transactions: Vec<Transaction> = offsets
             .iter()
-            .map(|o| Transaction::new(self.kafka_app_id(&o.topic, o.partition), o.next_offset))
+            .map(|o| Transaction::new(kafka_app_id(&self.app_id, &o.partition), o.next_offset))
             .collect();
         let mut metadata = Vec::new();
         if let Some(lsn) = lsn {
@@ -355,17 +350,12 @@ impl DeltaTableWriter {
         Ok(())
     }
 
-    fn kafka_app_id(&self, topic: &str, partition: i32) -> String {
-        format!("{}-kafka-{topic}-{partition}", self.app_id)
-    }
-
-    /// The offset of the next record of `topic`/`partition` this table has not applied.
+    /// The offset of the next record of `partition` this table has not applied.
     pub async fn kafka_next_offset(
         &self,
-        topic: &str,
-        partition: i32,
+        partition: &TopicPartition,
     ) -> Result<Option<i64>, SinkError> {
-        self.transaction_version(&self.kafka_app_id(topic, partition))
+        self.transaction_version(&kafka_app_id(&self.app_id, partition))
             .await
     }
 
@@ -402,7 +392,7 @@ impl DeltaTableWriter {
     }
 
     /// Starts a bulk append of the table's initial copy; nothing is visible until
-    /// [`SnapshotAppender::commit`].
+    /// [`DeltaTableWriter::commit_snapshot`].
     pub fn begin_snapshot(&self) -> Result<SnapshotAppender, SinkError> {
         let delta_err = |source| SinkError::Delta {
             location: self.location.clone(),

@@ -16,6 +16,11 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+pub use crate::event::{SourceRecord, TopicPartition};
+
+mod changes;
+pub use changes::{KafkaChangeSource, KafkaSourceSettings};
+
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSourceError {
     #[error("Kafka consumer for {servers}: {source}")]
@@ -38,6 +43,26 @@ pub enum KafkaSourceError {
         #[source]
         source: KafkaError,
     },
+    #[error("cannot read the end offset of {partition}: {source}")]
+    Watermark {
+        partition: TopicPartition,
+        #[source]
+        source: KafkaError,
+    },
+    #[error(
+        "{partition} ends at offset {high}, but the Delta table of {table} already holds its records up to offset {next}: \
+         the topic was deleted and created again, or truncated, so its offsets now mean other records. \
+         Recreate the Delta table (and re-snapshot with Debezium), or point the pipeline at the right topic"
+    )]
+    TopicRecreated {
+        partition: TopicPartition,
+        table: crate::event::TableName,
+        high: i64,
+        next: i64,
+    },
+    /// Reading a table's columns again when events bring new ones.
+    #[error(transparent)]
+    Postgres(#[from] crate::source::postgres::SourceError),
 }
 
 /// What to subscribe to: topic names, or one regular expression.
@@ -76,37 +101,6 @@ pub struct KafkaSettings {
     /// librdkafka consumer properties (`fetch.min.bytes`, `security.protocol`, ...); they
     /// override pgdelta's defaults except `enable.auto.commit`, which stays off.
     pub properties: BTreeMap<String, String>,
-}
-
-/// A record as read from Kafka, owned so that it outlives the consumer's buffer.
-#[derive(Debug, Clone)]
-pub struct KafkaRecord {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-}
-
-impl KafkaRecord {
-    pub fn topic_partition(&self) -> TopicPartition {
-        TopicPartition {
-            topic: self.topic.clone(),
-            partition: self.partition,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TopicPartition {
-    pub topic: String,
-    pub partition: i32,
-}
-
-impl std::fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}[{}]", self.topic, self.partition)
-    }
 }
 
 /// Notices rebalances and broker trouble for the pipeline, which cannot see into the poll loop.
@@ -196,12 +190,12 @@ impl KafkaSource {
 
     /// The next record. Broker outages are retried inside the client; only fatal client
     /// errors end the source.
-    pub async fn next(&self) -> Result<KafkaRecord, KafkaSourceError> {
+    pub async fn next(&self) -> Result<SourceRecord, KafkaSourceError> {
         loop {
             match self.consumer.recv().await {
                 Ok(message) => {
                     self.clear_error();
-                    return Ok(KafkaRecord {
+                    return Ok(SourceRecord {
                         topic: message.topic().to_string(),
                         partition: message.partition(),
                         offset: message.offset(),

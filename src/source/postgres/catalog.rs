@@ -39,6 +39,7 @@ impl SourceTable {
                 name: c.name.clone(),
                 type_oid: c.type_oid,
                 type_modifier: c.type_modifier,
+                type_name: Some(c.type_name.clone()),
                 is_key: key.contains(&c.name),
             })
             .collect()

@@ -4,6 +4,7 @@ mod catalog;
 mod connection;
 pub mod pgoutput;
 mod replication;
+mod slot_source;
 pub mod snapshot;
 
 pub use catalog::{
@@ -13,6 +14,7 @@ pub use catalog::{
 };
 pub use connection::{backoff_delay, parse_url, ConnectionSettings};
 pub use replication::{ChangeStream, PartPolicy, StreamItem, TransactionPart};
+pub use slot_source::{SlotSettings, SlotSource};
 
 use crate::event::TableName;
 
@@ -40,6 +42,13 @@ pub enum SourceError {
     Decode(#[from] pgoutput::DecodeError),
     #[error("invalid connection setting: {0}")]
     Settings(String),
+    #[error(
+        "replication slot {slot} was dropped: changes made since pgdelta last confirmed a position are gone from the slot; \
+         remove the pipeline's Delta tables and start again to copy them afresh"
+    )]
+    SlotMissing { slot: String },
+    #[error("copy of {table} stopped by a Delta write error")]
+    CopyStopped { table: TableName },
 }
 
 impl SourceError {

@@ -77,6 +77,8 @@ pub struct PgOutputDecoder {
     /// Key columns per table when known better than the Relation message's flags (those
     /// flag every column under REPLICA IDENTITY FULL).
     key_overrides: HashMap<TableName, Vec<String>>,
+    /// Names of the non-built-in types the server described in Type messages.
+    type_names: HashMap<u32, String>,
 }
 
 struct Reader<'a> {
@@ -151,6 +153,7 @@ impl PgOutputDecoder {
         PgOutputDecoder {
             relations: HashMap::new(),
             key_overrides,
+            type_names: HashMap::new(),
         }
     }
 
@@ -167,8 +170,19 @@ impl PgOutputDecoder {
             b'U' => self.update(&mut reader),
             b'D' => self.delete(&mut reader),
             b'T' => self.truncate(&mut reader),
+            b'Y' => self.type_message(&mut reader),
             _ => Ok(Decoded::Ignored),
         }
+    }
+
+    /// pgoutput names each non-built-in type (an extension's, like `hstore`) before the
+    /// first Relation message that uses it.
+    fn type_message(&mut self, r: &mut Reader) -> Result<Decoded, DecodeError> {
+        let type_oid = r.u32()?;
+        let _namespace = r.cstring()?;
+        let name = r.cstring()?;
+        self.type_names.insert(type_oid, name);
+        Ok(Decoded::Ignored)
     }
 
     fn relation(&mut self, r: &mut Reader) -> Result<Decoded, DecodeError> {
@@ -188,10 +202,13 @@ impl PgOutputDecoder {
         let mut columns = Vec::with_capacity(column_count as usize);
         for _ in 0..column_count {
             let flags = r.u8()?;
+            let name = r.cstring()?;
+            let type_oid = r.u32()?;
             columns.push(ColumnSchema {
-                name: r.cstring()?,
-                type_oid: r.u32()?,
+                name,
+                type_oid,
                 type_modifier: r.i32()?,
+                type_name: self.type_names.get(&type_oid).cloned(),
                 is_key: flags & 1 == 1,
             });
         }
@@ -364,6 +381,23 @@ pub(crate) mod tests {
         assert_eq!(schema.columns[0].type_oid, 23);
         assert_eq!(schema.columns[0].type_modifier, -1);
         assert_eq!(schema.key_indexes(), vec![0]);
+    }
+
+    #[test]
+    fn relation_columns_carry_the_names_of_types_the_server_described() {
+        let mut decoder = PgOutputDecoder::default();
+        let hstore = MessageBuilder::default()
+            .tag(b'Y')
+            .u32(25)
+            .cstr("public")
+            .cstr("hstore")
+            .0;
+        assert!(matches!(decoder.decode(&hstore).unwrap(), Decoded::Ignored));
+        let Decoded::Relation(schema) = decoder.decode(&relation_message(7)).unwrap() else {
+            panic!("expected a relation");
+        };
+        assert_eq!(schema.columns[0].type_name, None);
+        assert_eq!(schema.columns[1].type_name.as_deref(), Some("hstore"));
     }
 
     #[test]

@@ -1,0 +1,357 @@
+//! Everything before streaming: check the source, open (or create) the Delta tables, set up
+//! the source, take the initial snapshot. The same steps for both sources, as far as they go.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use deltalake::kernel::{DataType, StructField};
+use tokio_postgres::Client;
+
+use super::snapshot;
+use super::{
+    add_columns, plan_evolution, Evolution, Pipeline, PipelineError, RunOptions, RunSummary,
+    TableState, Tables,
+};
+use crate::config::{Config, PipelineMode, ResolvedPipeline, ResolvedTable, SnapshotMode};
+use crate::debezium::connector::{consumer_group, kafka_settings, table_topic, topic_prefix};
+use crate::event::{TableName, TableSchema};
+use crate::observe::Observer;
+use crate::sink::delta::txn::table_app_id;
+use crate::sink::delta::types::delta_type;
+use crate::sink::delta::{DeltaTableWriter, TableLayout};
+use crate::source::kafka::{KafkaChangeSource, KafkaSettings, KafkaSourceSettings, Subscription};
+use crate::source::postgres::{
+    self as pg, ConnectionSettings, SlotSettings, SlotSource, SourceError, SourceTable,
+};
+
+/// A pipeline ready to stream, whichever its source.
+pub enum Prepared {
+    Direct(Box<Pipeline<SlotSource>>),
+    Kafka(Box<Pipeline<KafkaChangeSource>>),
+    /// `snapshot_mode = "initial_only"`: the copy is done, nothing streams.
+    Copied,
+}
+
+impl Prepared {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<RunSummary, PipelineError> {
+        match self {
+            Prepared::Direct(pipeline) => pipeline.run(shutdown).await,
+            Prepared::Kafka(pipeline) => pipeline.run(shutdown).await,
+            Prepared::Copied => {
+                tracing::info!("snapshot_mode = initial_only: not streaming");
+                Ok(RunSummary::default())
+            }
+        }
+    }
+}
+
+/// Checks the source and configuration, then creates what is missing (publication, slot,
+/// Delta tables) and copies the tables that need it. Nothing is created when a check fails.
+pub async fn prepare(
+    config: &Config,
+    name: &str,
+    options: RunOptions,
+    observer: Arc<Observer>,
+) -> Result<Prepared, PipelineError> {
+    let resolved = config.pipeline(name)?;
+    let connection = ConnectionSettings::from_config(config)?;
+    let client = connection.connect().await?;
+    let sources = describe_tables(&client, &resolved).await?;
+    let keys = table_keys(&resolved, &sources);
+    match resolved.mode {
+        PipelineMode::Direct => {
+            check_source(&client, &resolved, &sources).await?;
+            let mut tables = open_tables(&resolved, &sources, &keys).await?;
+            let names: Vec<TableName> = resolved.tables.iter().map(|t| t.name.clone()).collect();
+            pg::ensure_publication(&client, &resolved.publication, &names).await?;
+            take_initial_snapshot(
+                &client,
+                &connection,
+                &resolved,
+                &mut tables,
+                sources,
+                &observer,
+            )
+            .await?;
+            if resolved.snapshot_mode == SnapshotMode::InitialOnly {
+                return Ok(Prepared::Copied);
+            }
+            let slot = SlotSettings {
+                slot: resolved.slot.clone(),
+                publication: resolved.publication.clone(),
+                keys,
+                large_transaction_events: resolved.large_transaction_events,
+                exit_when_caught_up: options.exit_when_caught_up,
+            };
+            let source = SlotSource::new(connection, client, slot);
+            Ok(Prepared::Direct(Box::new(Pipeline::new(
+                resolved, tables, source, observer,
+            ))))
+        }
+        PipelineMode::Kafka => {
+            if let Some(table) = resolved.tables.iter().find(|t| keys[&t.name].is_empty()) {
+                return Err(PipelineError::NoKey {
+                    pipeline: resolved.name.clone(),
+                    table: table.name.clone(),
+                });
+            }
+            let tables = open_tables(&resolved, &sources, &keys).await?;
+            let schemas: Vec<Arc<TableSchema>> = sources
+                .iter()
+                .map(|source| Arc::new(source_schema(source, &keys[&source.name])))
+                .collect();
+            let settings = KafkaSourceSettings {
+                consumer: kafka_source_settings(config, &resolved),
+                postgres: connection,
+                keys,
+                exit_when_caught_up: options.exit_when_caught_up,
+            };
+            let source = KafkaChangeSource::connect(settings, schemas)?;
+            Ok(Prepared::Kafka(Box::new(Pipeline::new(
+                resolved, tables, source, observer,
+            ))))
+        }
+    }
+}
+
+async fn check_source(
+    client: &Client,
+    resolved: &ResolvedPipeline,
+    sources: &[SourceTable],
+) -> Result<(), SourceError> {
+    let requests: Vec<pg::TableRequest> = resolved
+        .tables
+        .iter()
+        .zip(sources)
+        .map(|(table, source)| pg::TableRequest {
+            table: source,
+            configured_key: &table.key,
+            config_section: format!("[pipelines.{}.table.\"{}\"]", resolved.name, table.name),
+        })
+        .collect();
+    let problems = pg::check_readiness(client, &resolved.slot, &requests).await?;
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(SourceError::NotReady(problems)),
+    }
+}
+
+/// Opens (or creates) the Delta table of every configured table and brings its columns up
+/// to the source's; tables whose columns changed beyond what Delta holds come back stopped.
+async fn open_tables(
+    resolved: &ResolvedPipeline,
+    sources: &[SourceTable],
+    keys: &HashMap<TableName, Vec<String>>,
+) -> Result<Tables, PipelineError> {
+    let mut tables = Tables::default();
+    for (table, source) in resolved.tables.iter().zip(sources) {
+        let layout = table_layout(&resolved.name, table, source)?;
+        let key = keys[&table.name].clone();
+        let mut writer = DeltaTableWriter::open_or_create(
+            &table.path,
+            table.name.clone(),
+            table_app_id(&resolved.name, &table.name),
+            key.clone(),
+            layout,
+        )
+        .await?;
+        let mut state_stopped = None;
+        match plan_evolution(&writer, &source_schema(source, &key))? {
+            Evolution::Unchanged => {}
+            Evolution::AddColumns(fields) => add_columns(&mut writer, fields).await?,
+            Evolution::Stop(reason) => state_stopped = Some(reason),
+        }
+        let mut state = TableState::new(writer, table.key.is_empty());
+        state.stopped = state_stopped;
+        tables.insert(state);
+    }
+    Ok(tables)
+}
+
+/// Creates the slot if needed and copies the tables that have no pgdelta position yet: under
+/// the new slot's own snapshot, or, when the slot already exists (an interrupted snapshot, a
+/// table added later), under a temporary slot's snapshot. Streaming then skips, per table,
+/// every transaction the copy already holds.
+async fn take_initial_snapshot(
+    client: &Client,
+    settings: &ConnectionSettings,
+    resolved: &ResolvedPipeline,
+    tables: &mut Tables,
+    sources: Vec<SourceTable>,
+    observer: &Arc<Observer>,
+) -> Result<(), PipelineError> {
+    let slot_exists = pg::slot_position(client, &resolved.slot).await?.is_some();
+    let mut jobs = Vec::new();
+    if resolved.snapshot_mode != SnapshotMode::Never {
+        for source in sources {
+            let needs_copy = tables
+                .get(&source.name)
+                .is_some_and(|t| t.writer.last_applied_lsn().is_none());
+            if needs_copy {
+                let state = tables.take(&source.name).expect("a state per table");
+                jobs.push(snapshot::CopyJob { state, source });
+            }
+        }
+    }
+    if jobs.is_empty() {
+        pg::ensure_slot(client, &resolved.slot).await?;
+        return Ok(());
+    }
+    let exported = match slot_exists {
+        false => pg::snapshot::create_slot_with_snapshot(settings, &resolved.slot, false).await?,
+        true => {
+            let temporary = format!("{}_snap_{}", resolved.slot, std::process::id());
+            pg::snapshot::create_slot_with_snapshot(settings, &temporary, true).await?
+        }
+    };
+    let names: Vec<String> = jobs.iter().map(|j| j.source.name.to_string()).collect();
+    tracing::info!(tables = %names.join(", "), at = %exported.consistent_point, "initial snapshot starting");
+    let parallelism = resolved.snapshot_parallelism;
+    let copied = snapshot::copy_tables(settings, &exported, jobs, parallelism, observer).await?;
+    for state in copied {
+        tables.insert(state);
+    }
+    Ok(())
+}
+
+async fn describe_tables(
+    client: &Client,
+    resolved: &ResolvedPipeline,
+) -> Result<Vec<SourceTable>, SourceError> {
+    let mut tables = Vec::new();
+    for table in &resolved.tables {
+        tables.push(pg::introspect_table(client, &table.name).await?);
+    }
+    Ok(tables)
+}
+
+/// Each table's key columns: configured, else the primary key.
+fn table_keys(
+    resolved: &ResolvedPipeline,
+    sources: &[SourceTable],
+) -> HashMap<TableName, Vec<String>> {
+    resolved
+        .tables
+        .iter()
+        .zip(sources)
+        .map(|(table, source)| (table.name.clone(), key_columns(table, source)))
+        .collect()
+}
+
+fn key_columns(table: &ResolvedTable, source: &SourceTable) -> Vec<String> {
+    if table.key.is_empty() {
+        source.primary_key.clone()
+    } else {
+        table.key.clone()
+    }
+}
+
+fn source_schema(source: &SourceTable, key: &[String]) -> TableSchema {
+    TableSchema {
+        table: source.name.clone(),
+        columns: source.column_schemas(key),
+    }
+}
+
+/// The Delta columns for a source table: same names and order, every column nullable.
+fn table_layout(
+    pipeline: &str,
+    table: &ResolvedTable,
+    source: &SourceTable,
+) -> Result<TableLayout, PipelineError> {
+    let columns = source
+        .columns
+        .iter()
+        .map(|column| {
+            let data_type = delta_type(column.type_oid, column.type_modifier, Some(&column.type_name)).unwrap_or_else(|| {
+                tracing::warn!(table = %source.name, column = %column.name, pg_type = %column.type_name,
+                    "type has no Delta counterpart; stored as its PostgreSQL text form");
+                DataType::STRING
+            });
+            StructField::new(column.name.clone(), data_type, true)
+        })
+        .collect();
+    if let Some(column) = table
+        .partition_by
+        .iter()
+        .find(|p| !source.columns.iter().any(|c| &c.name == *p))
+    {
+        return Err(PipelineError::NoPartitionColumn {
+            pipeline: pipeline.to_string(),
+            table: table.name.clone(),
+            column: column.clone(),
+        });
+    }
+    Ok(TableLayout {
+        columns,
+        partition_by: table.partition_by.clone(),
+    })
+}
+
+/// The consumer settings of a Kafka-mode pipeline: its topics are Debezium's
+/// `<topic_prefix>.<schema>.<table>` unless `topics` or `topic_pattern` says otherwise.
+pub fn kafka_source_settings(config: &Config, resolved: &ResolvedPipeline) -> KafkaSettings {
+    let kafka = kafka_settings(config, &resolved.name);
+    let subscription = match (&kafka.topic_pattern, kafka.topics.is_empty()) {
+        (Some(pattern), _) => Subscription::Pattern(pattern.clone()),
+        (None, false) => Subscription::Topics(kafka.topics.clone()),
+        (None, true) => {
+            let prefix = topic_prefix(&kafka, &resolved.name);
+            Subscription::Topics(
+                resolved
+                    .tables
+                    .iter()
+                    .map(|t| table_topic(&prefix, &t.name))
+                    .collect(),
+            )
+        }
+    };
+    KafkaSettings {
+        bootstrap_servers: kafka.bootstrap_servers.clone().unwrap_or_default(),
+        group_id: consumer_group(&kafka, &resolved.name),
+        subscription,
+        properties: kafka.consumer.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(kafka: &str) -> Config {
+        let text = format!(
+            "[source]\nurl = \"postgres://u@h/db\"\n[pipelines.shop]\nmode = \"kafka\"\ntables = [\"public.orders\", \"sales.items\"]\n[pipelines.shop.kafka]\nbootstrap_servers = \"b:9092\"\n{kafka}"
+        );
+        Config::from_toml(&text, std::path::Path::new("t.toml"), Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn subscribes_to_debezium_topics_of_the_tables_by_default() {
+        let config = config("");
+        let settings = kafka_source_settings(&config, &config.pipeline("shop").unwrap());
+        assert_eq!(
+            settings.subscription,
+            Subscription::Topics(vec!["shop.public.orders".into(), "shop.sales.items".into()])
+        );
+        assert_eq!(settings.group_id, "pgdelta-shop");
+        assert_eq!(settings.bootstrap_servers, "b:9092");
+    }
+
+    #[test]
+    fn topics_pattern_group_and_consumer_properties_come_from_the_config() {
+        let config = config(
+            "group_id = \"g\"\ntopic_pattern = \"cdc\\\\..*\"\n[pipelines.shop.kafka.consumer]\n\"fetch.min.bytes\" = \"1\"\n",
+        );
+        let settings = kafka_source_settings(&config, &config.pipeline("shop").unwrap());
+        assert_eq!(
+            settings.subscription,
+            Subscription::Pattern("cdc\\..*".into())
+        );
+        assert_eq!(settings.group_id, "g");
+        assert_eq!(settings.properties["fetch.min.bytes"], "1");
+    }
+}

@@ -1,0 +1,158 @@
+//! The state of each replicated table, in one place: its Delta writer, what it last saw of
+//! the source, whether it stopped, and where it resumes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::event::{Origin, TableName, TableSchema, TopicPartition};
+use crate::sink::delta::{DeltaTableWriter, SinkError};
+use crate::source::ChangeSource;
+
+use super::PipelineError;
+
+/// One replicated table.
+pub struct TableState {
+    pub writer: DeltaTableWriter,
+    /// The key is the table's primary key, which PostgreSQL keeps unique: a batch of
+    /// inserts from the WAL only holds keys Delta cannot have yet, so it is appended.
+    pub keyed_by_primary_key: bool,
+    /// The last source schema seen, to notice schema changes once.
+    pub schema: Option<Arc<TableSchema>>,
+    /// Why the table's stream stopped (e.g. an incompatible type change).
+    pub stopped: Option<String>,
+    /// Kafka mode: per partition, the next offset the Delta table does not hold yet (`None`
+    /// when it holds none), read from the Delta log when first needed.
+    next_offsets: HashMap<TopicPartition, Option<i64>>,
+}
+
+impl TableState {
+    pub fn new(writer: DeltaTableWriter, keyed_by_primary_key: bool) -> TableState {
+        TableState {
+            writer,
+            keyed_by_primary_key,
+            schema: None,
+            stopped: None,
+            next_offsets: HashMap::new(),
+        }
+    }
+
+    /// Whether the Delta table already holds the change that came from `origin`.
+    pub async fn holds<S: ChangeSource>(
+        &mut self,
+        origin: &Origin,
+        source: &S,
+    ) -> Result<bool, PipelineError>
+    where
+        PipelineError: From<S::Error>,
+    {
+        match origin {
+            Origin::Wal(lsn) => Ok(self
+                .writer
+                .last_applied_lsn()
+                .is_some_and(|applied| *lsn <= applied)),
+            Origin::Record(record) => {
+                let partition = record.topic_partition();
+                let next = match self.next_offsets.get(&partition) {
+                    Some(next) => *next,
+                    None => self.resume_point(&partition, source).await?,
+                };
+                Ok(next.is_some_and(|next| record.offset < next))
+            }
+        }
+    }
+
+    async fn resume_point<S: ChangeSource>(
+        &mut self,
+        partition: &TopicPartition,
+        source: &S,
+    ) -> Result<Option<i64>, PipelineError>
+    where
+        PipelineError: From<S::Error>,
+    {
+        let next = self.writer.kafka_next_offset(partition).await?;
+        if let Some(next) = next {
+            let table = self.writer.table_name();
+            tracing::info!(%table, %partition, next_offset = next, "resuming after what Delta holds");
+            source.check_resume(table, partition, next)?;
+        }
+        self.next_offsets.insert(partition.clone(), next);
+        Ok(next)
+    }
+
+    /// The table's Delta commit now holds `partition` up to `next`.
+    pub fn applied(&mut self, partition: TopicPartition, next: i64) {
+        self.next_offsets.insert(partition, Some(next));
+    }
+
+    /// Reads the Delta table's latest version (another process may have committed since).
+    pub async fn reload(&mut self) -> Result<(), SinkError> {
+        self.next_offsets.clear();
+        self.writer.reload().await
+    }
+}
+
+/// Every replicated table, by source name.
+#[derive(Default)]
+pub struct Tables {
+    tables: BTreeMap<TableName, TableState>,
+    /// Tables the source carries that the pipeline does not replicate (warned once).
+    ignored: HashSet<TableName>,
+}
+
+impl Tables {
+    pub fn insert(&mut self, state: TableState) {
+        self.tables.insert(state.writer.table_name().clone(), state);
+    }
+
+    pub fn get(&self, table: &TableName) -> Option<&TableState> {
+        self.tables.get(table)
+    }
+
+    pub fn get_mut(&mut self, table: &TableName) -> Option<&mut TableState> {
+        self.tables.get_mut(table)
+    }
+
+    pub fn writers(&self) -> impl Iterator<Item = &DeltaTableWriter> {
+        self.tables.values().map(|t| &t.writer)
+    }
+
+    /// The table that takes `table`'s changes: `None` when it stopped, or when the pipeline
+    /// does not replicate it (said once).
+    pub fn accepting(&mut self, table: &TableName) -> Option<&mut TableState> {
+        match self.tables.get_mut(table) {
+            Some(state) if state.stopped.is_some() => None,
+            Some(state) => Some(state),
+            None => {
+                if self.ignored.insert(table.clone()) {
+                    tracing::warn!(%table, "the source carries a table this pipeline does not replicate; its changes are ignored");
+                }
+                None
+            }
+        }
+    }
+
+    pub async fn reload(&mut self) -> Result<(), SinkError> {
+        for state in self.tables.values_mut() {
+            state.reload().await?;
+        }
+        Ok(())
+    }
+
+    /// `  - table: reason` for every stopped table, sorted.
+    pub fn stopped(&self) -> Vec<String> {
+        self.tables
+            .iter()
+            .filter_map(|(table, state)| {
+                state
+                    .stopped
+                    .as_ref()
+                    .map(|why| format!("  - {table}: {why}"))
+            })
+            .collect()
+    }
+
+    /// Takes the writers of `tables` out, e.g. for the initial copy.
+    pub fn take(&mut self, table: &TableName) -> Option<TableState> {
+        self.tables.remove(table)
+    }
+}
