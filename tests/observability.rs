@@ -254,6 +254,49 @@ fn metrics_count_every_change_per_table_and_operation() {
     }
 }
 
+/// The snapshot gauges move while the initial copy runs, and end at the row count.
+#[test]
+fn snapshot_progress_is_served_while_the_initial_copy_runs() {
+    const ROWS: u64 = 1_500_000;
+    let cluster = cluster_with_tables();
+    cluster.psql(
+        DB,
+        &format!(
+            "INSERT INTO customers SELECT i, repeat('x', 40) || i FROM generate_series(1, {ROWS}) i;
+             ANALYZE customers;"
+        ),
+    );
+    let running = Running::start(&cluster);
+    let copied = "postgres_cdc_snapshot_rows_copied{pipeline=\"shop\",table=\"public.customers\"}";
+    let estimated =
+        "postgres_cdc_snapshot_rows_estimated{pipeline=\"shop\",table=\"public.customers\"}";
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut seen_midway = None;
+    loop {
+        let metrics = running.metrics();
+        let now = sample(&metrics, copied).unwrap_or(0.0);
+        let total = sample(&metrics, estimated).unwrap_or(0.0);
+        if now > 0.0 && now < ROWS as f64 {
+            seen_midway.get_or_insert((now, total));
+        }
+        if now == ROWS as f64 {
+            assert_eq!(total, ROWS as f64, "{metrics}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "copied {now} of {total}\n{metrics}\n{}",
+            running.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (now, total) = seen_midway.expect("the copied-rows gauge moved only at the end");
+    assert!(
+        total >= ROWS as f64 * 0.5,
+        "estimate {total} while {now} were copied"
+    );
+}
+
 #[test]
 fn readiness_follows_postgres_going_away_and_coming_back() {
     let cluster = cluster_with_tables();

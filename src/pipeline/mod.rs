@@ -13,6 +13,8 @@ mod prepare;
 mod snapshot;
 pub mod status;
 mod tables;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::sync::Arc;

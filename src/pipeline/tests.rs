@@ -1,0 +1,458 @@
+//! The one pipeline, in process: an in-memory source, real Delta tables in a temp directory.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use deltalake::kernel::{DataType, StructField};
+
+use super::*;
+use crate::config::Config;
+use crate::event::{Cell, ChangeEvent, ColumnSchema, EventMetadata, Operation, SourceRecord};
+use crate::sink::delta::reader::read_rows;
+use crate::sink::delta::TableLayout;
+use crate::source::Progress;
+
+const INT4: u32 = 23;
+const TEXT: u32 = 25;
+
+/// What the test source saw: each confirmed position, with the Delta version of the first
+/// table as it was when the confirm arrived.
+type Confirms = Arc<Mutex<Vec<(Progress, Option<i64>)>>>;
+
+struct MemorySource {
+    items: VecDeque<Result<SourceItem, SourceError>>,
+    confirms: Confirms,
+    /// The table whose Delta position each confirm records.
+    watched: Option<(String, String)>,
+}
+
+#[async_trait::async_trait]
+impl ChangeSource for MemorySource {
+    type Error = SourceError;
+
+    async fn next(&mut self) -> Result<SourceItem, SourceError> {
+        match self.items.pop_front() {
+            Some(item) => item,
+            None => Ok(SourceItem::CaughtUp),
+        }
+    }
+
+    fn confirm(&mut self, progress: &Progress) {
+        let seen = self.watched.as_ref().and_then(|(path, app_id)| {
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(applied_version(path, app_id))
+            })
+        });
+        self.confirms.lock().unwrap().push((progress.clone(), seen));
+    }
+
+    async fn close(self) {}
+}
+
+async fn applied_version(path: &str, app_id: &str) -> Option<i64> {
+    let url = deltalake::ensure_table_uri(path).ok()?;
+    let table = deltalake::open_table(url).await.ok()?;
+    let snapshot = table.snapshot().ok()?;
+    snapshot
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn column(name: &str, type_oid: u32, is_key: bool) -> ColumnSchema {
+    ColumnSchema {
+        name: name.into(),
+        type_oid,
+        type_modifier: -1,
+        type_name: None,
+        is_key,
+    }
+}
+
+fn schema(table: &str, columns: Vec<ColumnSchema>) -> Arc<TableSchema> {
+    Arc::new(TableSchema {
+        table: TableName::new("public", table),
+        columns,
+    })
+}
+
+fn two_columns(table: &str) -> Arc<TableSchema> {
+    schema(
+        table,
+        vec![column("id", INT4, true), column("name", TEXT, false)],
+    )
+}
+
+fn cells(values: &[&str]) -> Vec<Cell> {
+    values.iter().map(|v| Cell::Text(v.to_string())).collect()
+}
+
+fn event(schema: &Arc<TableSchema>, operation: Operation, values: &[&str]) -> ChangeEvent {
+    let row = Some(cells(values));
+    let (data, before) = match operation {
+        Operation::Delete => (None, row),
+        _ => (row, None),
+    };
+    ChangeEvent {
+        operation,
+        schema: schema.clone(),
+        data,
+        before,
+        commit_timestamp: chrono::Utc::now(),
+        metadata: EventMetadata {
+            database: "db".into(),
+            lsn: Lsn::default(),
+            tx_id: None,
+            snapshot: false,
+        },
+    }
+}
+
+fn transaction(xid: u32, lsn: u64, events: Vec<ChangeEvent>) -> Result<SourceItem, SourceError> {
+    Ok(SourceItem::Changes {
+        transaction: Transaction {
+            xid: Some(xid),
+            end_lsn: Lsn(lsn),
+            commit_timestamp: chrono::Utc::now(),
+            events,
+        },
+        origin: Origin::Wal(Lsn(lsn)),
+    })
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    resolved: ResolvedPipeline,
+    observer: Arc<Observer>,
+    confirms: Confirms,
+}
+
+impl Harness {
+    fn new(tables: &[&str], extra: &str) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let list: Vec<String> = tables.iter().map(|t| format!("\"public.{t}\"")).collect();
+        let text = format!(
+            "[source]\nurl = \"postgres://u@h/db\"\n[pipelines.shop]\ntables = [{}]\ndelta_root = \"{}\"\n{extra}",
+            list.join(", "),
+            dir.path().display()
+        );
+        let config = Config::from_toml(&text, std::path::Path::new("t.toml"), Vec::new()).unwrap();
+        let resolved = config.pipeline("shop").unwrap();
+        Harness {
+            observer: Arc::new(Observer::new(&resolved)),
+            dir,
+            resolved,
+            confirms: Arc::default(),
+        }
+    }
+
+    fn path(&self, table: &str) -> String {
+        format!("{}/public/{table}", self.dir.path().display())
+    }
+
+    fn app_id(&self, table: &str) -> String {
+        crate::sink::delta::txn::table_app_id("shop", &TableName::new("public", table))
+    }
+
+    async fn tables(&self, names: &[&str]) -> Tables {
+        let mut tables = Tables::default();
+        for name in names {
+            let layout = TableLayout {
+                columns: vec![
+                    StructField::new("id", DataType::INTEGER, true),
+                    StructField::new("name", DataType::STRING, true),
+                ],
+                partition_by: Vec::new(),
+            };
+            let writer = DeltaTableWriter::open_or_create(
+                &self.path(name),
+                TableName::new("public", *name),
+                self.app_id(name),
+                vec!["id".into()],
+                layout,
+            )
+            .await
+            .unwrap();
+            tables.insert(TableState::new(writer, true));
+        }
+        tables
+    }
+
+    async fn run(
+        &self,
+        tables: &[&str],
+        items: Vec<Result<SourceItem, SourceError>>,
+    ) -> Result<RunSummary, PipelineError> {
+        let source = MemorySource {
+            items: items.into(),
+            confirms: self.confirms.clone(),
+            watched: Some((self.path(tables[0]), self.app_id(tables[0]))),
+        };
+        let tables = self.tables(tables).await;
+        Pipeline::new(self.resolved.clone(), tables, source, self.observer.clone())
+            .run(std::future::pending())
+            .await
+    }
+
+    fn confirms(&self) -> Vec<(Progress, Option<i64>)> {
+        self.confirms.lock().unwrap().clone()
+    }
+}
+
+/// `id=name` per row of the table's latest version, in id order.
+async fn rows(path: &str) -> Vec<String> {
+    use deltalake::arrow::util::display::array_value_to_string;
+    let mut rows = Vec::new();
+    for batch in read_rows(path).await.unwrap() {
+        for i in 0..batch.num_rows() {
+            let value = |column: usize| {
+                let array = batch.column(column);
+                match array.is_null(i) {
+                    true => "null".to_string(),
+                    false => array_value_to_string(array, i).unwrap(),
+                }
+            };
+            rows.push(format!("{}={}", value(0), value(1)));
+        }
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_collapses_its_transactions_into_one_commit_confirmed_after_it() {
+    let h = Harness::new(&["a"], "");
+    let a = two_columns("a");
+    let items = vec![
+        transaction(1, 100, vec![event(&a, Operation::Insert, &["1", "x"])]),
+        transaction(2, 200, vec![event(&a, Operation::Update, &["1", "y"])]),
+        transaction(
+            3,
+            300,
+            vec![
+                event(&a, Operation::Insert, &["2", "z"]),
+                event(&a, Operation::Update, &["1", "w"]),
+            ],
+        ),
+    ];
+    let summary = h.run(&["a"], items).await.unwrap();
+    assert_eq!(summary.transactions, 3);
+    assert_eq!(summary.events, 4);
+    assert_eq!(summary.delta_commits, 1, "one batch, one table: one commit");
+    assert_eq!(summary.last_lsn, Some(Lsn(300)));
+    assert_eq!(rows(&h.path("a")).await, vec!["1=w", "2=z"]);
+    let confirms = h.confirms();
+    assert_eq!(confirms.len(), 1, "{confirms:?}");
+    assert_eq!(confirms[0].0.lsn, Some(Lsn(300)));
+    assert_eq!(
+        confirms[0].1,
+        Some(300),
+        "confirmed only once Delta held it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_batch_is_written_and_confirmed_before_the_next_one_starts() {
+    let h = Harness::new(&["a"], "batch_size = 2\n");
+    let a = two_columns("a");
+    let items = (1..=5)
+        .map(|i| {
+            let id = i.to_string();
+            transaction(
+                i,
+                u64::from(i) * 10,
+                vec![event(&a, Operation::Insert, &[&id, "n"])],
+            )
+        })
+        .collect();
+    let summary = h.run(&["a"], items).await.unwrap();
+    assert_eq!(summary.delta_commits, 3);
+    let confirmed: Vec<(Option<Lsn>, Option<i64>)> = h
+        .confirms()
+        .into_iter()
+        .map(|(p, seen)| (p.lsn, seen))
+        .collect();
+    assert_eq!(
+        confirmed,
+        vec![
+            (Some(Lsn(20)), Some(20)),
+            (Some(Lsn(40)), Some(40)),
+            (Some(Lsn(50)), Some(50))
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_commit_confirms_nothing_and_counts_a_sink_error() {
+    let h = Harness::new(&["a"], "");
+    let a = two_columns("a");
+    let items = vec![transaction(
+        1,
+        100,
+        vec![event(&a, Operation::Update, &["not a number", "x"])],
+    )];
+    let error = h.run(&["a"], items).await.unwrap_err();
+    assert!(
+        matches!(error, PipelineError::Sink(SinkError::Convert { .. })),
+        "{error}"
+    );
+    assert!(h.confirms().is_empty(), "{:?}", h.confirms());
+    let metrics = h.observer.encode_metrics();
+    assert!(
+        metrics.contains("cdc_errors_total{pipeline=\"shop\",error_type=\"sink\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fatal_source_error_is_counted_as_a_source_error() {
+    let h = Harness::new(&["a"], "");
+    let items = vec![Err(SourceError::SlotMissing {
+        slot: "pgdelta_shop".into(),
+    })];
+    let error = h.run(&["a"], items).await.unwrap_err();
+    assert!(error.to_string().contains("pgdelta_shop"), "{error}");
+    let metrics = h.observer.encode_metrics();
+    assert!(
+        metrics.contains("cdc_errors_total{pipeline=\"shop\",error_type=\"source\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_column_added_mid_stream_is_added_after_writing_what_came_before() {
+    let h = Harness::new(&["a"], "");
+    let a = two_columns("a");
+    let wider = schema(
+        "a",
+        vec![
+            column("id", INT4, true),
+            column("name", TEXT, false),
+            column("email", TEXT, false),
+        ],
+    );
+    let items = vec![
+        transaction(1, 100, vec![event(&a, Operation::Insert, &["1", "x"])]),
+        transaction(
+            2,
+            200,
+            vec![event(
+                &wider,
+                Operation::Insert,
+                &["2", "y", "y@example.com"],
+            )],
+        ),
+    ];
+    let summary = h.run(&["a"], items).await.unwrap();
+    assert_eq!(
+        summary.delta_commits, 2,
+        "the batch before the new column is written first"
+    );
+    let confirmed: Vec<Option<Lsn>> = h.confirms().iter().map(|(p, _)| p.lsn).collect();
+    assert_eq!(confirmed, vec![Some(Lsn(100)), Some(Lsn(200))]);
+    let batches = read_rows(&h.path("a")).await.unwrap();
+    let schema = batches[0].schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, vec!["id", "name", "email"]);
+    assert_eq!(rows(&h.path("a")).await, vec!["1=x", "2=y"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_whose_column_type_changed_stops_while_the_others_go_on() {
+    let h = Harness::new(&["a", "b"], "");
+    let a = two_columns("a");
+    let b = two_columns("b");
+    let b_changed = schema(
+        "b",
+        vec![column("id", TEXT, true), column("name", TEXT, false)],
+    );
+    let items = vec![
+        transaction(
+            1,
+            100,
+            vec![
+                event(&a, Operation::Insert, &["1", "x"]),
+                event(&b, Operation::Insert, &["1", "x"]),
+            ],
+        ),
+        transaction(
+            2,
+            200,
+            vec![event(&b_changed, Operation::Insert, &["two", "y"])],
+        ),
+        transaction(3, 300, vec![event(&a, Operation::Insert, &["2", "z"])]),
+    ];
+    let error = h.run(&["a", "b"], items).await.unwrap_err();
+    let PipelineError::TablesStopped { stopped, .. } = &error else {
+        panic!("expected stopped tables, got {error}");
+    };
+    assert_eq!(stopped.len(), 1, "{stopped:?}");
+    assert!(
+        stopped[0].contains("public.b") && stopped[0].contains("'id' changed"),
+        "{stopped:?}"
+    );
+    assert_eq!(rows(&h.path("a")).await, vec!["1=x", "2=z"]);
+    assert_eq!(rows(&h.path("b")).await, vec!["1=x"]);
+    let metrics = h.observer.encode_metrics();
+    assert!(
+        metrics.contains("cdc_errors_total{pipeline=\"shop\",error_type=\"table_stopped\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_a_table_already_holds_are_skipped_and_kafka_offsets_are_recorded() {
+    let h = Harness::new(&["a"], "");
+    let a = two_columns("a");
+    let record = |offset: i64| SourceRecord {
+        topic: "shop.public.a".into(),
+        partition: 0,
+        offset,
+        key: None,
+        value: Some(b"{}".to_vec()),
+    };
+    let change = |offset: i64, xid: u32, values: &[&str]| {
+        let mut event = event(&a, Operation::Insert, values);
+        event.metadata.tx_id = Some(xid);
+        Ok(SourceItem::Changes {
+            transaction: Transaction {
+                xid: Some(xid),
+                end_lsn: Lsn::default(),
+                commit_timestamp: chrono::Utc::now(),
+                events: vec![event],
+            },
+            origin: Origin::Record(record(offset)),
+        })
+    };
+    let items = vec![
+        change(0, 7, &["1", "x"]),
+        change(1, 7, &["2", "y"]),
+        Ok(SourceItem::Skipped(Origin::Record(record(2)))),
+        Ok(SourceItem::Rewound),
+        // Read again after a rebalance: offset 1 is in Delta already after the first batch
+        // only if it was written, which it was not; so both are applied once.
+        change(0, 7, &["1", "x"]),
+        change(1, 7, &["2", "y"]),
+        change(2, 8, &["3", "z"]),
+    ];
+    let summary = h.run(&["a"], items).await.unwrap();
+    assert_eq!(
+        summary.transactions, 2,
+        "Debezium events of one source transaction count once"
+    );
+    assert_eq!(rows(&h.path("a")).await, vec!["1=x", "2=y", "3=z"]);
+    let confirms = h.confirms();
+    let partition = crate::event::TopicPartition {
+        topic: "shop.public.a".into(),
+        partition: 0,
+    };
+    assert_eq!(confirms.last().unwrap().0.next_offsets[&partition], 3);
+    let path = h.path("a");
+    let app_id = crate::sink::delta::txn::kafka_app_id(&h.app_id("a"), &partition);
+    assert_eq!(applied_version(&path, &app_id).await, Some(3));
+
+    // A restart reads records again: those the table holds are skipped.
+    let again = vec![change(1, 7, &["2", "changed"]), change(3, 9, &["4", "q"])];
+    h.run(&["a"], again).await.unwrap();
+    assert_eq!(rows(&h.path("a")).await, vec!["1=x", "2=y", "3=z", "4=q"]);
+}
