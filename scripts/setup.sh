@@ -113,7 +113,8 @@ S3_SERVER_VERSION="0.14.1"
 
 # s3s-fs is an S3-protocol server from crates.io (the s3s project) that keeps objects as files
 # in a directory; the S3 tests start it on a free port (tests/harness/s3.rs). It honours
-# PUT If-None-Match: * (412 when the object exists), which Delta commits on S3 rely on.
+# PUT If-None-Match: * (412 when the object exists), which Delta commits on S3 rely on; it
+# checks before it writes, so two such PUTs at the same instant can both succeed.
 # 0.14.1 is the newest release that builds with Rust 1.95 (later ones need 1.96). It builds
 # once (about 7 minutes on 2 cores) into a cache outside the checkout.
 ensure_s3_server() {
