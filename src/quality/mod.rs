@@ -34,6 +34,7 @@ use crate::source::postgres::{introspect_table, ConnectionSettings, SourceError}
 use chunks::{describe_key, differing_chunks, differing_keys, ChunkSum, Chunking};
 use postgres::{SlotState, TableSpec};
 
+pub use crate::config::ValidationConfig;
 pub use canonical::{row_hash, row_text, KeyOrder};
 pub use chunks::KeyDifference;
 pub use periodic::{run_periodic, LogSink, ValidationSink};
@@ -55,22 +56,6 @@ pub enum QualityError {
     Delta(#[from] deltalake::DeltaTableError),
     #[error("{0}")]
     Invalid(String),
-}
-
-/// `[pipelines.<name>.validation]` in the configuration file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ValidationConfig {
-    /// Run every check this often inside `pipeline start`; off when absent.
-    #[serde(default)]
-    pub interval_secs: Option<u64>,
-    #[serde(default)]
-    pub max_lag_seconds: Option<f64>,
-    #[serde(default)]
-    pub max_lag_bytes: Option<u64>,
-    /// Rows per checksum chunk.
-    #[serde(default)]
-    pub chunk_rows: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
