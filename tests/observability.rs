@@ -467,3 +467,35 @@ fn promtool_accepts_the_rules_and_the_prometheus_config() {
         );
     }
 }
+
+/// The slot monitor's reading, from source/postgres: the WAL a slot keeps, `None` for no slot.
+#[test]
+fn slot_retained_wal_reads_pg_replication_slots() {
+    use pgdelta::source::postgres::{current_wal_lsn, slot_retained_wal};
+    let cluster = PgCluster::start();
+    cluster.psql(
+        "postgres",
+        "SELECT pg_create_logical_replication_slot('watched', 'pgoutput')",
+    );
+    cluster.psql(
+        "postgres",
+        "CREATE TABLE filler AS SELECT generate_series(1, 10000) AS i",
+    );
+    let before: pgdelta::event::Lsn = cluster
+        .psql("postgres", "SELECT pg_current_wal_lsn()")
+        .trim()
+        .parse()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let retained = slot_retained_wal(&client, "watched").await.unwrap();
+        assert!(retained.is_some_and(|bytes| bytes > 0), "{retained:?}");
+        assert_eq!(slot_retained_wal(&client, "missing").await.unwrap(), None);
+        assert!(current_wal_lsn(&client).await.unwrap() >= before);
+    });
+}

@@ -6,10 +6,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use crate::observe::Observer;
-use crate::source::postgres::ConnectionSettings;
-
-const RETAINED_WAL: &str = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint \
-     FROM pg_replication_slots WHERE slot_name = $1";
+use crate::source::postgres::{slot_retained_wal, ConnectionSettings};
 
 /// Every `every`, sets `postgres_cdc_replication_slot_retained_wal_bytes` from
 /// `pg_replication_slots`, on a connection of its own. Failures are logged at debug level
@@ -30,11 +27,8 @@ pub fn spawn_slot_monitor(
                 client = settings.connect_once().await.ok();
             }
             let Some(connected) = &client else { continue };
-            match connected.query_opt(RETAINED_WAL, &[&slot]).await {
-                Ok(Some(row)) => {
-                    let bytes: Option<i64> = row.get(0);
-                    observer.set_slot_retained_wal(&slot, bytes.unwrap_or(0));
-                }
+            match slot_retained_wal(connected, &slot).await {
+                Ok(Some(bytes)) => observer.set_slot_retained_wal(&slot, bytes),
                 Ok(None) => tracing::debug!(%slot, "replication slot not found"),
                 Err(error) => {
                     tracing::debug!(%error, "cannot read the slot's retained WAL");

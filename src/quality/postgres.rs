@@ -9,7 +9,7 @@ use super::canonical::{pg_expression, pg_row_hash, pg_row_text, KeyOrder};
 use super::chunks::{ChunkSum, Chunking, Key};
 use super::QualityError;
 use crate::event::{quote_ident, Lsn, TableName};
-use crate::source::postgres::ColumnInfo;
+use crate::source::postgres::{current_wal_lsn, ColumnInfo};
 
 /// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -98,11 +98,7 @@ pub async fn begin_snapshot(client: &Client) -> Result<Lsn, QualityError> {
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
         .map_err(query_error("begin a snapshot"))?;
-    let row = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .map_err(query_error("read the current WAL position"))?;
-    parse_lsn(row.get(0))
+    Ok(current_wal_lsn(client).await?)
 }
 
 pub async fn end_snapshot(client: &Client) -> Result<(), QualityError> {
@@ -216,14 +212,6 @@ pub async fn slot_state(client: &Client, slot: &str) -> Result<Option<SlotState>
         confirmed_flush: confirmed.map(parse_lsn).transpose()?,
         active_pid: row.get(1),
     }))
-}
-
-pub async fn current_wal_lsn(client: &Client) -> Result<Lsn, QualityError> {
-    let row = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .map_err(query_error("read the current WAL position"))?;
-    parse_lsn(row.get(0))
 }
 
 /// What the walsender of a running pipeline has sent, and its flush lag in seconds.

@@ -358,6 +358,20 @@ pub async fn current_wal_lsn(client: &Client) -> Result<Lsn, SourceError> {
         .map_err(|e: crate::event::ParseLsnError| SourceError::Settings(e.to_string()))
 }
 
+/// Bytes of WAL the server keeps for `slot`: its `restart_lsn` to the current WAL position;
+/// 0 while the slot has no restart position, `None` when there is no such slot.
+pub async fn slot_retained_wal(client: &Client, slot: &str) -> Result<Option<i64>, SourceError> {
+    let row = client
+        .query_opt(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint \
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(query_error(format!("read the retained WAL of slot {slot}")))?;
+    Ok(row.map(|row| row.get::<_, Option<i64>>(0).unwrap_or(0)))
+}
+
 /// Writes a non-transactional logical message; it reaches the stream after every transaction
 /// committed before it, so seeing it means "caught up to here".
 pub async fn emit_marker(client: &Client, prefix: &str, content: &str) -> Result<Lsn, SourceError> {
