@@ -170,6 +170,7 @@ fn write_delta(path: &std::path::Path, events: &[ChangeEvent], table: &TableSche
     runtime.block_on(async {
         let mut writer = DeltaTableWriter::open_or_create(
             &path.to_string_lossy(),
+            &Default::default(),
             table.table.clone(),
             "pgdelta-debezium-test".into(),
             vec!["id".into()],

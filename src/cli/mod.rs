@@ -333,8 +333,8 @@ async fn inspect(
         .filter(|t| only.as_ref().is_none_or(|o| o == &t.name))
     {
         let batches = match changes {
-            true => read_changes(&table.path, from_version).await,
-            false => read_rows(&table.path).await,
+            true => read_changes(&table.path, &table.storage, from_version).await,
+            false => read_rows(&table.path, &table.storage).await,
         }
         .with_context(|| format!("cannot read Delta table {} for {}", table.path, table.name))?;
         let what = if changes { "change data feed" } else { "rows" };

@@ -12,11 +12,13 @@ use serde::Deserialize;
 
 mod kafka;
 mod source_url;
+mod storage;
 mod table_name;
 mod validation;
 
 pub use kafka::KafkaConfig;
 pub use source_url::parse_url;
+pub use storage::StorageOptions;
 pub use table_name::{quote_ident, ParseTableNameError, TableName};
 pub use validation::ValidationConfig;
 
@@ -82,6 +84,9 @@ pub struct TableConfig {
     /// Key columns, needed only where the table has no primary key.
     #[serde(default)]
     pub key: Vec<String>,
+    /// Object-store options for this table, over the pipeline's and `[storage]`.
+    #[serde(default)]
+    pub storage: StorageOptions,
 }
 
 /// Whether to copy what the tables already hold before streaming changes.
@@ -158,6 +163,14 @@ pub struct PipelineConfig {
     /// Kafka mode (Debezium): `[pipelines.<name>.kafka]`.
     #[serde(default)]
     pub kafka: Option<KafkaConfig>,
+    /// `[pipelines.<name>.storage]`: object-store options over `[storage]`.
+    #[serde(default)]
+    pub storage: StorageOptions,
+    /// Commit to an object store that does not honour conditional writes (`If-None-Match`),
+    /// trusting that this process is the only writer of its tables. Unsafe: two writers
+    /// can then overwrite each other's commits.
+    #[serde(default)]
+    pub unsafe_single_writer: bool,
 }
 
 /// `[http]`: the metrics and health endpoints of `pipeline start`.
@@ -206,6 +219,9 @@ pub struct Config {
     pub pipelines: BTreeMap<String, PipelineConfig>,
     #[serde(default)]
     pub http: HttpConfig,
+    /// `[storage]`: object-store options for every pipeline's tables.
+    #[serde(default)]
+    pub storage: StorageOptions,
     #[serde(skip)]
     pub path: PathBuf,
 }
@@ -253,6 +269,7 @@ const PIPELINE_KEYS: &[&str] = &[
     "large_transaction_events",
     "on_error",
     "dead_letter_path",
+    "unsafe_single_writer",
 ];
 /// Keys of `[pipelines.<name>.kafka]`, overridden by `PGDELTA_PIPELINES_<PIPELINE>_KAFKA_<KEY>`.
 const KAFKA_KEYS: &[&str] = &[
@@ -269,7 +286,7 @@ const KAFKA_KEYS: &[&str] = &[
     "heartbeat_interval_ms",
 ];
 const LIST_KEYS: &[&str] = &["tables", "topics"];
-const BOOLEAN_KEYS: &[&str] = &["unwrap", "schemas"];
+const BOOLEAN_KEYS: &[&str] = &["unwrap", "schemas", "unsafe_single_writer"];
 const NUMERIC_KEYS: &[&str] = &[
     "heartbeat_interval_ms",
     "large_transaction_events",
@@ -294,6 +311,7 @@ pub struct ResolvedPipeline {
     pub large_transaction_events: usize,
     pub on_error: ErrorPolicy,
     pub dead_letter_path: String,
+    pub unsafe_single_writer: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -302,6 +320,8 @@ pub struct ResolvedTable {
     pub path: String,
     pub partition_by: Vec<String>,
     pub key: Vec<String>,
+    /// `[storage]`, then the pipeline's, then the table's own options.
+    pub storage: StorageOptions,
 }
 
 impl Config {
@@ -338,7 +358,7 @@ impl Config {
         self.http.listen_addr()?;
         for (name, pipeline) in &self.pipelines {
             pipeline
-                .resolve(name)
+                .resolve(name, &self.storage)
                 .map_err(|e| format!("[pipelines.{name}] {e}"))?;
         }
         Ok(())
@@ -359,7 +379,7 @@ impl Config {
                     .join(", "),
             })?;
         pipeline
-            .resolve(name)
+            .resolve(name, &self.storage)
             .map_err(|message| ConfigError::Invalid {
                 path: self.path.clone(),
                 message,
@@ -384,7 +404,7 @@ impl Config {
 }
 
 impl PipelineConfig {
-    fn resolve(&self, name: &str) -> Result<ResolvedPipeline, String> {
+    fn resolve(&self, name: &str, storage: &StorageOptions) -> Result<ResolvedPipeline, String> {
         if self.tables.is_empty() {
             return Err("tables: list at least one table".into());
         }
@@ -405,6 +425,9 @@ impl PipelineConfig {
                 path: settings.path.clone().unwrap_or(default_path),
                 partition_by: settings.partition_by.clone(),
                 key: settings.key.clone(),
+                storage: storage
+                    .overridden_by(&self.storage)
+                    .overridden_by(&settings.storage),
                 name: parsed,
             });
         }
@@ -450,6 +473,7 @@ impl PipelineConfig {
                     self.delta_root.trim_end_matches('/')
                 )
             }),
+            unsafe_single_writer: self.unsafe_single_writer,
         })
     }
 
@@ -536,7 +560,10 @@ fn apply_env_overrides(
         .map(|t| t.keys().cloned().collect())
         .unwrap_or_default();
     for (var, raw) in env {
-        if let Some(rest) = var.strip_prefix("PGDELTA_SOURCE_") {
+        if let Some(key) = var.strip_prefix("PGDELTA_STORAGE_") {
+            let storage = table_entry(root, "storage");
+            storage.insert(key.to_ascii_lowercase(), toml::Value::String(raw));
+        } else if let Some(rest) = var.strip_prefix("PGDELTA_SOURCE_") {
             if let Some(key) = SOURCE_KEYS.iter().find(|k| env_key(k) == rest) {
                 let source = table_entry(root, "source");
                 source.insert(key.to_string(), env_value(&var, key, &raw)?);
@@ -557,6 +584,10 @@ fn apply_env_overrides(
                     let pipelines = table_entry(root, "pipelines");
                     let kafka = table_entry(table_entry(pipelines, pipeline), "kafka");
                     kafka.insert(key.to_string(), env_value(&var, key, &raw)?);
+                } else if let Some(key) = key_part.strip_prefix("STORAGE_") {
+                    let pipelines = table_entry(root, "pipelines");
+                    let storage = table_entry(table_entry(pipelines, pipeline), "storage");
+                    storage.insert(key.to_ascii_lowercase(), toml::Value::String(raw.clone()));
                 }
             }
         }
@@ -732,6 +763,40 @@ key = ["order_id"]
                 assert!(!outside, "{}:{}: {line}", file.display(), n + 1);
             }
         }
+    }
+
+    #[test]
+    fn storage_options_layer_global_pipeline_table_and_environment() {
+        let text = format!(
+            "{SAMPLE}\n[storage]\naws_region = \"eu-west-1\"\naws_allow_http = true\n\
+             [pipelines.postgres-cdc.storage]\naws_endpoint = \"http://minio:9000\"\n\
+             [pipelines.postgres-cdc.table.\"public.orders\".storage]\naws_endpoint = \"http://other:9000\"\n"
+        );
+        let config = load(
+            &text,
+            &[
+                ("PGDELTA_STORAGE_AWS_SECRET_ACCESS_KEY", "hunter2"),
+                (
+                    "PGDELTA_PIPELINES_POSTGRES_CDC_STORAGE_AWS_REGION",
+                    "us-east-2",
+                ),
+                (
+                    "PGDELTA_PIPELINES_POSTGRES_CDC_UNSAFE_SINGLE_WRITER",
+                    "true",
+                ),
+            ],
+        )
+        .unwrap();
+        let pipeline = config.pipeline("postgres-cdc").unwrap();
+        let customers = &pipeline.tables[0].storage;
+        assert_eq!(customers.get("aws_endpoint"), Some("http://minio:9000"));
+        assert_eq!(customers.get("aws_region"), Some("us-east-2"));
+        assert_eq!(customers.get("aws_allow_http"), Some("true"));
+        assert_eq!(customers.get("aws_secret_access_key"), Some("hunter2"));
+        let orders = &pipeline.tables[1].storage;
+        assert_eq!(orders.get("aws_endpoint"), Some("http://other:9000"));
+        assert!(pipeline.unsafe_single_writer);
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 
     #[test]

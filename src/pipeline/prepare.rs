@@ -153,12 +153,16 @@ async fn open_tables(
         let key = keys[&table.name].clone();
         let mut writer = DeltaTableWriter::open_or_create(
             &table.path,
+            &table.storage,
             table.name.clone(),
             table_app_id(&resolved.name, &table.name),
             key.clone(),
             layout,
         )
         .await?;
+        writer
+            .check_object_store(resolved.unsafe_single_writer)
+            .await?;
         let mut state_stopped = None;
         match plan_evolution(&writer, &source_schema(source, &key))? {
             Evolution::Unchanged => {}

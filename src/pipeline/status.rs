@@ -43,7 +43,7 @@ pub async fn pipeline_status(pipeline: &ResolvedPipeline) -> Vec<TableStatus> {
             error: None,
         };
         let app_id = crate::sink::delta::txn::table_app_id(&pipeline.name, &table.name);
-        if let Err(error) = fill_from_delta(&mut status, &app_id).await {
+        if let Err(error) = fill_from_delta(&mut status, &table.storage, &app_id).await {
             status.error = Some(error.to_string());
         }
         statuses.push(status);
@@ -53,13 +53,13 @@ pub async fn pipeline_status(pipeline: &ResolvedPipeline) -> Vec<TableStatus> {
 
 async fn fill_from_delta(
     status: &mut TableStatus,
+    storage: &crate::config::StorageOptions,
     app_id: &str,
 ) -> Result<(), deltalake::DeltaTableError> {
     if !std::path::Path::new(&status.delta_path).exists() && !status.delta_path.contains("://") {
         return Ok(());
     }
-    let url = deltalake::ensure_table_uri(&status.delta_path)?;
-    let table = match deltalake::open_table(url).await {
+    let table = match crate::sink::delta::storage::open(&status.delta_path, storage).await {
         Ok(table) => table,
         Err(deltalake::DeltaTableError::NotATable(_)) => return Ok(()),
         Err(error) => return Err(error),

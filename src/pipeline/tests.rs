@@ -167,6 +167,7 @@ impl Harness {
             };
             let writer = DeltaTableWriter::open_or_create(
                 &self.path(name),
+                &Default::default(),
                 TableName::new("public", *name),
                 self.app_id(name),
                 vec!["id".into()],
@@ -204,7 +205,7 @@ impl Harness {
 async fn rows(path: &str) -> Vec<String> {
     use deltalake::arrow::util::display::array_value_to_string;
     let mut rows = Vec::new();
-    for batch in read_rows(path).await.unwrap() {
+    for batch in read_rows(path, &Default::default()).await.unwrap() {
         for i in 0..batch.num_rows() {
             let value = |column: usize| {
                 let array = batch.column(column);
@@ -350,7 +351,7 @@ async fn a_column_added_mid_stream_is_added_after_writing_what_came_before() {
     );
     let confirmed: Vec<Option<Lsn>> = h.confirms().iter().map(|(p, _)| p.lsn).collect();
     assert_eq!(confirmed, vec![Some(Lsn(100)), Some(Lsn(200))]);
-    let batches = read_rows(&h.path("a")).await.unwrap();
+    let batches = read_rows(&h.path("a"), &Default::default()).await.unwrap();
     let schema = batches[0].schema();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(names, vec!["id", "name", "email"]);

@@ -22,12 +22,15 @@ pub struct DeltaSide {
 }
 
 /// Opens the table at `location`; `None` when there is no Delta table there yet.
-pub async fn open(location: &str, app_id: &str) -> Result<Option<DeltaSide>, DeltaTableError> {
+pub async fn open(
+    location: &str,
+    storage: &crate::config::StorageOptions,
+    app_id: &str,
+) -> Result<Option<DeltaSide>, DeltaTableError> {
     if !location.contains("://") && !std::path::Path::new(location).exists() {
         return Ok(None);
     }
-    let url = deltalake::ensure_table_uri(location)?;
-    let table = match deltalake::open_table(url).await {
+    let table = match crate::sink::delta::storage::open(location, storage).await {
         Ok(table) => table,
         Err(DeltaTableError::NotATable(_)) => return Ok(None),
         Err(error) => return Err(error),

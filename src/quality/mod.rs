@@ -293,7 +293,7 @@ impl Context<'_> {
     }
 
     async fn open_delta(&self, table: &ResolvedTable) -> Result<delta::DeltaSide, QualityError> {
-        delta::open(&table.path, &self.app_id(table))
+        delta::open(&table.path, &table.storage, &self.app_id(table))
             .await?
             .ok_or_else(|| {
                 QualityError::Invalid(format!(

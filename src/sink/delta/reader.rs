@@ -7,16 +7,17 @@ use deltalake::arrow::compute::concat_batches;
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
 use deltalake::datafusion::physical_plan::collect;
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::{DeltaTable, DeltaTableError};
+use deltalake::DeltaTableError;
 
-async fn open(location: &str) -> Result<DeltaTable, DeltaTableError> {
-    let url = deltalake::ensure_table_uri(location)?;
-    deltalake::open_table(url).await
-}
+use super::storage::open;
+use crate::config::StorageOptions;
 
 /// The rows of the latest version, ordered by every column so output is stable.
-pub async fn read_rows(location: &str) -> Result<Vec<RecordBatch>, DeltaTableError> {
-    let table = open(location).await?;
+pub async fn read_rows(
+    location: &str,
+    storage: &StorageOptions,
+) -> Result<Vec<RecordBatch>, DeltaTableError> {
+    let table = open(location, storage).await?;
     let ctx = SessionContext::new();
     table.update_datafusion_session(&ctx.state())?;
     ctx.register_table("t", table.table_provider().await?)?;
@@ -31,9 +32,10 @@ pub async fn read_rows(location: &str) -> Result<Vec<RecordBatch>, DeltaTableErr
 /// and `_commit_timestamp`, in commit order.
 pub async fn read_changes(
     location: &str,
+    storage: &StorageOptions,
     starting_version: u64,
 ) -> Result<Vec<RecordBatch>, DeltaTableError> {
-    let table = open(location).await?;
+    let table = open(location, storage).await?;
     let ctx = SessionContext::new();
     let plan = table
         .scan_cdf()

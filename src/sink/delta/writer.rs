@@ -15,7 +15,9 @@ use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
 use super::changes::{RowChange, TableChanges};
 use super::convert::{build_array, ConvertError};
+use super::storage;
 use super::txn::kafka_app_id;
+use crate::config::StorageOptions;
 use crate::event::{Cell, Lsn, TableName, TopicPartition};
 
 const OP_COLUMN: &str = "__pgdelta_op";
@@ -53,6 +55,17 @@ pub enum SinkError {
          give each pipeline and table its own path"
     )]
     OwnedByAnother { location: String, owner: String },
+    #[error("{reason}")]
+    Unwritable { location: String, reason: String },
+    #[error(
+        "the object store of Delta table {location} does not refuse to overwrite an existing object \
+         (conditional writes, If-None-Match): two writers could overwrite each other's commits. \
+         Use a store that supports them (AWS S3, MinIO, R2 do), or set unsafe_single_writer = true \
+         in the pipeline if this process is certainly the only writer"
+    )]
+    NoConditionalPut { location: String },
+    #[error("object store of Delta table {location}: {reason}")]
+    Store { location: String, reason: String },
 }
 
 /// Table property naming the pipeline and source table that write a Delta table.
@@ -151,9 +164,11 @@ pub struct TableLayout {
 }
 
 impl DeltaTableWriter {
-    /// Opens the Delta table at `location`, creating it with `layout` and CDF on if absent.
+    /// Opens the Delta table at `location` (reached with `storage`), creating it with
+    /// `layout` and CDF on if absent.
     pub async fn open_or_create(
         location: &str,
+        storage: &StorageOptions,
         source_table: TableName,
         app_id: String,
         key: Vec<String>,
@@ -163,8 +178,7 @@ impl DeltaTableWriter {
             location: location.to_string(),
             source,
         };
-        let url = deltalake::ensure_table_uri(location).map_err(delta_err)?;
-        let mut table = DeltaTable::try_from_url(url.clone())
+        let mut table = storage::open_or_empty(location, storage)
             .await
             .map_err(delta_err)?;
         if table.version().is_none() {
@@ -172,7 +186,9 @@ impl DeltaTableWriter {
                 Ok(created) => created,
                 // Another process created it first: what it wrote decides below.
                 Err(error) => {
-                    let existing = DeltaTable::try_from_url(url).await.map_err(delta_err)?;
+                    let existing = storage::open_or_empty(location, storage)
+                        .await
+                        .map_err(delta_err)?;
                     if existing.version().is_none() {
                         return Err(delta_err(error));
                     }
@@ -201,6 +217,34 @@ impl DeltaTableWriter {
         };
         writer.read_state().await?;
         Ok(writer)
+    }
+
+    /// On an object store: checks that the store takes writes and refuses to overwrite an
+    /// existing object, which makes Delta commits safe with several writers.
+    pub async fn check_object_store(&self, unsafe_single_writer: bool) -> Result<(), SinkError> {
+        if !storage::is_object_store(&self.location) {
+            return Ok(());
+        }
+        storage::probe_writable(&self.table)
+            .await
+            .map_err(|reason| SinkError::Unwritable {
+                location: self.location.clone(),
+                reason,
+            })?;
+        match storage::honours_conditional_put(&self.table).await {
+            Ok(true) => Ok(()),
+            Ok(false) if unsafe_single_writer => {
+                tracing::warn!(location = %self.location, "unsafe single-writer mode: the object store does not honour conditional writes, so a second writer could overwrite this one's commits");
+                Ok(())
+            }
+            Ok(false) => Err(SinkError::NoConditionalPut {
+                location: self.location.clone(),
+            }),
+            Err(error) => Err(SinkError::Store {
+                location: self.location.clone(),
+                reason: storage::without_secrets(&error.to_string()),
+            }),
+        }
     }
 
     /// Takes the position and columns from the loaded table version.

@@ -1,0 +1,154 @@
+//! Where Delta tables live: a local path or an object-store URL (`s3://`, `s3a://`, `az://`,
+//! `abfss://`, `gs://`), opened with delta-rs `storage_options`. Credentials come from those
+//! options or from the standard environment (`AWS_*`, `AZURE_*`, `GOOGLE_*`), as delta-rs
+//! and object_store read them.
+
+use bytes::Bytes;
+use deltalake::logstore::object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use deltalake::{DeltaTable, DeltaTableError, ObjectStoreError, Path};
+
+use crate::config::StorageOptions;
+
+/// Whether `location` is an object-store URL rather than a local path.
+pub fn is_object_store(location: &str) -> bool {
+    location.contains("://") && !location.starts_with("file://")
+}
+
+/// The table at `location`, loaded when it exists (an empty location is no error: the
+/// table can be created there).
+pub async fn open_or_empty(
+    location: &str,
+    storage: &StorageOptions,
+) -> Result<DeltaTable, DeltaTableError> {
+    let url = deltalake::ensure_table_uri(location)?;
+    DeltaTable::try_from_url_with_storage_options(url, storage.to_map()).await
+}
+
+/// The table at `location`; an error when there is none.
+pub async fn open(location: &str, storage: &StorageOptions) -> Result<DeltaTable, DeltaTableError> {
+    let url = deltalake::ensure_table_uri(location)?;
+    deltalake::open_table_with_storage_options(url, storage.to_map()).await
+}
+
+fn probe_path(what: &str) -> Path {
+    let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    Path::from(format!(".pgdelta-{what}-{}-{nanos}", std::process::id()))
+}
+
+/// Puts and deletes a small object under the table's prefix (Delta ignores files its log
+/// does not name): the store takes writes with these credentials.
+pub async fn probe_writable(table: &DeltaTable) -> Result<(), String> {
+    let store = table.object_store();
+    let path = probe_path("write-probe");
+    let failed = |error: ObjectStoreError| {
+        format!(
+            "cannot write to Delta table {}: {}",
+            table.table_url(),
+            without_secrets(&error.to_string())
+        )
+    };
+    store
+        .put(&path, PutPayload::from_static(b"probe"))
+        .await
+        .map_err(failed)?;
+    store.delete(&path).await.map_err(failed)
+}
+
+/// Whether the store refuses to create an object that exists (`If-None-Match: *` on S3):
+/// a Delta commit is a put-if-absent of the next log entry, so without it two writers can
+/// overwrite each other's commits.
+pub async fn honours_conditional_put(table: &DeltaTable) -> Result<bool, ObjectStoreError> {
+    let store = table.object_store();
+    let path = probe_path("conditional-put-probe");
+    let create = || PutOptions {
+        mode: PutMode::Create,
+        ..PutOptions::default()
+    };
+    store
+        .put_opts(&path, PutPayload::from(Bytes::from_static(b"1")), create())
+        .await?;
+    let second = store
+        .put_opts(&path, PutPayload::from(Bytes::from_static(b"2")), create())
+        .await;
+    let _ = store.delete(&path).await;
+    match second {
+        Err(ObjectStoreError::AlreadyExists { .. } | ObjectStoreError::Precondition { .. }) => {
+            Ok(true)
+        }
+        Ok(_) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Drops anything after a signature or key parameter from an object-store error text (the
+/// stores put request URLs in their errors; a presigned or SAS URL carries credentials).
+pub fn without_secrets(text: &str) -> String {
+    const MARKERS: [&str; 4] = [
+        "X-Amz-Signature=",
+        "X-Amz-Credential=",
+        "sig=",
+        "Signature=",
+    ];
+    const REDACTED: &str = "<redacted>";
+    let mut text = text.to_string();
+    for marker in MARKERS {
+        let mut from = 0;
+        while let Some(found) = text[from..].find(marker) {
+            let value = from + found + marker.len();
+            let end = text[value..]
+                .find(|c: char| c == '&' || c.is_whitespace())
+                .map_or(text.len(), |e| value + e);
+            text.replace_range(value..end, REDACTED);
+            from = value + REDACTED.len();
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_store_urls_are_told_from_local_paths() {
+        for url in [
+            "s3://b/t",
+            "s3a://b/t",
+            "az://c/t",
+            "abfss://c@a.dfs.core.windows.net/t",
+            "gs://b/t",
+        ] {
+            assert!(is_object_store(url), "{url}");
+        }
+        for path in ["./delta/t", "/data/t", "file:///data/t"] {
+            assert!(!is_object_store(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn signatures_in_error_texts_are_redacted() {
+        let text = "GET https://b.s3/x?X-Amz-Credential=AKIA/123&X-Amz-Signature=abc123 failed; sig=s3cr3t&sp=r";
+        let clean = without_secrets(text);
+        assert!(
+            !clean.contains("abc123") && !clean.contains("AKIA") && !clean.contains("s3cr3t"),
+            "{clean}"
+        );
+        assert!(clean.contains("failed"), "{clean}");
+    }
+
+    #[tokio::test]
+    async fn a_local_table_directory_takes_the_write_probe_and_refuses_a_second_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = dir.path().to_str().unwrap();
+        let table = open_or_empty(location, &StorageOptions::default())
+            .await
+            .unwrap();
+        probe_writable(&table).await.unwrap();
+        assert!(honours_conditional_put(&table).await.unwrap());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "probes leave nothing"
+        );
+    }
+}
