@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 use pgdelta::config::{parse_listen, Config};
 use pgdelta::observe::server::{HttpServer, DEFAULT_LISTEN};
-use pgdelta::observe::sink_probe::{local_table_dirs, spawn_sink_probe};
+use pgdelta::observe::sink_probe::{probe_targets, spawn_sink_probe};
 use pgdelta::observe::slot::spawn_slot_monitor;
 use pgdelta::observe::Observer;
 use pgdelta::pipeline::status::{pipeline_status, TableStatus};
@@ -255,8 +255,13 @@ async fn start(
             MONITOR_INTERVAL,
         );
     }
-    let table_dirs = local_table_dirs(resolved.tables.iter().map(|t| t.path.as_str()));
-    spawn_sink_probe(table_dirs, observer.clone(), MONITOR_INTERVAL);
+    let targets = probe_targets(
+        resolved
+            .tables
+            .iter()
+            .map(|t| (t.path.as_str(), &t.storage)),
+    );
+    spawn_sink_probe(targets, observer.clone(), MONITOR_INTERVAL);
     let validation = spawn_periodic_validation(config, name, observer);
     let summary = pipeline
         .run(shutdown_signal())

@@ -1,20 +1,61 @@
-//! Checks that the Delta tables' directories still take writes, so that readiness fails
-//! before the next commit does (read-only remount, full disk, changed permissions).
+//! Checks that the Delta tables' locations still take writes, so that readiness fails
+//! before the next commit does (read-only remount, full disk, changed permissions, an object
+//! store that is down or refuses the credentials).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::StorageOptions;
 use crate::observe::Observer;
+use crate::sink::delta::storage;
 
-/// Local directories to probe: object-store URIs (`s3://`, ...) are left out; their health
-/// shows in the outcome of each commit.
-pub fn local_table_dirs<'a>(paths: impl IntoIterator<Item = &'a str>) -> Vec<PathBuf> {
-    paths
+/// Where one table's writability is probed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeTarget {
+    /// A local table directory: a hidden file is created and removed.
+    Dir(PathBuf),
+    /// A table on an object store: a small object is put and deleted under its prefix.
+    Store {
+        location: String,
+        storage: StorageOptions,
+    },
+}
+
+/// What to probe for each table location.
+pub fn probe_targets<'a>(
+    tables: impl IntoIterator<Item = (&'a str, &'a StorageOptions)>,
+) -> Vec<ProbeTarget> {
+    tables
         .into_iter()
-        .filter(|path| !path.contains("://") || path.starts_with("file://"))
-        .map(|path| PathBuf::from(path.trim_start_matches("file://")))
+        .map(|(path, options)| match storage::is_object_store(path) {
+            true => ProbeTarget::Store {
+                location: path.to_string(),
+                storage: options.clone(),
+            },
+            false => ProbeTarget::Dir(PathBuf::from(path.trim_start_matches("file://"))),
+        })
         .collect()
+}
+
+async fn probe(target: &ProbeTarget) -> Result<(), String> {
+    match target {
+        ProbeTarget::Dir(dir) => {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || probe_dir(&dir))
+                .await
+                .unwrap_or_else(|error| Err(format!("write probe failed: {error}")))
+        }
+        ProbeTarget::Store { location, storage } => {
+            let table = storage::unloaded(location, storage).map_err(|error| {
+                format!(
+                    "cannot reach Delta table {location}: {}",
+                    storage::without_secrets(&error.to_string())
+                )
+            })?;
+            storage::probe_writable(&table).await
+        }
+    }
 }
 
 /// Creates and removes a hidden file in `dir` (Delta ignores files its log does not name).
@@ -30,9 +71,9 @@ pub fn probe_dir(dir: &Path) -> Result<(), String> {
         })
 }
 
-/// Every `every`, probes each directory and reports the outcome to `observer`.
+/// Every `every`, probes each table's location and reports the outcome to `observer`.
 pub fn spawn_sink_probe(
-    dirs: Vec<PathBuf>,
+    targets: Vec<ProbeTarget>,
     observer: Arc<Observer>,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
@@ -41,11 +82,13 @@ pub fn spawn_sink_probe(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let dirs = dirs.clone();
-            let outcome =
-                tokio::task::spawn_blocking(move || dirs.iter().try_for_each(|d| probe_dir(d)))
-                    .await
-                    .unwrap_or_else(|error| Err(format!("write probe failed: {error}")));
+            let mut outcome = Ok(());
+            for target in &targets {
+                outcome = probe(target).await;
+                if outcome.is_err() {
+                    break;
+                }
+            }
             observer.sink_probed(outcome);
         }
     })
@@ -56,11 +99,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn probes_local_directories_only() {
-        let dirs = local_table_dirs(["./delta/a", "s3://bucket/b", "file:///data/c"]);
+    fn local_paths_are_probed_as_directories_and_urls_on_their_store() {
+        let none = StorageOptions::default();
+        let targets = probe_targets([
+            ("./delta/a", &none),
+            ("s3://bucket/b", &none),
+            ("file:///data/c", &none),
+        ]);
         assert_eq!(
-            dirs,
-            vec![PathBuf::from("./delta/a"), PathBuf::from("/data/c")]
+            targets,
+            vec![
+                ProbeTarget::Dir(PathBuf::from("./delta/a")),
+                ProbeTarget::Store {
+                    location: "s3://bucket/b".into(),
+                    storage: none.clone()
+                },
+                ProbeTarget::Dir(PathBuf::from("/data/c")),
+            ]
         );
     }
 

@@ -122,7 +122,7 @@ where
                     lsn: Some(lsn),
                     offsets: Vec::new(),
                 };
-                self.apply(&table, &mut entry.pending, &position).await?;
+                self.commit(&table, &mut entry.pending, &position).await?;
             }
             self.observer.table_committed(&table, started.elapsed());
             self.summary.delta_commits += 1;

@@ -85,6 +85,10 @@ impl PipelineError {
     }
 }
 
+/// Tries of one Delta commit while the store fails (backoff from 0.25 s doubling up to 30 s:
+/// about a minute and a half in all).
+const SINK_ATTEMPTS: usize = 10;
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
     /// Apply everything the source held at start, then exit.
@@ -319,7 +323,7 @@ where
                     })
                     .collect(),
             };
-            self.apply(table, &mut part.changes, &position).await?;
+            self.commit(table, &mut part.changes, &position).await?;
             let state = self
                 .tables
                 .get_mut(table)
@@ -342,6 +346,46 @@ where
         }
         tracing::info!(lsn = %lsn.unwrap_or_default(), transactions = done.transactions, events = done.events, elapsed = ?started.elapsed(), "batch written");
         Ok(())
+    }
+
+    /// [`Pipeline::apply`], tried again with backoff while the store is unreachable or
+    /// failing; before each retry the table is read again, since a commit whose answer was
+    /// lost may have landed.
+    async fn commit(
+        &mut self,
+        table: &TableName,
+        changes: &mut TableChanges,
+        position: &SourcePosition,
+    ) -> Result<(), PipelineError> {
+        let mut attempt = 0;
+        loop {
+            let error = match self.apply(table, changes, position).await {
+                Ok(()) => return Ok(()),
+                Err(PipelineError::Sink(error)) if error.is_transient() => error,
+                Err(error) => return Err(error),
+            };
+            attempt += 1;
+            self.observer.record_errors("sink", 1);
+            self.observer.sink_probed(Err(error.to_string()));
+            if attempt >= SINK_ATTEMPTS {
+                return Err(error.into());
+            }
+            let delay = crate::source::postgres::backoff_delay(attempt);
+            tracing::warn!(%table, %error, attempt, retry_in = ?delay, "Delta commit failed; trying again");
+            tokio::time::sleep(delay).await;
+            let state = self
+                .tables
+                .get_mut(table)
+                .expect("batches hold open tables");
+            match state.reload().await {
+                Ok(()) if state.holds_commit(position).await? => {
+                    tracing::info!(%table, "the commit had landed before its answer was lost");
+                    return Ok(());
+                }
+                Ok(()) => {}
+                Err(error) => tracing::warn!(%table, %error, "cannot read the Delta table yet"),
+            }
+        }
     }
 
     /// One Delta commit for one table; under `on_error = "dead_letter"`, rows whose values

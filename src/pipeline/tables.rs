@@ -79,6 +79,23 @@ impl TableState {
         Ok(next)
     }
 
+    /// Whether the loaded table version already holds a commit of `position`.
+    pub(super) async fn holds_commit(
+        &self,
+        position: &super::SourcePosition,
+    ) -> Result<bool, SinkError> {
+        if let Some(lsn) = position.lsn.filter(|_| position.offsets.is_empty()) {
+            return Ok(self.writer.last_applied_lsn().is_some_and(|a| a >= lsn));
+        }
+        for offset in &position.offsets {
+            let held = self.writer.kafka_next_offset(&offset.partition).await?;
+            if held.is_none_or(|next| next < offset.next_offset) {
+                return Ok(false);
+            }
+        }
+        Ok(!position.offsets.is_empty())
+    }
+
     /// The table's Delta commit now holds `partition` up to `next`.
     pub fn applied(&mut self, partition: TopicPartition, next: i64) {
         self.next_offsets.insert(partition, Some(next));

@@ -30,6 +30,14 @@ pub async fn open(location: &str, storage: &StorageOptions) -> Result<DeltaTable
     deltalake::open_table_with_storage_options(url, storage.to_map()).await
 }
 
+/// A handle on the table's location that has read nothing yet: for probes.
+pub fn unloaded(location: &str, storage: &StorageOptions) -> Result<DeltaTable, DeltaTableError> {
+    let url = deltalake::ensure_table_uri(location)?;
+    deltalake::DeltaTableBuilder::from_url(url)?
+        .with_storage_options(storage.to_map())
+        .build()
+}
+
 fn probe_path(what: &str) -> Path {
     let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
     Path::from(format!(".pgdelta-{what}-{}-{nanos}", std::process::id()))

@@ -68,6 +68,28 @@ pub enum SinkError {
     Store { location: String, reason: String },
 }
 
+impl SinkError {
+    /// Whether trying again later may help: the store was unreachable, slow or answered with
+    /// an error, as opposed to a conflict with another writer or a value Delta cannot hold.
+    pub fn is_transient(&self) -> bool {
+        use deltalake::kernel::transaction::TransactionError;
+        match self {
+            SinkError::Delta { source, .. } => matches!(
+                source,
+                DeltaTableError::ObjectStore { .. }
+                    | DeltaTableError::Io { .. }
+                    | DeltaTableError::KernelError(_)
+                    | DeltaTableError::Kernel { .. }
+                    | DeltaTableError::Transaction {
+                        source: TransactionError::ObjectStore { .. }
+                    }
+            ),
+            SinkError::Store { .. } | SinkError::Unwritable { .. } => true,
+            _ => false,
+        }
+    }
+}
+
 /// Table property naming the pipeline and source table that write a Delta table.
 const OWNER_PROPERTY: &str = "pgdelta.owner";
 
