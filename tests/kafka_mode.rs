@@ -23,12 +23,13 @@ use support::{
 
 const SETUP: &str = r#"
 CREATE TABLE public.customers (id int8 PRIMARY KEY, name text, balance numeric(12,2),
-    joined date, tags text[]);
+    joined date, tags text[], score float8, ratio float4);
 CREATE TABLE public.orders (id int8 PRIMARY KEY, customer_id int8, amount numeric(10,2),
     status text, placed_at timestamptz, note text);
 CREATE TABLE public.stop_marker (id int PRIMARY KEY);
 CREATE PUBLICATION dbz_pub FOR TABLE public.customers, public.orders, public.stop_marker;
-INSERT INTO customers SELECT i, 'customer ' || i, i * 1.5, date '2020-01-01' + i, ARRAY['t' || i]
+INSERT INTO customers SELECT i, 'customer ' || i, i * 1.5, date '2020-01-01' + i, ARRAY['t' || i],
+    995691.6416561991::float8 + (i - 1) * 0.7071067811865476, ((i + 0.5) / 7.0)::float4
     FROM generate_series(1, 200) i;
 INSERT INTO orders SELECT i, 1 + i % 200, i * 0.25, 'new', timestamptz '2024-01-01 00:00:00+00' + i * interval '1 minute', NULL
     FROM generate_series(1, 300) i;
@@ -92,7 +93,8 @@ topic_prefix = "shop"
 const TABLE_QUERIES: [(&str, &str); 2] = [
     (
         "customers",
-        "SELECT id, name, balance, joined, to_json(tags), tier FROM customers",
+        // Floats compared as text, digit for digit (float4 widened as the reader widens it).
+        "SELECT id, name, balance, joined, to_json(tags), score, ratio::float8, tier FROM customers",
     ),
     (
         "orders",

@@ -168,6 +168,23 @@ fn equal_tables_pass_and_changes_behind_the_pipelines_back_are_named() {
     );
 }
 
+/// An empty table has no PostgreSQL chunk and one empty Delta chunk: that is a match.
+#[test]
+fn an_empty_table_on_both_sides_passes() {
+    let (cluster, pgdelta) = cluster_with_items();
+    cluster.psql(DB, "CREATE TABLE items (id int PRIMARY KEY, name text);");
+    pgdelta.catch_up("shop");
+
+    let (code, report) = validate(&pgdelta, &[]);
+    assert_eq!(
+        code, 0,
+        "an empty table equal on both sides must pass: {report:#}"
+    );
+    for check in ["rows", "checksum", "schema", "lag"] {
+        assert_eq!(result(&report, check)["status"], "pass", "{report:#}");
+    }
+}
+
 #[test]
 fn lag_over_threshold_fails_and_unreplicated_changes_are_not_comparable() {
     let (cluster, pgdelta) = cluster_with_items();

@@ -966,7 +966,10 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
 }
 
 /// PostgreSQL's float output (shortest exact digits, exponent outside 1e-4..1e15 or 1e6 for
-/// float4), so the text equals what direct mode reads.
+/// float4), so the text equals what direct mode reads. The number is the f64 nearest to the
+/// digits Debezium wrote (serde_json's `float_roundtrip` parses exactly; without it values
+/// such as `995691.6416561991` come out one unit in the last place off); for float4 those
+/// digits are Java's `Float.toString`, which rounds to the same f32 through that f64.
 fn render_float(value: &Value, single: bool) -> Option<String> {
     let number = match value {
         Value::Number(n) => n.as_f64()?,

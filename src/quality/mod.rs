@@ -247,6 +247,17 @@ enum Measure {
     Chunks(Vec<ChunkSum>),
 }
 
+impl Measure {
+    /// Whether both sides hold the same rows. A chunk one side lacks counts as empty: an empty
+    /// table has no PostgreSQL chunk, while Delta rows always have one chunk to go to.
+    fn matches(&self, other: &Measure) -> bool {
+        match (self, other) {
+            (Measure::Chunks(a), Measure::Chunks(b)) => differing_chunks(a, b).is_empty(),
+            (a, b) => a == b,
+        }
+    }
+}
+
 /// What a consistent comparison concluded.
 enum Verdict {
     Equal(Measure),
@@ -455,7 +466,7 @@ impl Context<'_> {
                 None => Measure::Count(side.count_rows().await?),
                 Some(chunking) => Measure::Chunks(side.chunk_sums(spec, chunking).await?),
             };
-            if postgres == delta {
+            if postgres.matches(&delta) {
                 return Ok(Verdict::Equal(postgres));
             }
             let delta_lsn = side.last_lsn.unwrap_or_default();
@@ -678,6 +689,25 @@ fn difference_name(difference: KeyDifference) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn sum(rows: u64, hash_sum: i128) -> ChunkSum {
+        ChunkSum { rows, hash_sum }
+    }
+
+    #[test]
+    fn an_empty_table_matches_its_empty_delta_chunk() {
+        // PostgreSQL cuts no chunk from an empty table; Delta always has one chunk.
+        let postgres = Measure::Chunks(vec![]);
+        let delta = Measure::Chunks(vec![ChunkSum::default()]);
+        assert!(postgres.matches(&delta));
+        assert!(delta.matches(&postgres));
+        assert!(!postgres.matches(&Measure::Chunks(vec![sum(1, 7)])));
+        assert!(!Measure::Chunks(vec![sum(2, 9)]).matches(&Measure::Chunks(vec![sum(2, 8)])));
+        assert!(Measure::Count(0).matches(&Measure::Count(0)));
+        assert!(!Measure::Count(0).matches(&Measure::Count(1)));
+    }
+
     /// One way to read the server's WAL position: `source::postgres::current_wal_lsn`.
     #[test]
     fn quality_reads_the_wal_position_through_source_postgres() {

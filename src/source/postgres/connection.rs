@@ -246,12 +246,17 @@ where
     }
 }
 
-/// Exponential backoff from 250 ms, capped at 30 s, with jitter.
-pub fn backoff_delays() -> impl Iterator<Item = Duration> {
+/// The longest wait before each retry: 250 ms, doubling, capped at 30 s.
+fn backoff_ceilings() -> impl Iterator<Item = Duration> {
     ExponentialBackoff::from_millis(2)
         .factor(125)
         .max_delay(Duration::from_secs(30))
-        .map(jitter)
+}
+
+/// Exponential backoff from 250 ms, capped at 30 s, with jitter (a random part of each
+/// ceiling).
+pub fn backoff_delays() -> impl Iterator<Item = Duration> {
+    backoff_ceilings().map(jitter)
 }
 
 /// The delay before retry number `attempt` (1-based).
@@ -304,13 +309,29 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let delays: Vec<Duration> = ExponentialBackoff::from_millis(2)
-            .factor(125)
-            .max_delay(Duration::from_secs(30))
-            .take(12)
+        let ceilings: Vec<Duration> = backoff_ceilings().take(10).collect();
+        let expected: Vec<Duration> = [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000]
+            .into_iter()
+            .chain([30_000, 30_000])
+            .map(Duration::from_millis)
             .collect();
-        assert_eq!(delays[0], Duration::from_millis(250));
-        assert_eq!(delays[1], Duration::from_millis(500));
-        assert_eq!(*delays.last().unwrap(), Duration::from_secs(30));
+        assert_eq!(ceilings, expected);
+        // What `connect` and the pipeline's reconnects wait: jittered, never above the ceiling.
+        for _ in 0..50 {
+            for (delay, ceiling) in backoff_delays().zip(&expected) {
+                assert!(delay <= *ceiling, "{delay:?} > {ceiling:?}");
+            }
+            for (attempt, ceiling) in expected.iter().enumerate() {
+                let delay = backoff_delay(attempt + 1);
+                assert!(delay <= *ceiling, "attempt {}: {delay:?}", attempt + 1);
+            }
+            assert!(backoff_delay(0) <= expected[0]);
+            assert!(backoff_delay(1_000) <= Duration::from_secs(30));
+        }
+        let spread: Vec<Duration> = (0..50).map(|_| backoff_delay(8)).collect();
+        assert!(
+            spread.iter().any(|d| *d != spread[0]),
+            "jittered: {spread:?}"
+        );
     }
 }
