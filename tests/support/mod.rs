@@ -362,9 +362,42 @@ pub fn read_delta_meta(path: &Path) -> serde_json::Value {
 }
 
 fn run_reader(args: &[&str]) -> serde_json::Value {
+    run_reader_on(args, None)
+}
+
+/// Latest rows of a Delta table on an object store, as sorted text rows.
+pub fn delta_as_strings_on_store(
+    url: &str,
+    storage: &std::collections::BTreeMap<String, String>,
+) -> Vec<Vec<String>> {
+    let options = serde_json::to_string(storage).unwrap();
+    let table = run_reader_on(&["rows", url], Some(&options));
+    let mut rows: Vec<Vec<String>> = table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_array().unwrap().iter().map(render).collect())
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Change data feed of a Delta table on an object store (see [`read_delta_cdf`]).
+pub fn read_delta_cdf_on_store(
+    url: &str,
+    storage: &std::collections::BTreeMap<String, String>,
+) -> serde_json::Value {
+    let options = serde_json::to_string(storage).unwrap();
+    run_reader_on(&["cdf", url, "0"], Some(&options))
+}
+
+fn run_reader_on(args: &[&str], storage_options: Option<&str>) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/read_delta.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script).args(args);
+    if let Some(options) = storage_options {
+        cmd.env("READ_DELTA_STORAGE_OPTIONS", options);
+    }
     let output = output_of(&mut cmd, "python3 read_delta.py");
     let stdout = output.expect_success(&format!("read_delta.py {args:?}"));
     serde_json::from_str(&stdout)

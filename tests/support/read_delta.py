@@ -9,7 +9,8 @@ Usage:
     read_delta.py cdf  <table_path> [starting_version]
     read_delta.py meta <table_path>
 
-Every command prints one JSON document on stdout.
+Every command prints one JSON document on stdout. Tables on an object store are opened
+with the delta-rs storage options given as a JSON object in READ_DELTA_STORAGE_OPTIONS.
 """
 
 import datetime
@@ -63,8 +64,14 @@ def arrow_table(data):
     return pa.table(data)
 
 
+def open_table(path):
+    """The table at `path`; object-store options come as JSON in READ_DELTA_STORAGE_OPTIONS."""
+    options = json.loads(os.environ.get("READ_DELTA_STORAGE_OPTIONS", "null"))
+    return DeltaTable(path, storage_options=options) if options else DeltaTable(path)
+
+
 def cmd_rows(path):
-    delta = DeltaTable(path)
+    delta = open_table(path)
     table = arrow_table(delta.to_pyarrow_table())
     table = table.select([f.name for f in delta.schema().fields])
     columns = table.column_names
@@ -74,7 +81,7 @@ def cmd_rows(path):
 
 
 def cmd_cdf(path, starting_version=0):
-    reader = DeltaTable(path).load_cdf(starting_version=starting_version)
+    reader = open_table(path).load_cdf(starting_version=starting_version)
     table = arrow_table(reader.read_all() if isinstance(reader, pa.RecordBatchReader) else reader)
     columns = [c for c in table.column_names if c not in CDF_HIDDEN_COLUMNS]
     order = list(CDF_ORDER_COLUMNS) + [c for c in columns if c not in CDF_ORDER_COLUMNS]
@@ -106,7 +113,7 @@ def protocol_dict(protocol):
 
 
 def cmd_meta(path):
-    table = DeltaTable(path)
+    table = open_table(path)
     metadata = table.metadata()
     return {
         "version": table.version(),

@@ -303,9 +303,11 @@ pub async fn ensure_slot(client: &Client, slot: &str) -> Result<Lsn, SourceError
         )
         .await
         .map_err(query_error(&context))?;
-    slot_position(client, slot).await?.ok_or_else(|| {
-        SourceError::Settings(format!("slot {slot} vanished right after it was created"))
-    })
+    slot_position(client, slot)
+        .await?
+        .ok_or_else(|| SourceError::SlotMissing {
+            slot: slot.to_string(),
+        })
 }
 
 /// The slot's `confirmed_flush_lsn`, or `None` when there is no such slot.
@@ -320,9 +322,10 @@ pub async fn slot_position(client: &Client, slot: &str) -> Result<Option<Lsn>, S
     let Some(row) = row else { return Ok(None) };
     let plugin: Option<String> = row.get(1);
     if plugin.as_deref() != Some("pgoutput") {
-        return Err(SourceError::Settings(format!(
-            "replication slot {slot} exists but uses plugin {plugin:?}, not pgoutput: choose another slot name"
-        )));
+        return Err(SourceError::WrongPlugin {
+            slot: slot.to_string(),
+            plugin: plugin.unwrap_or_default(),
+        });
     }
     let lsn: Option<String> = row.get(0);
     Ok(Some(lsn.and_then(|l| l.parse().ok()).unwrap_or_default()))
@@ -354,8 +357,11 @@ pub async fn current_wal_lsn(client: &Client) -> Result<Lsn, SourceError> {
         .await
         .map_err(query_error("read the current WAL position"))?;
     let text: String = row.get(0);
-    text.parse()
-        .map_err(|e: crate::event::ParseLsnError| SourceError::Settings(e.to_string()))
+    text.parse().map_err(|source| SourceError::BadLsn {
+        what: "pg_current_wal_lsn()",
+        text: text.clone(),
+        source,
+    })
 }
 
 /// Bytes of WAL the server keeps for `slot`: its `restart_lsn` to the current WAL position;
@@ -385,8 +391,11 @@ pub async fn emit_marker(client: &Client, prefix: &str, content: &str) -> Result
             "write the caught-up marker with pg_logical_emit_message",
         ))?;
     let text: String = row.get(0);
-    text.parse()
-        .map_err(|e: crate::event::ParseLsnError| SourceError::Settings(e.to_string()))
+    text.parse().map_err(|source| SourceError::BadLsn {
+        what: "pg_logical_emit_message()",
+        text: text.clone(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -123,18 +123,12 @@ impl ConnectionSettings {
             attempt += 1;
             match self.connect_once().await {
                 Ok(client) => return Ok(client),
-                Err(message) => match delays.next() {
-                    Some(delay) if !is_permanent(&message) => {
-                        tracing::warn!(target_db = %self.describe(), attempt, error = %message, retry_in = ?delay, "connect failed; retrying");
+                Err(failure) => match delays.next() {
+                    Some(delay) if !failure.permanent => {
+                        tracing::warn!(target_db = %self.describe(), attempt, error = %failure.message, retry_in = ?delay, "connect failed; retrying");
                         tokio::time::sleep(delay).await;
                     }
-                    _ => {
-                        return Err(SourceError::Connect {
-                            target: self.describe(),
-                            attempts: attempt,
-                            message,
-                        })
-                    }
+                    _ => return Err(failure.into_error(self.describe(), attempt)),
                 },
             }
         }
@@ -144,15 +138,11 @@ impl ConnectionSettings {
     pub async fn connect_without_retry(&self) -> Result<Client, SourceError> {
         self.connect_once()
             .await
-            .map_err(|message| SourceError::Connect {
-                target: self.describe(),
-                attempts: 1,
-                message,
-            })
+            .map_err(|failure| failure.into_error(self.describe(), 1))
     }
 
-    /// One connection attempt, no retries (the error is the server's message).
-    pub async fn connect_once(&self) -> Result<Client, String> {
+    /// One connection attempt, no retries.
+    pub async fn connect_once(&self) -> Result<Client, ConnectFailure> {
         let mut config = self.config.clone();
         config.ssl_mode(match self.sslmode {
             SslMode::Disable => PgSslMode::Disable,
@@ -165,14 +155,18 @@ impl ConnectionSettings {
             let (client, connection) = config
                 .connect(tokio_postgres::NoTls)
                 .await
-                .map_err(|e| error_text(&e))?;
+                .map_err(|e| ConnectFailure::of(&e))?;
             tokio::spawn(log_when_closed(connection));
             return Ok(client);
         }
+        let connector = self.tls_connector().map_err(|message| ConnectFailure {
+            message,
+            permanent: true,
+        })?;
         let (client, connection) = config
-            .connect(self.tls_connector()?)
+            .connect(connector)
             .await
-            .map_err(|e| error_text(&e))?;
+            .map_err(|e| ConnectFailure::of(&e))?;
         tokio::spawn(log_when_closed(connection));
         Ok(client)
     }
@@ -266,19 +260,58 @@ pub fn backoff_delay(attempt: usize) -> Duration {
         .unwrap_or(Duration::from_secs(30))
 }
 
-/// Errors no retry will fix: wrong password, unknown database or role, a certificate that
-/// does not verify, a server that rejects the connection.
-pub(crate) fn is_permanent(message: &str) -> bool {
-    [
-        "password authentication failed",
-        "does not exist",
-        "no pg_hba.conf entry",
-        "pg_hba.conf rejects connection",
-        "certificate verify failed",
-        "sslrootcert",
-    ]
-    .iter()
-    .any(|needle| message.contains(needle))
+/// Why one connection attempt failed.
+#[derive(Debug, Clone)]
+pub struct ConnectFailure {
+    pub message: String,
+    /// No retry will fix it: a wrong password, an unknown database or role, a `pg_hba.conf`
+    /// that rejects the connection, a certificate that does not verify.
+    pub permanent: bool,
+}
+
+impl ConnectFailure {
+    fn of(error: &tokio_postgres::Error) -> ConnectFailure {
+        ConnectFailure {
+            message: error_text(error),
+            permanent: is_permanent(error),
+        }
+    }
+
+    fn into_error(self, target: String, attempts: usize) -> SourceError {
+        SourceError::Connect {
+            target,
+            attempts,
+            message: self.message,
+            permanent: self.permanent,
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Decided from the server's SQLSTATE (class 28, invalid authorization, covers passwords,
+/// roles and `pg_hba.conf`; 3D000 an unknown database), or a failed TLS handshake.
+fn is_permanent(error: &tokio_postgres::Error) -> bool {
+    if let Some(db) = error.as_db_error() {
+        return permanent_sqlstate(db.code());
+    }
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        if inner.downcast_ref::<native_tls::Error>().is_some() {
+            return true;
+        }
+        cause = inner.source();
+    }
+    false
+}
+
+fn permanent_sqlstate(code: &tokio_postgres::error::SqlState) -> bool {
+    use tokio_postgres::error::SqlState;
+    code.code().starts_with("28") || *code == SqlState::INVALID_CATALOG_NAME
 }
 
 /// A tokio-postgres error with its database cause, which its `Display` leaves out.
@@ -295,6 +328,26 @@ pub(crate) fn error_text(error: &tokio_postgres::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authentication_and_unknown_databases_are_permanent_other_server_errors_are_not() {
+        use tokio_postgres::error::SqlState;
+        for code in [
+            SqlState::INVALID_PASSWORD,
+            SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+            SqlState::INVALID_CATALOG_NAME,
+        ] {
+            assert!(permanent_sqlstate(&code), "{}", code.code());
+        }
+        for code in [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::CONNECTION_FAILURE,
+        ] {
+            assert!(!permanent_sqlstate(&code), "{}", code.code());
+        }
+    }
 
     #[test]
     fn describes_the_target_without_the_password() {

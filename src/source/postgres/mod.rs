@@ -25,6 +25,8 @@ pub enum SourceError {
         target: String,
         attempts: usize,
         message: String,
+        /// No retry will fix it (decided from the SQLSTATE or the TLS error).
+        permanent: bool,
     },
     #[error("PostgreSQL query failed ({context}): {source}")]
     Query {
@@ -47,6 +49,17 @@ pub enum SourceError {
          remove the pipeline's Delta tables and start again to copy them afresh"
     )]
     SlotMissing { slot: String },
+    #[error("PostgreSQL answered {what} with '{text}', which is not an LSN: {source}")]
+    BadLsn {
+        what: &'static str,
+        text: String,
+        #[source]
+        source: crate::event::ParseLsnError,
+    },
+    #[error(
+        "replication slot {slot} uses plugin {plugin}, not pgoutput: choose another slot name"
+    )]
+    WrongPlugin { slot: String, plugin: String },
     #[error("copy of {table} stopped by a Delta write error")]
     CopyStopped { table: TableName },
 }
@@ -56,7 +69,7 @@ impl SourceError {
     /// that needs a person to fix something.
     pub fn is_transient(&self) -> bool {
         match self {
-            SourceError::Connect { message, .. } => !connection::is_permanent(message),
+            SourceError::Connect { permanent, .. } => !permanent,
             SourceError::Replication { .. } => true,
             SourceError::Query { source, .. } => {
                 source.is_closed() || source.as_db_error().is_none()
