@@ -74,20 +74,47 @@ impl SinkError {
     pub fn is_transient(&self) -> bool {
         use deltalake::kernel::transaction::TransactionError;
         match self {
-            SinkError::Delta { source, .. } => matches!(
-                source,
-                DeltaTableError::ObjectStore { .. }
-                    | DeltaTableError::Io { .. }
-                    | DeltaTableError::KernelError(_)
-                    | DeltaTableError::Kernel { .. }
-                    | DeltaTableError::Transaction {
-                        source: TransactionError::ObjectStore { .. }
-                    }
-            ),
+            SinkError::Delta { source, .. } => {
+                matches!(
+                    source,
+                    DeltaTableError::ObjectStore { .. }
+                        | DeltaTableError::Io { .. }
+                        | DeltaTableError::Transaction {
+                            source: TransactionError::ObjectStore { .. }
+                        }
+                ) || caused_by_the_store(source)
+            }
             SinkError::Store { .. } | SinkError::Unwritable { .. } => true,
             _ => false,
         }
     }
+}
+
+/// Whether an object-store failure (other than "already exists", which is how a lost
+/// commit race shows) is among the error's causes: writing a Parquet file or reading the
+/// log wraps them.
+fn caused_by_the_store(error: &(dyn std::error::Error + 'static)) -> bool {
+    use deltalake::ObjectStoreError;
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(store) = error.downcast_ref::<ObjectStoreError>() {
+            return !matches!(
+                store,
+                ObjectStoreError::AlreadyExists { .. } | ObjectStoreError::Precondition { .. }
+            );
+        }
+        // An io::Error's `source` skips the error it wraps (Parquet uploads wrap the store's).
+        if let Some(inner) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if caused_by_the_store(inner) {
+                return true;
+            }
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Table property naming the pipeline and source table that write a Delta table.

@@ -1,0 +1,394 @@
+//! Delta tables on a real S3-protocol server (s3s-fs on loopback): the whole direct-mode path,
+//! errors at start, a store that goes away mid-stream, and a stale writer losing a commit race.
+
+mod support;
+
+mod harness;
+
+use std::process::Command;
+use std::time::Duration;
+
+use harness::s3::{S3Server, SECRET_KEY};
+use harness::{
+    assert_txn_versions_strictly_increase, cluster_with_db, kill9, publication_exists, slot_exists,
+    terminate, wait_for, Pgdelta, DB,
+};
+use support::{delta_as_strings_on_store, pg_as_strings, read_delta_cdf_on_store, PgCluster};
+
+const PIPELINE: &str = r#"
+[pipelines.shop]
+tables = ["public.customers", "public.orders"]
+delta_root = "s3://pgdelta/lake"
+batch_size = 500
+batch_interval_ms = 200
+large_transaction_events = 2000
+"#;
+
+const CUSTOMERS: &str = "SELECT id::text, name FROM customers";
+const CUSTOMERS_WITH_EMAIL: &str =
+    "SELECT id::text, name, coalesce(email, '<<NULL>>') FROM customers";
+const ORDERS: &str = "SELECT id::text, customer::text, amount::text FROM orders";
+
+fn shop(cluster: &PgCluster) {
+    cluster.psql(
+        DB,
+        "CREATE TABLE customers (id int PRIMARY KEY, name text);
+         CREATE TABLE orders (id int PRIMARY KEY, customer int, amount numeric(10,2));
+         INSERT INTO customers SELECT i, 'c' || i FROM generate_series(1, 1000) i;",
+    );
+}
+
+/// `pgdelta <args>` with the server reached through the standard `AWS_*` environment only.
+fn with_env(mut command: Command, s3: &S3Server) -> Command {
+    command.envs(s3.env());
+    command
+}
+
+fn run_ok(pg: &Pgdelta, s3: &S3Server, args: &[&str]) -> String {
+    let output = with_env(pg.command(args), s3).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "pgdelta {args:?} failed:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains(SECRET_KEY),
+        "the secret key is in the log:\n{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        !stdout.contains(SECRET_KEY),
+        "the secret key is in the output:\n{stdout}"
+    );
+    stdout
+}
+
+fn catch_up(pg: &Pgdelta, s3: &S3Server) {
+    run_ok(
+        pg,
+        s3,
+        &["pipeline", "start", "shop", "--exit-when-caught-up"],
+    );
+}
+
+fn assert_equal(cluster: &PgCluster, s3: &S3Server) {
+    let options = s3.storage_options();
+    let customers = delta_as_strings_on_store(&s3.table_url("lake/public/customers"), &options);
+    let query = match customers.first().is_some_and(|row| row.len() == 3) {
+        true => CUSTOMERS_WITH_EMAIL,
+        false => CUSTOMERS,
+    };
+    assert_eq!(customers, pg_as_strings(cluster, DB, query));
+    let orders = delta_as_strings_on_store(&s3.table_url("lake/public/orders"), &options);
+    assert_eq!(orders, pg_as_strings(cluster, DB, ORDERS));
+}
+
+#[test]
+fn snapshot_streaming_large_transactions_and_a_kill_on_s3_end_equal_to_postgres() {
+    let s3 = S3Server::start();
+    let cluster = cluster_with_db();
+    shop(&cluster);
+    let pg = Pgdelta::new(&cluster, PIPELINE);
+
+    catch_up(&pg, &s3);
+    assert_equal(&cluster, &s3);
+
+    let mut running = with_env(pg.command(&["pipeline", "start", "shop"]), &s3)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(pg.dir.path().join("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    for round in 0..20 {
+        let base = 2000 + round * 10;
+        cluster.psql(
+            DB,
+            &format!(
+                "BEGIN;
+                 INSERT INTO orders SELECT i, i % 100, i * 1.5 FROM generate_series({base}, {base} + 9) i;
+                 UPDATE customers SET name = name || '+' WHERE id % 20 = {round};
+                 DELETE FROM customers WHERE id = {round} + 1;
+                 COMMIT;"
+            ),
+        );
+        if round == 8 {
+            // A large transaction: staged in chunks on the store, committed once.
+            cluster.psql(
+                DB,
+                "INSERT INTO orders SELECT i, 1, 2.5 FROM generate_series(100000, 105000) i",
+            );
+            cluster.psql(DB, "ALTER TABLE customers ADD COLUMN email text");
+            cluster.psql(
+                DB,
+                "INSERT INTO customers VALUES (5000, 'new', 'n@example.com')",
+            );
+        }
+        if round == 12 {
+            kill9(&mut running);
+        }
+    }
+    let _ = running.wait();
+    catch_up(&pg, &s3);
+    assert_equal(&cluster, &s3);
+    for table in ["customers", "orders"] {
+        let dir = s3.data_dir().join(format!("pgdelta/lake/public/{table}"));
+        assert_txn_versions_strictly_increase(&dir);
+    }
+    let log = std::fs::read_to_string(pg.dir.path().join("run.log")).unwrap();
+    assert!(!log.contains(SECRET_KEY), "the secret key is in the log");
+
+    let cdf = read_delta_cdf_on_store(&s3.table_url("lake/public/orders"), &s3.storage_options());
+    let inserts = cdf["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["_change_type"] == "insert")
+        .count();
+    assert_eq!(
+        inserts,
+        200 + 5001,
+        "every order inserted once in the change feed"
+    );
+
+    let status: Vec<serde_json::Value> =
+        serde_json::from_str(&run_ok(&pg, &s3, &["pipeline", "status", "shop", "--json"])).unwrap();
+    for table in &status {
+        assert!(
+            table["delta_path"]
+                .as_str()
+                .unwrap()
+                .starts_with("s3://pgdelta/lake/"),
+            "{table}"
+        );
+        assert!(table["delta_version"].as_u64().unwrap() > 0, "{table}");
+        assert!(table["error"].is_null(), "{table}");
+    }
+    let rows = run_ok(
+        &pg,
+        &s3,
+        &["pipeline", "inspect", "shop", "--table", "public.customers"],
+    );
+    assert!(rows.contains("n@example.com"), "{rows}");
+    run_ok(&pg, &s3, &["validate", "shop", "--check", "rows"]);
+    run_ok(&pg, &s3, &["validate", "shop", "--check", "checksum"]);
+}
+
+#[test]
+fn wrong_credentials_a_missing_bucket_or_a_dead_endpoint_fail_at_start_before_any_slot() {
+    let s3 = S3Server::start();
+    let cluster = cluster_with_db();
+    shop(&cluster);
+    let cases = [
+        (
+            "wrong secret",
+            "[storage]\naws_secret_access_key = \"not-the-secret-value\"\n",
+            "s3://pgdelta/lake",
+        ),
+        ("missing bucket", "", "s3://no-such-bucket/lake"),
+        (
+            "dead endpoint",
+            &format!(
+                "[storage]\naws_endpoint_url = \"http://127.0.0.1:{}\"\nmax_retries = \"1\"\nretry_timeout = \"3s\"\n",
+                support::free_port()
+            ),
+            "s3://pgdelta/lake",
+        ),
+    ];
+    for (what, storage, root) in cases {
+        let pg = Pgdelta::new(
+            &cluster,
+            &format!("{storage}{}", PIPELINE.replace("s3://pgdelta/lake", root)),
+        );
+        let started = std::time::Instant::now();
+        let output = with_env(pg.command(&["pipeline", "start", "shop"]), &s3)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{what}: started:\n{stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}: took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            stderr.contains(&format!("{root}/public/")),
+            "{what}: the URL is not named:\n{stderr}"
+        );
+        for secret in [SECRET_KEY, "not-the-secret-value"] {
+            assert!(
+                !stderr.contains(secret),
+                "{what}: a secret is in the error:\n{stderr}"
+            );
+        }
+        assert!(
+            !slot_exists(&cluster, "pgdelta_shop"),
+            "{what}: a slot was created"
+        );
+        assert!(
+            !publication_exists(&cluster, "pgdelta_shop"),
+            "{what}: a publication was created"
+        );
+    }
+}
+
+#[test]
+fn a_store_that_goes_away_mid_stream_is_retried_and_nothing_is_confirmed_before_it_is_written() {
+    let mut s3 = S3Server::start();
+    let cluster = cluster_with_db();
+    shop(&cluster);
+    let pg = Pgdelta::new(
+        &cluster,
+        &format!("[storage]\nmax_retries = \"1\"\nretry_timeout = \"2s\"\nconnect_timeout = \"1s\"\n{PIPELINE}"),
+    );
+    catch_up(&pg, &s3);
+    let mut running = with_env(pg.command(&["pipeline", "start", "shop"]), &s3)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(pg.dir.path().join("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(pg.dir.path().join("run.log")).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(60), || log()
+            .contains("replication started")),
+        "{}",
+        log()
+    );
+
+    s3.stop();
+    cluster.psql(
+        DB,
+        "INSERT INTO orders SELECT i, 1, 1.0 FROM generate_series(1, 50) i",
+    );
+    let written_at = cluster
+        .psql(DB, "SELECT pg_current_wal_lsn()")
+        .trim()
+        .to_string();
+    assert!(
+        wait_for(Duration::from_secs(60), || log()
+            .contains("Delta commit failed; trying again")),
+        "{}",
+        log()
+    );
+    let confirmed = cluster
+        .psql(
+            DB,
+            &format!(
+                "SELECT confirmed_flush_lsn >= '{written_at}' FROM pg_replication_slots WHERE slot_name = 'pgdelta_shop'"
+            ),
+        )
+        .trim()
+        .to_string();
+    assert_eq!(
+        confirmed, "f",
+        "a position was confirmed while its commit failed"
+    );
+    assert!(
+        running.try_wait().unwrap().is_none(),
+        "pgdelta gave up:\n{}",
+        log()
+    );
+
+    s3.start_again();
+    let orders = || {
+        delta_as_strings_on_store(&s3.table_url("lake/public/orders"), &s3.storage_options()).len()
+    };
+    assert!(
+        wait_for(Duration::from_secs(120), || orders() == 50),
+        "{}",
+        log()
+    );
+    assert!(terminate(&mut running).success(), "{}", log());
+    assert_equal(&cluster, &s3);
+}
+
+/// The commit path's race on the store: a writer whose view of the table is stale commits
+/// after another one did. It loses with a conflict; the table holds the winner's commit once.
+#[test]
+fn a_stale_writer_loses_the_commit_race_on_s3_and_nothing_is_doubled() {
+    use pgdelta::event::{Lsn, TableName};
+    use pgdelta::sink::delta::{DeltaTableWriter, TableLayout};
+    let s3 = S3Server::start();
+    let mut storage = pgdelta::config::StorageOptions::default();
+    for (key, value) in s3.storage_options() {
+        storage.insert(key, value);
+    }
+    let url = s3.table_url("race/t");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let table = TableName::new("public", "t");
+        let open = || async {
+            let layout = TableLayout {
+                columns: vec![
+                    deltalake::kernel::StructField::new(
+                        "id",
+                        deltalake::kernel::DataType::INTEGER,
+                        true,
+                    ),
+                    deltalake::kernel::StructField::new(
+                        "v",
+                        deltalake::kernel::DataType::STRING,
+                        true,
+                    ),
+                ],
+                partition_by: Vec::new(),
+            };
+            DeltaTableWriter::open_or_create(
+                &url,
+                &storage,
+                table.clone(),
+                "pgdelta-race-public.t".into(),
+                vec!["id".into()],
+                layout,
+            )
+            .await
+            .unwrap()
+        };
+        let mut first = open().await;
+        let mut second = open().await;
+        first.check_object_store(false).await.unwrap();
+        let changes = |writer: &DeltaTableWriter, v: &str| {
+            let mut changes = writer.new_changes();
+            changes.push(insert_event(&table, &["1", v])).unwrap();
+            changes
+        };
+        let winner = changes(&first, "first");
+        first
+            .apply_from(&winner, Some(Lsn(100)), &[])
+            .await
+            .unwrap();
+        let loser = changes(&second, "second");
+        let error = second
+            .apply_from(&loser, Some(Lsn(100)), &[])
+            .await
+            .expect_err("the stale writer's commit must lose");
+        assert!(!error.is_transient(), "a conflict is not retried: {error}");
+    });
+    let rows = delta_as_strings_on_store(&url, &s3.storage_options());
+    assert_eq!(rows, vec![vec!["1".to_string(), "first".to_string()]]);
+}
+
+fn insert_event(table: &pgdelta::event::TableName, values: &[&str]) -> pgdelta::event::ChangeEvent {
+    use pgdelta::event::{Cell, ChangeEvent, ColumnSchema, EventMetadata, Operation, TableSchema};
+    let column = |name: &str, type_oid, is_key| ColumnSchema {
+        name: name.into(),
+        type_oid,
+        type_modifier: -1,
+        type_name: None,
+        is_key,
+    };
+    ChangeEvent {
+        operation: Operation::Insert,
+        schema: std::sync::Arc::new(TableSchema {
+            table: table.clone(),
+            columns: vec![column("id", 23, true), column("v", 25, false)],
+        }),
+        data: Some(values.iter().map(|v| Cell::Text(v.to_string())).collect()),
+        before: None,
+        commit_timestamp: chrono::Utc::now(),
+        metadata: EventMetadata {
+            database: "db".into(),
+            lsn: pgdelta::event::Lsn::default(),
+            tx_id: None,
+            snapshot: false,
+        },
+    }
+}
