@@ -11,12 +11,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod kafka;
+mod maintenance;
 mod source_url;
 mod storage;
 mod table_name;
 mod validation;
 
 pub use kafka::KafkaConfig;
+pub use maintenance::{Maintenance, MaintenanceConfig, MIN_VACUUM_RETENTION_HOURS};
 pub use source_url::parse_url;
 pub use storage::StorageOptions;
 pub use table_name::{quote_ident, ParseTableNameError, TableName};
@@ -87,6 +89,12 @@ pub struct TableConfig {
     /// Object-store options for this table, over the pipeline's and `[storage]`.
     #[serde(default)]
     pub storage: StorageOptions,
+    /// Columns to Z-order by when compacting (same as `maintenance.zorder_by` here).
+    #[serde(default)]
+    pub zorder_by: Option<Vec<String>>,
+    /// Maintenance settings of this table, over the pipeline's.
+    #[serde(default)]
+    pub maintenance: MaintenanceConfig,
 }
 
 /// Whether to copy what the tables already hold before streaming changes.
@@ -163,6 +171,9 @@ pub struct PipelineConfig {
     /// Kafka mode (Debezium): `[pipelines.<name>.kafka]`.
     #[serde(default)]
     pub kafka: Option<KafkaConfig>,
+    /// `[pipelines.<name>.maintenance]`: compaction, checkpoints, log cleanup, VACUUM.
+    #[serde(default)]
+    pub maintenance: MaintenanceConfig,
     /// `[pipelines.<name>.storage]`: object-store options over `[storage]`.
     #[serde(default)]
     pub storage: StorageOptions,
@@ -285,8 +296,20 @@ const KAFKA_KEYS: &[&str] = &[
     "snapshot_mode",
     "heartbeat_interval_ms",
 ];
-const LIST_KEYS: &[&str] = &["tables", "topics"];
-const BOOLEAN_KEYS: &[&str] = &["unwrap", "schemas", "unsafe_single_writer"];
+/// Keys of `[pipelines.<name>.maintenance]`, overridden by
+/// `PGDELTA_PIPELINES_<PIPELINE>_MAINTENANCE_<KEY>`.
+const MAINTENANCE_KEYS: &[&str] = &[
+    "enabled",
+    "compact_min_files",
+    "target_file_size_mb",
+    "zorder_by",
+    "checkpoint_interval",
+    "log_retention_hours",
+    "vacuum_interval_hours",
+    "vacuum_retention_hours",
+];
+const LIST_KEYS: &[&str] = &["tables", "topics", "zorder_by"];
+const BOOLEAN_KEYS: &[&str] = &["unwrap", "schemas", "unsafe_single_writer", "enabled"];
 const NUMERIC_KEYS: &[&str] = &[
     "heartbeat_interval_ms",
     "large_transaction_events",
@@ -294,6 +317,12 @@ const NUMERIC_KEYS: &[&str] = &[
     "batch_interval_ms",
     "connect_attempts",
     "snapshot_parallelism",
+    "compact_min_files",
+    "target_file_size_mb",
+    "checkpoint_interval",
+    "log_retention_hours",
+    "vacuum_interval_hours",
+    "vacuum_retention_hours",
 ];
 
 /// Everything one pipeline needs, resolved: table names parsed, defaults derived.
@@ -322,6 +351,7 @@ pub struct ResolvedTable {
     pub key: Vec<String>,
     /// `[storage]`, then the pipeline's, then the table's own options.
     pub storage: StorageOptions,
+    pub maintenance: Maintenance,
 }
 
 impl Config {
@@ -428,6 +458,15 @@ impl PipelineConfig {
                 storage: storage
                     .overridden_by(&self.storage)
                     .overridden_by(&settings.storage),
+                maintenance: self
+                    .maintenance
+                    .overridden_by(&MaintenanceConfig {
+                        zorder_by: settings.zorder_by.clone(),
+                        ..Default::default()
+                    })
+                    .overridden_by(&settings.maintenance)
+                    .resolve()
+                    .map_err(|e| format!("table.\"{parsed}\": {e}"))?,
                 name: parsed,
             });
         }
@@ -584,6 +623,13 @@ fn apply_env_overrides(
                     let pipelines = table_entry(root, "pipelines");
                     let kafka = table_entry(table_entry(pipelines, pipeline), "kafka");
                     kafka.insert(key.to_string(), env_value(&var, key, &raw)?);
+                } else if let Some(key) = key_part
+                    .strip_prefix("MAINTENANCE_")
+                    .and_then(|part| MAINTENANCE_KEYS.iter().find(|k| env_key(k) == part))
+                {
+                    let pipelines = table_entry(root, "pipelines");
+                    let section = table_entry(table_entry(pipelines, pipeline), "maintenance");
+                    section.insert(key.to_string(), env_value(&var, key, &raw)?);
                 } else if let Some(key) = key_part.strip_prefix("STORAGE_") {
                     let pipelines = table_entry(root, "pipelines");
                     let storage = table_entry(table_entry(pipelines, pipeline), "storage");
@@ -797,6 +843,33 @@ key = ["order_id"]
         assert_eq!(orders.get("aws_endpoint"), Some("http://other:9000"));
         assert!(pipeline.unsafe_single_writer);
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn maintenance_settings_come_from_the_pipeline_the_table_and_the_environment() {
+        let text = format!(
+            "{SAMPLE}\n[pipelines.postgres-cdc.maintenance]\ncompact_min_files = 8\n\
+             [pipelines.postgres-cdc.table.\"public.customers\"]\nzorder_by = [\"name\"]\n"
+        );
+        let config = load(
+            &text,
+            &[(
+                "PGDELTA_PIPELINES_POSTGRES_CDC_MAINTENANCE_VACUUM_RETENTION_HOURS",
+                "48",
+            )],
+        )
+        .unwrap();
+        let pipeline = config.pipeline("postgres-cdc").unwrap();
+        let customers = &pipeline.tables[0].maintenance;
+        assert_eq!(customers.compact_min_files, 8);
+        assert_eq!(customers.zorder_by, vec!["name"]);
+        assert_eq!(customers.vacuum_retention, Duration::from_secs(48 * 3600));
+        assert!(pipeline.tables[1].maintenance.zorder_by.is_empty());
+        let bad = text.replace("compact_min_files = 8", "compact_min_fils = 8");
+        assert!(load(&bad, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("compact_min_fils"));
     }
 
     #[test]

@@ -46,6 +46,17 @@ pub struct PipelineTable {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableMaintenance {
+    pub pipeline: String,
+    pub table: String,
+    /// `compact` or `vacuum`.
+    pub operation: String,
+}
+
+/// The `operation` label values of the maintenance metrics.
+pub const MAINTENANCE_OPERATIONS: [&str; 2] = ["compact", "vacuum"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PipelineErrorType {
     pub pipeline: String,
     pub error_type: String,
@@ -87,6 +98,11 @@ pub struct Metrics {
     pub sink_writable: FlagFamily,
     pub validation_mismatches: Family<PipelineLabel, Gauge>,
     pub validation_last_success: Family<PipelineLabel, Gauge>,
+    pub table_files: Family<PipelineTable, Gauge>,
+    pub table_bytes: Family<PipelineTable, Gauge>,
+    pub maintenance_last_run: Family<TableMaintenance, Gauge>,
+    pub maintenance_duration: Family<TableMaintenance, FloatGauge>,
+    pub maintenance_files_removed: Family<TableMaintenance, Counter>,
 }
 
 impl Default for Metrics {
@@ -112,6 +128,11 @@ impl Metrics {
             sink_writable: Family::default(),
             validation_mismatches: Family::default(),
             validation_last_success: Family::default(),
+            table_files: Family::default(),
+            table_bytes: Family::default(),
+            maintenance_last_run: Family::default(),
+            maintenance_duration: Family::default(),
+            maintenance_files_removed: Family::default(),
         };
         metrics.register();
         metrics
@@ -183,6 +204,31 @@ impl Metrics {
             "cdc_validation_last_success_timestamp",
             "Unix time of the start of the last periodic validation where every check passed",
             self.validation_last_success.clone(),
+        );
+        r.register(
+            "postgres_cdc_delta_table_files",
+            "Data files in the Delta table's latest version",
+            self.table_files.clone(),
+        );
+        r.register(
+            "postgres_cdc_delta_table_bytes",
+            "Bytes of data files in the Delta table's latest version",
+            self.table_bytes.clone(),
+        );
+        r.register(
+            "postgres_cdc_maintenance_last_run_timestamp",
+            "Unix time of the last compaction or VACUUM of the table",
+            self.maintenance_last_run.clone(),
+        );
+        r.register(
+            "postgres_cdc_maintenance_duration_seconds",
+            "How long the last compaction or VACUUM of the table took",
+            self.maintenance_duration.clone(),
+        );
+        r.register(
+            "postgres_cdc_maintenance_files_removed",
+            "Data files compaction replaced or VACUUM deleted",
+            self.maintenance_files_removed.clone(),
         );
     }
 

@@ -117,6 +117,18 @@ impl Observer {
             let _ = m.delta_commit_duration.get_or_create(&label);
             let _ = m.snapshot_rows_copied.get_or_create(&label);
             let _ = m.snapshot_rows_estimated.get_or_create(&label);
+            let _ = m.table_files.get_or_create(&label);
+            let _ = m.table_bytes.get_or_create(&label);
+            for operation in metrics::MAINTENANCE_OPERATIONS {
+                let label = metrics::TableMaintenance {
+                    pipeline: self.pipeline.clone(),
+                    table: table.to_string(),
+                    operation: operation.to_string(),
+                };
+                let _ = m.maintenance_last_run.get_or_create(&label);
+                let _ = m.maintenance_duration.get_or_create(&label);
+                let _ = m.maintenance_files_removed.get_or_create(&label);
+            }
         }
         for error_type in ERROR_TYPES {
             let _ = m.errors.get_or_create(&self.error_label(error_type));
@@ -249,6 +261,45 @@ impl Observer {
                 slot: slot.to_string(),
             })
             .set(bytes);
+    }
+
+    /// The Delta table's data files at its latest version.
+    pub fn set_table_files(&self, table: &TableName, files: usize, bytes: u64) {
+        let label = self.table_label(table);
+        self.metrics
+            .table_files
+            .get_or_create(&label)
+            .set(files as i64);
+        self.metrics
+            .table_bytes
+            .get_or_create(&label)
+            .set(bytes as i64);
+    }
+
+    /// A compaction or VACUUM (`operation`) of `table` finished in `elapsed`, removing
+    /// `files_removed` files.
+    pub fn maintenance_ran(
+        &self,
+        table: &TableName,
+        operation: &str,
+        elapsed: Duration,
+        files_removed: u64,
+    ) {
+        let label = metrics::TableMaintenance {
+            pipeline: self.pipeline.clone(),
+            table: table.to_string(),
+            operation: operation.to_string(),
+        };
+        let m = &self.metrics;
+        m.maintenance_last_run
+            .get_or_create(&label)
+            .set(Utc::now().timestamp());
+        m.maintenance_duration
+            .get_or_create(&label)
+            .set(elapsed.as_secs_f64());
+        m.maintenance_files_removed
+            .get_or_create(&label)
+            .inc_by(files_removed);
     }
 
     /// Initial snapshot progress of `table`: rows copied so far, of about `estimated`.

@@ -9,6 +9,7 @@
 mod batch;
 pub mod dead_letter;
 mod large;
+mod maintain;
 mod prepare;
 mod snapshot;
 pub mod status;
@@ -345,6 +346,9 @@ where
             self.summary.last_lsn = lsn;
         }
         tracing::info!(lsn = %lsn.unwrap_or_default(), transactions = done.transactions, events = done.events, elapsed = ?started.elapsed(), "batch written");
+        for table in done.tables.keys() {
+            self.maintain(table).await;
+        }
         Ok(())
     }
 

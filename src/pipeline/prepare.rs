@@ -169,7 +169,13 @@ async fn open_tables(
             Evolution::AddColumns(fields) => add_columns(&mut writer, fields).await?,
             Evolution::Stop(reason) => state_stopped = Some(reason),
         }
-        let mut state = TableState::new(writer, table.key.is_empty());
+        if table.maintenance.enabled {
+            let m = &table.maintenance;
+            writer
+                .apply_log_settings(m.checkpoint_interval, m.log_retention)
+                .await?;
+        }
+        let mut state = TableState::new(writer, table.key.is_empty(), table.maintenance.clone());
         state.stopped = state_stopped;
         tables.insert(state);
     }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::config::Maintenance;
 use crate::event::{Origin, TableName, TableSchema, TopicPartition};
 use crate::sink::delta::{DeltaTableWriter, SinkError};
 use crate::source::ChangeSource;
@@ -20,18 +21,28 @@ pub struct TableState {
     pub schema: Option<Arc<TableSchema>>,
     /// Why the table's stream stopped (e.g. an incompatible type change).
     pub stopped: Option<String>,
+    /// Compaction and VACUUM settings.
+    pub maintenance: Maintenance,
+    /// When this process last vacuumed the table.
+    pub last_vacuum: Option<std::time::Instant>,
     /// Kafka mode: per partition, the next offset the Delta table does not hold yet (`None`
     /// when it holds none), read from the Delta log when first needed.
     next_offsets: HashMap<TopicPartition, Option<i64>>,
 }
 
 impl TableState {
-    pub fn new(writer: DeltaTableWriter, keyed_by_primary_key: bool) -> TableState {
+    pub fn new(
+        writer: DeltaTableWriter,
+        keyed_by_primary_key: bool,
+        maintenance: Maintenance,
+    ) -> TableState {
         TableState {
             writer,
             keyed_by_primary_key,
             schema: None,
             stopped: None,
+            maintenance,
+            last_vacuum: None,
             next_offsets: HashMap::new(),
         }
     }

@@ -175,7 +175,11 @@ impl Harness {
             )
             .await
             .unwrap();
-            tables.insert(TableState::new(writer, true));
+            tables.insert(TableState::new(
+                writer,
+                true,
+                self.resolved.tables[0].maintenance.clone(),
+            ));
         }
         tables
     }
@@ -456,4 +460,51 @@ async fn changes_a_table_already_holds_are_skipped_and_kafka_offsets_are_recorde
     let again = vec![change(1, 7, &["2", "changed"]), change(3, 9, &["4", "q"])];
     h.run(&["a"], again).await.unwrap();
     assert_eq!(rows(&h.path("a")).await, vec!["1=x", "2=y", "3=z", "4=q"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn small_files_are_compacted_between_batches_without_changing_rows_feed_or_positions() {
+    use crate::sink::delta::reader::read_changes;
+    let h = Harness::new(
+        &["a"],
+        "batch_size = 1\n[pipelines.shop.maintenance]\ncompact_min_files = 4\n",
+    );
+    let a = two_columns("a");
+    let items = (1..=10)
+        .map(|i| {
+            let id = i.to_string();
+            transaction(
+                i,
+                u64::from(i) * 10,
+                vec![event(&a, Operation::Insert, &[&id, "n"])],
+            )
+        })
+        .collect();
+    let summary = h.run(&["a"], items).await.unwrap();
+    assert_eq!(summary.delta_commits, 10);
+    let path = h.path("a");
+    let writer_files = {
+        let url = deltalake::ensure_table_uri(&path).unwrap();
+        let table = deltalake::open_table(url).await.unwrap();
+        table.snapshot().unwrap().log_data().num_files()
+    };
+    assert!(writer_files < 4, "{writer_files} files after compaction");
+    let expected: Vec<String> = (1..=10).map(|i| format!("{i}=n")).collect();
+    assert_eq!(rows(&path).await, expected);
+    assert_eq!(applied_version(&path, &h.app_id("a")).await, Some(100));
+    let changes: usize = read_changes(&path, &Default::default(), 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(changes, 10, "compaction adds nothing to the change feed");
+    let metrics = h.observer.encode_metrics();
+    let removed = "postgres_cdc_maintenance_files_removed_total{pipeline=\"shop\",table=\"public.a\",operation=\"compact\"}";
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with(removed) && !l.ends_with(" 0")),
+        "{metrics}"
+    );
 }

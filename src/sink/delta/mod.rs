@@ -3,6 +3,7 @@
 pub mod changes;
 pub mod convert;
 pub mod evolution;
+pub mod maintenance;
 pub mod reader;
 pub mod storage;
 pub mod txn;

@@ -190,8 +190,8 @@ impl SnapshotAppender {
 
 /// One Delta table fed by one source table.
 pub struct DeltaTableWriter {
-    table: DeltaTable,
-    location: String,
+    pub(super) table: DeltaTable,
+    pub(super) location: String,
     source_table: TableName,
     app_id: String,
     schema: SchemaRef,
@@ -297,7 +297,7 @@ impl DeltaTableWriter {
     }
 
     /// Takes the position and columns from the loaded table version.
-    async fn read_state(&mut self) -> Result<(), SinkError> {
+    pub(super) async fn read_state(&mut self) -> Result<(), SinkError> {
         let app_id = self.app_id.clone();
         self.last_applied = self
             .transaction_version(&app_id)
@@ -316,7 +316,7 @@ impl DeltaTableWriter {
         self.delta(version)
     }
 
-    fn delta<T>(&self, result: Result<T, DeltaTableError>) -> Result<T, SinkError> {
+    pub(super) fn delta<T>(&self, result: Result<T, DeltaTableError>) -> Result<T, SinkError> {
         result.map_err(|source| SinkError::Delta {
             location: self.location.clone(),
             source,
