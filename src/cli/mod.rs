@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 mod connector;
+mod table;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +57,9 @@ pub enum Command {
     /// The pipeline's Debezium connector (Kafka mode): config, register, status, delete.
     #[command(subcommand)]
     Connector(connector::ConnectorCommand),
+    /// Maintenance of a pipeline's Delta tables: compaction, VACUUM. Safe while it runs.
+    #[command(subcommand)]
+    Table(table::TableCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,6 +161,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             from_version,
         }) => inspect(&config, &name, table.as_deref(), changes, from_version).await,
         Command::Connector(command) => connector::run(&config, command).await,
+        Command::Table(command) => table::run(&config, command).await,
         Command::Status { json } => {
             let mut statuses = Vec::new();
             for name in config.pipelines.keys() {

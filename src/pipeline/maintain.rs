@@ -18,7 +18,7 @@ where
             return;
         };
         let policy = state.maintenance.clone();
-        let stats = match state.writer.file_stats(policy.target_file_size) {
+        let stats = match state.writer.file_stats(policy.target_file_size).await {
             Ok(stats) => stats,
             Err(error) => {
                 tracing::warn!(%table, %error, "cannot count the Delta table's files");
@@ -27,6 +27,7 @@ where
         };
         self.observer
             .set_table_files(table, stats.files, stats.bytes);
+        tracing::debug!(%table, files = stats.files, small_files = stats.small_files, bytes = stats.bytes, "Delta table files");
         if !policy.enabled {
             return;
         }
@@ -46,7 +47,7 @@ where
                         started.elapsed(),
                         done.files_removed,
                     );
-                    if let Ok(after) = state.writer.file_stats(policy.target_file_size) {
+                    if let Ok(after) = state.writer.file_stats(policy.target_file_size).await {
                         self.observer
                             .set_table_files(table, after.files, after.bytes);
                     }

@@ -365,17 +365,27 @@ where
         loop {
             let error = match self.apply(table, changes, position).await {
                 Ok(()) => return Ok(()),
-                Err(PipelineError::Sink(error)) if error.is_transient() => error,
+                Err(PipelineError::Sink(error)) if error.is_transient() || error.is_conflict() => {
+                    error
+                }
                 Err(error) => return Err(error),
             };
             attempt += 1;
-            self.observer.record_errors("sink", 1);
-            self.observer.sink_probed(Err(error.to_string()));
             if attempt >= SINK_ATTEMPTS {
+                self.observer.record_errors("sink", 1);
                 return Err(error.into());
             }
             let delay = crate::source::postgres::backoff_delay(attempt);
-            tracing::warn!(%table, %error, attempt, retry_in = ?delay, "Delta commit failed; trying again");
+            match error.is_conflict() {
+                true => {
+                    tracing::info!(%table, %error, attempt, "the Delta commit lost a race with another writer's; trying again on the new version")
+                }
+                false => {
+                    self.observer.record_errors("sink", 1);
+                    self.observer.sink_probed(Err(error.to_string()));
+                    tracing::warn!(%table, %error, attempt, retry_in = ?delay, "Delta commit failed; trying again");
+                }
+            }
             tokio::time::sleep(delay).await;
             let state = self
                 .tables

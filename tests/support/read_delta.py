@@ -117,6 +117,7 @@ def cmd_meta(path):
     metadata = table.metadata()
     return {
         "version": table.version(),
+        "files": len(table.file_uris()),
         "schema": [[f.name, type_string(f.type)] for f in table.schema().fields],
         "partition_columns": list(metadata.partition_columns),
         "configuration": dict(metadata.configuration),

@@ -9,6 +9,8 @@ use std::time::Duration;
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::VacuumMode;
 
+use deltalake::{DeltaTable, DeltaTableError};
+
 use super::writer::{DeltaTableWriter, SinkError};
 
 /// The table's data files at the loaded version.
@@ -27,11 +29,64 @@ pub struct Compaction {
     pub files_removed: u64,
 }
 
+/// `OPTIMIZE` of `table`: small files rewritten into files of about `target_file_size`,
+/// Z-ordered by `zorder_by` when given.
+pub async fn compact_table(
+    table: DeltaTable,
+    target_file_size: u64,
+    zorder_by: &[String],
+) -> Result<(DeltaTable, Compaction), DeltaTableError> {
+    let kind = match zorder_by.is_empty() {
+        true => OptimizeType::Compact,
+        false => OptimizeType::ZOrder(zorder_by.to_vec()),
+    };
+    let target = NonZeroU64::new(target_file_size.max(1)).expect("at least 1");
+    let (table, metrics) = table
+        .optimize()
+        .with_type(kind)
+        .with_target_size(target)
+        .await?;
+    let done = Compaction {
+        files_added: metrics.num_files_added,
+        files_removed: metrics.num_files_removed,
+    };
+    Ok((table, done))
+}
+
+/// `VACUUM` of `table`: deletes files no version within `retention` references and returns
+/// their paths. `enforce`: refuse a retention shorter than `deletedFileRetentionDuration`.
+pub async fn vacuum_table(
+    table: DeltaTable,
+    retention: Duration,
+    dry_run: bool,
+    enforce: bool,
+) -> Result<(DeltaTable, Vec<String>), DeltaTableError> {
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let (table, metrics) = table
+        .vacuum()
+        .with_retention_period(retention)
+        .with_enforce_retention_duration(enforce)
+        .with_mode(VacuumMode::Full)
+        .with_dry_run(dry_run)
+        .await?;
+    Ok((table, metrics.files_deleted))
+}
+
 impl DeltaTableWriter {
-    pub fn file_stats(&self, target_file_size: u64) -> Result<FileStats, SinkError> {
+    /// Reads the active files from the log (a table returned by a MERGE may not hold them).
+    pub async fn file_stats(&self, target_file_size: u64) -> Result<FileStats, SinkError> {
+        use futures::TryStreamExt;
         let snapshot = self.delta(self.table.snapshot())?;
+        let log_store = self.table.log_store();
+        let files: Vec<_> = self.delta(
+            snapshot
+                .snapshot()
+                .file_views(log_store.as_ref(), None)
+                .try_collect()
+                .await,
+        )?;
         let mut stats = FileStats::default();
-        for file in snapshot.log_data().iter() {
+        for file in files {
             let size = u64::try_from(file.size()).unwrap_or(0);
             stats.files += 1;
             stats.bytes += size;
@@ -49,49 +104,25 @@ impl DeltaTableWriter {
         target_file_size: u64,
         zorder_by: &[String],
     ) -> Result<Compaction, SinkError> {
-        let kind = match zorder_by.is_empty() {
-            true => OptimizeType::Compact,
-            false => OptimizeType::ZOrder(zorder_by.to_vec()),
-        };
-        let target = NonZeroU64::new(target_file_size.max(1)).expect("at least 1");
-        let optimized = self
-            .table
-            .clone()
-            .optimize()
-            .with_type(kind)
-            .with_target_size(target)
-            .await;
-        let (table, metrics) = self.delta(optimized)?;
+        let compacted = compact_table(self.table.clone(), target_file_size, zorder_by).await;
+        let (table, done) = self.delta(compacted)?;
         self.table = table;
         self.read_state().await?;
-        Ok(Compaction {
-            files_added: metrics.num_files_added,
-            files_removed: metrics.num_files_removed,
-        })
+        Ok(done)
     }
 
-    /// Deletes files that no version within `retention` references; returns their paths.
-    /// `enforce`: refuse a retention shorter than the table's `deletedFileRetentionDuration`.
+    /// [`vacuum_table`] of this writer's table.
     pub async fn vacuum(
         &mut self,
         retention: Duration,
         dry_run: bool,
         enforce: bool,
     ) -> Result<Vec<String>, SinkError> {
-        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
-        let vacuumed = self
-            .table
-            .clone()
-            .vacuum()
-            .with_retention_period(retention)
-            .with_enforce_retention_duration(enforce)
-            .with_mode(VacuumMode::Full)
-            .with_dry_run(dry_run)
-            .await;
-        let (table, metrics) = self.delta(vacuumed)?;
+        let vacuumed = vacuum_table(self.table.clone(), retention, dry_run, enforce).await;
+        let (table, deleted) = self.delta(vacuumed)?;
         self.table = table;
         self.read_state().await?;
-        Ok(metrics.files_deleted)
+        Ok(deleted)
     }
 
     /// Sets `delta.checkpointInterval` and `delta.logRetentionDuration` where they differ,

@@ -90,6 +90,26 @@ impl SinkError {
     }
 }
 
+impl SinkError {
+    /// Whether the commit lost a race with another writer's (e.g. a `pgdelta table
+    /// optimize` run by hand): on the table's new version it may well go through.
+    pub fn is_conflict(&self) -> bool {
+        use deltalake::kernel::transaction::TransactionError;
+        matches!(
+            self,
+            SinkError::Delta {
+                source: DeltaTableError::VersionAlreadyExists(_)
+                    | DeltaTableError::Transaction {
+                        source: TransactionError::CommitConflict(_)
+                            | TransactionError::VersionAlreadyExists(_)
+                            | TransactionError::MaxCommitAttempts(_)
+                    },
+                ..
+            }
+        )
+    }
+}
+
 /// Whether an object-store failure (other than "already exists", which is how a lost
 /// commit race shows) is among the error's causes: writing a Parquet file or reading the
 /// log wraps them.
@@ -491,7 +511,11 @@ impl DeltaTableWriter {
             location: self.location.clone(),
             source,
         };
-        let has_rows = self.version().is_some_and(|v| v > 0);
+        // Files, not versions: table-property commits (maintenance settings) hold no rows.
+        let has_rows = self
+            .table
+            .snapshot()
+            .is_ok_and(|s| s.log_data().num_files() > 0);
         if has_rows && self.last_applied.is_none() {
             return Err(SinkError::NotOurs {
                 location: self.location.clone(),
