@@ -32,8 +32,10 @@ pub async fn create_slot_with_snapshot(
     let mut session = ReplicationClient::connect_gated(settings.replication_config(slot, "unused"))
         .await
         .map_err(failed)?;
+    // The unparenthesised form: the only one PostgreSQL 13 and 14 know, and still accepted
+    // by 15 to 18 (which added `(SNAPSHOT 'export')`).
     let command = format!(
-        "CREATE_REPLICATION_SLOT {} {}LOGICAL pgoutput (SNAPSHOT 'export')",
+        "CREATE_REPLICATION_SLOT {} {}LOGICAL pgoutput EXPORT_SNAPSHOT",
         quote_ident(slot),
         if temporary { "TEMPORARY " } else { "" }
     );
