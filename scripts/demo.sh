@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 source scripts/env.sh
 cargo build --locked --quiet
 PGDELTA="$CARGO_TARGET_DIR/debug/pgdelta"

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the test suite and the demo need on a fresh Debian 12 machine.
 # Idempotent: every step is skipped when its result is already present.
+#
+#   bash scripts/setup.sh        everything the tests and bench/ need
+#   bash scripts/setup.sh demo   only what scripts/demo.sh needs (PostgreSQL and the build's
+#                                system libraries): no Kafka broker, Debezium or S3 server
 set -euo pipefail
+part="${1:-all}"
 
 say() { printf 'setup: %s\n' "$*"; }
 
@@ -130,9 +135,14 @@ ensure_s3_server() {
 }
 
 ensure_system_packages
+if [ "$part" = demo ]; then
+    say "done (demo part)"
+    exit 0
+fi
 ensure_promtool
 ensure_python_modules
 ensure_debezium
 ensure_tansu
 ensure_s3_server
+ensure_postgres_versions
 say "done"

@@ -5,12 +5,18 @@ use std::io::IsTerminal;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// pgdelta's own logs at info, others' warnings and errors; but not the delta kernel's
+/// "No files in log segment" error (it is how opening a table not created yet goes) nor
+/// the MERGE's missing-metric warning, which a new user would read as failures.
+/// `PGDELTA_LOG=debug` (or any filter) shows them again.
+const DEFAULT_LOG: &str =
+    "warn,pgdelta=info,buoyant_kernel::snapshot::builder=off,deltalake_core::operations::merge=error";
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("PGDELTA_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("warn,pgdelta=info")),
+            EnvFilter::try_from_env("PGDELTA_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
         )
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
