@@ -29,6 +29,15 @@ batch_interval_ms = 100
     )
 }
 
+/// A cluster with the `items` table and a pipeline on it, caught up once.
+fn items_pipeline(maintenance: &str) -> (support::PgCluster, Pgdelta) {
+    let cluster = cluster_with_db();
+    cluster.psql(DB, "CREATE TABLE items (id int PRIMARY KEY, v int)");
+    let pg = Pgdelta::new(&cluster, &pipeline(maintenance));
+    pg.catch_up("shop");
+    (cluster, pg)
+}
+
 fn files(pg: &Pgdelta) -> usize {
     let meta = support::read_delta_meta(&pg.table_path("public", "items"));
     meta["files"].as_u64().unwrap() as usize
@@ -52,10 +61,7 @@ fn write_some(cluster: &support::PgCluster, round: usize) {
 
 #[test]
 fn compaction_while_streaming_survives_kills_and_keeps_rows_and_positions() {
-    let cluster = cluster_with_db();
-    cluster.psql(DB, "CREATE TABLE items (id int PRIMARY KEY, v int)");
-    let pg = Pgdelta::new(&cluster, &pipeline("compact_min_files = 3"));
-    pg.catch_up("shop");
+    let (cluster, pg) = items_pipeline("compact_min_files = 3");
     for kill in 0..4 {
         let mut running = pg.spawn("shop", "run.log");
         for round in 0..6 {
@@ -75,10 +81,7 @@ fn compaction_while_streaming_survives_kills_and_keeps_rows_and_positions() {
 
 #[test]
 fn table_optimize_races_the_running_pipeline_and_vacuum_removes_only_what_is_old_and_unused() {
-    let cluster = cluster_with_db();
-    cluster.psql(DB, "CREATE TABLE items (id int PRIMARY KEY, v int)");
-    let pg = Pgdelta::new(&cluster, &pipeline("enabled = false"));
-    pg.catch_up("shop");
+    let (cluster, pg) = items_pipeline("enabled = false");
     let mut running = pg.spawn("shop", "run.log");
     for round in 0..12 {
         write_some(&cluster, round);

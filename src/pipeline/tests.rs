@@ -121,6 +121,20 @@ fn transaction(xid: u32, lsn: u64, events: Vec<ChangeEvent>) -> Result<SourceIte
     })
 }
 
+/// Transactions 1..=count, each inserting row `i` at LSN `i * 10`.
+fn single_inserts(schema: &Arc<TableSchema>, count: u32) -> Vec<Result<SourceItem, SourceError>> {
+    (1..=count)
+        .map(|i| {
+            let id = i.to_string();
+            transaction(
+                i,
+                u64::from(i) * 10,
+                vec![event(schema, Operation::Insert, &[&id, "n"])],
+            )
+        })
+        .collect()
+}
+
 struct Harness {
     dir: tempfile::TempDir,
     resolved: ResolvedPipeline,
@@ -260,16 +274,7 @@ async fn a_batch_collapses_its_transactions_into_one_commit_confirmed_after_it()
 async fn a_full_batch_is_written_and_confirmed_before_the_next_one_starts() {
     let h = Harness::new(&["a"], "batch_size = 2\n");
     let a = two_columns("a");
-    let items = (1..=5)
-        .map(|i| {
-            let id = i.to_string();
-            transaction(
-                i,
-                u64::from(i) * 10,
-                vec![event(&a, Operation::Insert, &[&id, "n"])],
-            )
-        })
-        .collect();
+    let items = single_inserts(&a, 5);
     let summary = h.run(&["a"], items).await.unwrap();
     assert_eq!(summary.delta_commits, 3);
     let confirmed: Vec<(Option<Lsn>, Option<i64>)> = h
@@ -470,16 +475,7 @@ async fn small_files_are_compacted_between_batches_without_changing_rows_feed_or
         "batch_size = 1\n[pipelines.shop.maintenance]\ncompact_min_files = 4\n",
     );
     let a = two_columns("a");
-    let items = (1..=10)
-        .map(|i| {
-            let id = i.to_string();
-            transaction(
-                i,
-                u64::from(i) * 10,
-                vec![event(&a, Operation::Insert, &[&id, "n"])],
-            )
-        })
-        .collect();
+    let items = single_inserts(&a, 10);
     let summary = h.run(&["a"], items).await.unwrap();
     assert_eq!(summary.delta_commits, 10);
     let path = h.path("a");

