@@ -2,6 +2,13 @@
 #![no_main]
 #![allow(dead_code)]
 
+/// `event` takes `TableName` from the config module; only that file of it is needed.
+#[path = "../../src/config"]
+mod config {
+    #[path = "table_name.rs"]
+    mod table_name;
+    pub use table_name::{quote_ident, ParseTableNameError, TableName};
+}
 #[path = "../../src/event/mod.rs"]
 mod event;
 #[path = "../../src/source/postgres/pgoutput.rs"]
