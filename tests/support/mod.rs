@@ -85,7 +85,10 @@ impl PgCluster {
     /// The server's major version (`server_version_num / 10000`).
     pub fn major(&self) -> u32 {
         let num = self.psql("postgres", "SHOW server_version_num");
-        num.trim().parse::<u32>().expect("server_version_num is a number") / 10_000
+        num.trim()
+            .parse::<u32>()
+            .expect("server_version_num is a number")
+            / 10_000
     }
 
     pub fn port(&self) -> u16 {
