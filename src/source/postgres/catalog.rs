@@ -154,7 +154,8 @@ async fn server_problems(
                     current_setting('max_wal_senders')::int, \
                     (SELECT count(*)::int FROM pg_stat_replication), \
                     (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user), \
-                    EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+                    EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1), \
+                    current_setting('server_version_num')::int, current_setting('server_version')",
             &[&slot],
         )
         .await
@@ -164,8 +165,12 @@ async fn server_problems(
     let (max_senders, used_senders): (i32, i32) = (row.get(3), row.get(4));
     let can_replicate: bool = row.get(5);
     let slot_exists: bool = row.get(6);
+    let (version_num, version): (i32, String) = (row.get(7), row.get(8));
     let mut problems = Vec::new();
     let mut problem = |text: String| problems.push(ReadinessProblem(text));
+    if let Some(text) = version_problem(version_num, &version) {
+        problem(text);
+    }
     if wal_level != "logical" {
         problem(format!(
             "wal_level is '{wal_level}': set wal_level = logical in postgresql.conf and restart PostgreSQL"
@@ -185,6 +190,22 @@ async fn server_problems(
         problem("the connecting role lacks the REPLICATION attribute: ALTER ROLE <user> WITH REPLICATION".into());
     }
     Ok(problems)
+}
+
+/// The oldest server the replication stream works with (`server_version_num`).
+const MIN_SERVER_VERSION: i32 = 140_000;
+
+/// PostgreSQL 13's pgoutput refuses the `messages` option that the replication client
+/// (pgwire-replication 0.5) always sends in START_REPLICATION ("unrecognized pgoutput
+/// option: messages"), and it never decodes the logical message that ends an
+/// `--exit-when-caught-up` run: refuse it before a slot exists rather than retry.
+fn version_problem(version_num: i32, version: &str) -> Option<String> {
+    (version_num < MIN_SERVER_VERSION).then(|| {
+        format!(
+            "PostgreSQL {version} is too old: pgdelta needs PostgreSQL 14 or later (the pgoutput \
+             plugin of 13 and older cannot stream logical messages)"
+        )
+    })
 }
 
 fn table_problems(request: &TableRequest<'_>) -> Vec<ReadinessProblem> {
@@ -424,6 +445,15 @@ mod tests {
             configured_key: key,
             config_section: "[pipelines.p.table.\"public.events\"]".into(),
         })
+    }
+
+    #[test]
+    fn servers_before_14_are_refused_by_name() {
+        let refusal = version_problem(130_023, "13.23").unwrap();
+        assert!(refusal.contains("PostgreSQL 13.23 is too old"), "{refusal}");
+        assert!(refusal.contains("14 or later"), "{refusal}");
+        assert_eq!(version_problem(140_000, "14.0"), None);
+        assert_eq!(version_problem(180_004, "18.4"), None);
     }
 
     #[test]
