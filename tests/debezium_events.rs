@@ -165,6 +165,7 @@ fn write_delta(path: &std::path::Path, events: &[ChangeEvent], table: &TableSche
     let layout = TableLayout {
         columns,
         partition_by: vec![],
+        properties: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

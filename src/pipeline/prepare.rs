@@ -17,6 +17,7 @@ use crate::config::{Config, PipelineMode, ResolvedPipeline, ResolvedTable, Snaps
 use crate::debezium::connector::{consumer_group, kafka_settings, table_topic, topic_prefix};
 use crate::event::{TableName, TableSchema};
 use crate::observe::Observer;
+use crate::sink::delta::maintenance::log_settings;
 use crate::sink::delta::txn::table_app_id;
 use crate::sink::delta::types::delta_type;
 use crate::sink::delta::{DeltaTableWriter, TableLayout};
@@ -296,9 +297,15 @@ fn table_layout(
             column: column.clone(),
         });
     }
+    let maintenance = &table.maintenance;
+    let properties = match maintenance.enabled {
+        true => log_settings(maintenance.checkpoint_interval, maintenance.log_retention),
+        false => Default::default(),
+    };
     Ok(TableLayout {
         columns,
         partition_by: table.partition_by.clone(),
+        properties,
     })
 }
 

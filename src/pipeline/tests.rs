@@ -178,6 +178,7 @@ impl Harness {
                     StructField::new("name", DataType::STRING, true),
                 ],
                 partition_by: Vec::new(),
+                properties: Default::default(),
             };
             let writer = DeltaTableWriter::open_or_create(
                 &self.path(name),

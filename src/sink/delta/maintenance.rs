@@ -72,6 +72,21 @@ pub async fn vacuum_table(
     Ok((table, metrics.files_deleted))
 }
 
+/// The table properties that make delta-rs checkpoint every `checkpoint_interval` commits
+/// and remove log entries older than `log_retention` after a checkpoint.
+pub fn log_settings(checkpoint_interval: u64, log_retention: Duration) -> HashMap<String, String> {
+    HashMap::from([
+        (
+            "delta.checkpointInterval".to_string(),
+            checkpoint_interval.to_string(),
+        ),
+        (
+            "delta.logRetentionDuration".to_string(),
+            format!("interval {} hours", log_retention.as_secs() / 3600),
+        ),
+    ])
+}
+
 impl DeltaTableWriter {
     /// Reads the active files from the log (a table returned by a MERGE may not hold them).
     pub async fn file_stats(&self, target_file_size: u64) -> Result<FileStats, SinkError> {
@@ -132,16 +147,7 @@ impl DeltaTableWriter {
         checkpoint_interval: u64,
         log_retention: Duration,
     ) -> Result<(), SinkError> {
-        let wanted = HashMap::from([
-            (
-                "delta.checkpointInterval".to_string(),
-                checkpoint_interval.to_string(),
-            ),
-            (
-                "delta.logRetentionDuration".to_string(),
-                format!("interval {} hours", log_retention.as_secs() / 3600),
-            ),
-        ]);
+        let wanted = log_settings(checkpoint_interval, log_retention);
         let snapshot = self.delta(self.table.snapshot())?;
         let current = snapshot.metadata().configuration();
         if wanted.iter().all(|(k, v)| current.get(k) == Some(v)) {

@@ -230,6 +230,8 @@ pub struct KafkaOffset {
 pub struct TableLayout {
     pub columns: Vec<StructField>,
     pub partition_by: Vec<String>,
+    /// Table properties to create it with (e.g. checkpoint and log-retention settings).
+    pub properties: std::collections::HashMap<String, String>,
 }
 
 impl DeltaTableWriter {
@@ -744,6 +746,7 @@ async fn create_table(
         .with_partition_columns(layout.partition_by)
         .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
         .with_configuration([(OWNER_PROPERTY, Some(owner))])
+        .with_configuration(layout.properties.into_iter().map(|(k, v)| (k, Some(v))))
         .with_raise_if_key_not_exists(false)
         .await
 }
