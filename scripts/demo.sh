@@ -27,6 +27,7 @@ listen_addresses = '127.0.0.1'
 port = $PORT
 unix_socket_directories = '$WORK'
 wal_level = logical
+max_slot_wal_keep_size = '1GB'
 CONF
 as_postgres "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/postgres.log" -w start >/dev/null
 trap 'as_postgres "$PGBIN/pg_ctl" -D "$WORK/pg" -m fast stop >/dev/null 2>&1 || true' EXIT

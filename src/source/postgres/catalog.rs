@@ -142,6 +142,19 @@ pub async fn check_readiness(
     Ok(problems)
 }
 
+/// A slot whose consumer stops retains WAL until the disk fills, unless
+/// `max_slot_wal_keep_size` bounds it (PostgreSQL then invalidates the slot instead).
+fn warn_when_wal_retention_is_unbounded(max_slot_wal_keep_size: &str, slot: &str) {
+    if max_slot_wal_keep_size == "-1" {
+        tracing::warn!(
+            slot,
+            "max_slot_wal_keep_size is -1 (unlimited): if pgdelta stops for long, replication slot {slot} keeps WAL \
+             until the server's disk is full; set max_slot_wal_keep_size (e.g. '50GB') so that PostgreSQL drops the \
+             slot's claim instead, and watch postgres_cdc_replication_slot_retained_wal_bytes"
+        );
+    }
+}
+
 async fn server_problems(
     client: &Client,
     slot: &str,
@@ -155,7 +168,8 @@ async fn server_problems(
                     (SELECT count(*)::int FROM pg_stat_replication), \
                     (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user), \
                     EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1), \
-                    current_setting('server_version_num')::int, current_setting('server_version')",
+                    current_setting('server_version_num')::int, current_setting('server_version'), \
+                    current_setting('max_slot_wal_keep_size')",
             &[&slot],
         )
         .await
@@ -166,6 +180,7 @@ async fn server_problems(
     let can_replicate: bool = row.get(5);
     let slot_exists: bool = row.get(6);
     let (version_num, version): (i32, String) = (row.get(7), row.get(8));
+    warn_when_wal_retention_is_unbounded(&row.get::<_, String>(9), slot);
     let mut problems = Vec::new();
     let mut problem = |text: String| problems.push(ReadinessProblem(text));
     if let Some(text) = version_problem(version_num, &version) {
