@@ -147,10 +147,6 @@ where
         }
     }
 
-    pub fn writers(&self) -> impl Iterator<Item = &DeltaTableWriter> {
-        self.tables.writers()
-    }
-
     /// Streams until `shutdown` completes (or, with `exit_when_caught_up`, until caught up).
     /// A fatal error is counted and reported to the observer.
     pub async fn run(

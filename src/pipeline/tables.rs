@@ -140,10 +140,6 @@ impl Tables {
         self.tables.get_mut(table)
     }
 
-    pub fn writers(&self) -> impl Iterator<Item = &DeltaTableWriter> {
-        self.tables.values().map(|t| &t.writer)
-    }
-
     /// The table that takes `table`'s changes: `None` when it stopped, or when the pipeline
     /// does not replicate it (said once).
     pub fn accepting(&mut self, table: &TableName) -> Option<&mut TableState> {
