@@ -256,16 +256,13 @@ impl DeltaTableWriter {
             table = match create_table(table, &source_table, &app_id, layout).await {
                 Ok(created) => created,
                 // Another process created it first: what it wrote decides below.
-                Err(error) => {
-                    let existing = storage::open_or_empty(location, storage)
-                        .await
-                        .map_err(delta_err)?;
-                    if existing.version().is_none() {
-                        return Err(delta_err(error));
+                Err(error) => match created_by_another(location, storage).await {
+                    Some(existing) => {
+                        tracing::warn!(%error, location, "another process created the Delta table first");
+                        existing
                     }
-                    tracing::warn!(%error, location, "another process created the Delta table first");
-                    existing
-                }
+                    None => return Err(delta_err(error)),
+                },
             };
         }
         let snapshot = table.snapshot().map_err(delta_err)?;
@@ -727,6 +724,22 @@ fn keep_flags(rows: &[(&Vec<Cell>, &RowChange)], index: usize) -> Option<Boolean
         .map(|(_, change)| matches!(change, RowChange::Upsert(cells) if cells[index] == Cell::UnchangedToast))
         .collect();
     flags.iter().any(|&f| f).then(|| BooleanArray::from(flags))
+}
+
+/// The table another process created at `location` while this one tried to: its first
+/// commit can take a moment to be listed after it made ours fail, so this looks a few times.
+async fn created_by_another(location: &str, storage: &StorageOptions) -> Option<DeltaTable> {
+    const LOOKS: u32 = 10;
+    for look in 0..LOOKS {
+        if look > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        match storage::open_or_empty(location, storage).await {
+            Ok(existing) if existing.version().is_some() => return Some(existing),
+            Ok(_) | Err(_) => continue,
+        }
+    }
+    None
 }
 
 async fn create_table(
