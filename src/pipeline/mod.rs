@@ -117,7 +117,14 @@ pub struct Pipeline<S> {
 /// What the streaming loop does after an item.
 enum Flow {
     Continue,
-    Done,
+    Done(Stop),
+}
+
+/// Why the streaming loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    CaughtUp,
+    Shutdown,
 }
 
 /// What woke the streaming loop.
@@ -154,6 +161,9 @@ where
         shutdown: impl Future<Output = ()>,
     ) -> Result<RunSummary, PipelineError> {
         let outcome = self.stream(shutdown).await;
+        if let Ok(stop) = &outcome {
+            self.finish_maintenance(*stop == Stop::CaughtUp).await;
+        }
         self.source.close().await;
         if let Err(error) = &outcome {
             self.observer.failed(error.error_type(), error);
@@ -169,7 +179,7 @@ where
         })
     }
 
-    async fn stream(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), PipelineError> {
+    async fn stream(&mut self, shutdown: impl Future<Output = ()>) -> Result<Stop, PipelineError> {
         tokio::pin!(shutdown);
         let mut batch = Batch::default();
         let mut large: Option<large::LargeTransaction> = None;
@@ -185,12 +195,14 @@ where
                 Wake::BatchDue => self.flush(&mut batch).await.map(|()| Flow::Continue),
                 Wake::Shutdown => {
                     tracing::info!("stopping: writing the current batch first");
-                    self.flush(&mut batch).await.map(|()| Flow::Done)
+                    self.flush(&mut batch)
+                        .await
+                        .map(|()| Flow::Done(Stop::Shutdown))
                 }
             };
             match flow {
                 Ok(Flow::Continue) => {}
-                Ok(Flow::Done) => return Ok(()),
+                Ok(Flow::Done(stop)) => return Ok(stop),
                 Err(PipelineError::ReceiveWhole { xid }) => {
                     large = None;
                     self.source.receive_whole(xid).await?;
@@ -254,7 +266,7 @@ where
             }
             SourceItem::CaughtUp => {
                 self.flush(batch).await?;
-                return Ok(Flow::Done);
+                return Ok(Flow::Done(Stop::CaughtUp));
             }
         }
         Ok(Flow::Continue)

@@ -9,6 +9,7 @@ use crate::event::{Origin, TableName, TableSchema, TopicPartition};
 use crate::sink::delta::{DeltaTableWriter, SinkError};
 use crate::source::ChangeSource;
 
+use super::maintain::MaintenanceState;
 use super::PipelineError;
 
 /// One replicated table.
@@ -23,8 +24,8 @@ pub struct TableState {
     pub stopped: Option<String>,
     /// Compaction and VACUUM settings.
     pub maintenance: Maintenance,
-    /// When this process last vacuumed the table.
-    pub last_vacuum: Option<std::time::Instant>,
+    /// The maintenance job running on the table, and when it was last looked at.
+    pub maintenance_state: MaintenanceState,
     /// Kafka mode: per partition, the next offset the Delta table does not hold yet (`None`
     /// when it holds none), read from the Delta log when first needed.
     next_offsets: HashMap<TopicPartition, Option<i64>>,
@@ -42,7 +43,7 @@ impl TableState {
             schema: None,
             stopped: None,
             maintenance,
-            last_vacuum: None,
+            maintenance_state: MaintenanceState::default(),
             next_offsets: HashMap::new(),
         }
     }
@@ -130,6 +131,10 @@ pub struct Tables {
 impl Tables {
     pub fn insert(&mut self, state: TableState) {
         self.tables.insert(state.writer.table_name().clone(), state);
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &TableName> {
+        self.tables.keys()
     }
 
     pub fn get(&self, table: &TableName) -> Option<&TableState> {

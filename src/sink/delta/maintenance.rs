@@ -14,12 +14,43 @@ use deltalake::{DeltaTable, DeltaTableError};
 use super::writer::{DeltaTableWriter, SinkError};
 
 /// The table's data files at the loaded version.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileStats {
     pub files: usize,
     pub bytes: u64,
-    /// Files smaller than half the compaction target.
-    pub small_files: usize,
+    /// The size of every file, for [`plan_compaction`].
+    pub sizes: Vec<u64>,
+}
+
+/// How many times smaller each compaction tier's files are than the next tier's.
+const TIER_FANOUT: u64 = 8;
+/// Tiers below the target size: with a 128 MiB target, files are merged into 2 MiB, then
+/// 16 MiB, then 128 MiB files.
+const TIERS: u32 = 3;
+
+/// The target size of the next compaction pass over files of `sizes`, if one is due.
+///
+/// Compaction is tiered (as in an LSM tree) so that a byte is rewritten about once per tier
+/// instead of once per pass: a pass with target `t` rewrites every file smaller than `t`, so
+/// merging new small files straight into one growing file of the final size would rewrite
+/// that file again and again. A file is in tier `k` when it is smaller than half of tier
+/// `k`'s size and not in a smaller tier. The smallest tier is merged once it holds
+/// `min_files` files, a larger one once it holds [`TIER_FANOUT`]; the largest due tier wins
+/// (its pass takes the smaller files along).
+pub fn plan_compaction(sizes: &[u64], target_file_size: u64, min_files: usize) -> Option<u64> {
+    let tier_size = |k: u32| (target_file_size / TIER_FANOUT.pow(TIERS - 1 - k)).max(1);
+    let tier_of = |size: u64| (0..TIERS).find(|&k| size.saturating_mul(2) < tier_size(k));
+    let mut counts = [0usize; TIERS as usize];
+    for tier in sizes.iter().filter_map(|&size| tier_of(size)) {
+        counts[tier as usize] += 1;
+    }
+    (0..TIERS).rev().find_map(|k| {
+        let needed = match k {
+            0 => min_files.max(2),
+            _ => TIER_FANOUT as usize,
+        };
+        (counts[k as usize] >= needed).then(|| tier_size(k))
+    })
 }
 
 /// What one compaction did.
@@ -88,8 +119,8 @@ pub fn log_settings(checkpoint_interval: u64, log_retention: Duration) -> HashMa
 }
 
 impl DeltaTableWriter {
-    /// Reads the active files from the log (a table returned by a MERGE may not hold them).
-    pub async fn file_stats(&self, target_file_size: u64) -> Result<FileStats, SinkError> {
+    /// The active files of the loaded version.
+    pub async fn file_stats(&self) -> Result<FileStats, SinkError> {
         use futures::TryStreamExt;
         let snapshot = self.delta(self.table.snapshot())?;
         let log_store = self.table.log_store();
@@ -100,44 +131,21 @@ impl DeltaTableWriter {
                 .try_collect()
                 .await,
         )?;
-        let mut stats = FileStats::default();
-        for file in files {
-            let size = u64::try_from(file.size()).unwrap_or(0);
-            stats.files += 1;
-            stats.bytes += size;
-            if size < target_file_size / 2 {
-                stats.small_files += 1;
-            }
-        }
-        Ok(stats)
+        let sizes: Vec<u64> = files
+            .iter()
+            .map(|file| u64::try_from(file.size()).unwrap_or(0))
+            .collect();
+        Ok(FileStats {
+            files: sizes.len(),
+            bytes: sizes.iter().sum(),
+            sizes,
+        })
     }
 
-    /// Rewrites small files into files of about `target_file_size` (Z-ordered by `zorder_by`
-    /// when given). The rows, the change feed and the `txn` positions stay as they were.
-    pub async fn compact(
-        &mut self,
-        target_file_size: u64,
-        zorder_by: &[String],
-    ) -> Result<Compaction, SinkError> {
-        let compacted = compact_table(self.table.clone(), target_file_size, zorder_by).await;
-        let (table, done) = self.delta(compacted)?;
-        self.table = table;
-        self.read_state().await?;
-        Ok(done)
-    }
-
-    /// [`vacuum_table`] of this writer's table.
-    pub async fn vacuum(
-        &mut self,
-        retention: Duration,
-        dry_run: bool,
-        enforce: bool,
-    ) -> Result<Vec<String>, SinkError> {
-        let vacuumed = vacuum_table(self.table.clone(), retention, dry_run, enforce).await;
-        let (table, deleted) = self.delta(vacuumed)?;
-        self.table = table;
-        self.read_state().await?;
-        Ok(deleted)
+    /// A handle on the table as this writer last loaded it, for maintenance that runs
+    /// beside the writer; [`DeltaTableWriter::reload`] picks up what it committed.
+    pub fn detached_table(&self) -> DeltaTable {
+        self.table.clone()
     }
 
     /// Sets `delta.checkpointInterval` and `delta.logRetentionDuration` where they differ,
@@ -161,5 +169,45 @@ impl DeltaTableWriter {
             .await;
         self.table = self.delta(updated)?;
         self.read_state().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan_compaction;
+
+    const MIB: u64 = 1024 * 1024;
+    const TARGET: u64 = 128 * MIB;
+
+    #[test]
+    fn small_files_are_merged_into_the_smallest_tier_once_there_are_enough() {
+        let batches = vec![200 * 1024; 31];
+        assert_eq!(plan_compaction(&batches, TARGET, 32), None);
+        let batches = vec![200 * 1024; 32];
+        assert_eq!(plan_compaction(&batches, TARGET, 32), Some(2 * MIB));
+    }
+
+    #[test]
+    fn files_of_the_smallest_tier_size_are_not_merged_again_until_a_fanout_of_them_exists() {
+        let mut sizes = vec![2 * MIB; 7];
+        sizes.extend([200 * 1024; 3]);
+        assert_eq!(plan_compaction(&sizes, TARGET, 32), None);
+        sizes.push(2 * MIB);
+        assert_eq!(plan_compaction(&sizes, TARGET, 32), Some(16 * MIB));
+    }
+
+    #[test]
+    fn the_largest_due_tier_wins_and_full_size_files_are_left_alone() {
+        let mut sizes = vec![16 * MIB; 8];
+        sizes.extend([2 * MIB; 8]);
+        sizes.extend([100 * 1024; 40]);
+        assert_eq!(plan_compaction(&sizes, TARGET, 32), Some(TARGET));
+        assert_eq!(plan_compaction(&[TARGET; 100], TARGET, 32), None);
+        assert_eq!(plan_compaction(&[70 * MIB; 100], TARGET, 32), None);
+    }
+
+    #[test]
+    fn a_tiny_target_still_plans() {
+        assert_eq!(plan_compaction(&[0; 4], 1, 4), Some(1));
     }
 }
