@@ -76,6 +76,9 @@ pub async fn compact_table(
         .optimize()
         .with_type(kind)
         .with_target_size(target)
+        // One file at a time: each is built in memory up to the target size, and the
+        // pipeline beside it keeps its share of the memory and the cores.
+        .with_max_concurrent_tasks(1)
         .await?;
     let done = Compaction {
         files_added: metrics.num_files_added,
