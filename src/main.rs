@@ -10,8 +10,7 @@ use tracing_subscriber::EnvFilter;
 /// the MERGE's missing-metric warning, nor the commit's note that it checks for conflicts
 /// with another writer (background compaction is one), which a new user would read as failures.
 /// `PGDELTA_LOG=debug` (or any filter) shows them again.
-const DEFAULT_LOG: &str =
-    "warn,pgdelta=info,buoyant_kernel::snapshot::builder=off,\
+const DEFAULT_LOG: &str = "warn,pgdelta=info,buoyant_kernel::snapshot::builder=off,\
      deltalake_core::operations::merge=error,deltalake_core::kernel::transaction=error";
 
 #[tokio::main]

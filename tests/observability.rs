@@ -345,6 +345,13 @@ fn exported_metric_names() -> BTreeSet<String> {
     )
     .unwrap();
     let observer = pgdelta::observe::Observer::new(&config.pipeline("shop").unwrap());
+    // The slot's wal_status and safe_wal_size appear once the slot monitor read them.
+    let slot = pgdelta::source::postgres::SlotState {
+        wal_status: Some("reserved".into()),
+        safe_wal_size: Some(1 << 30),
+        ..Default::default()
+    };
+    observer.set_slot_wal("pgdelta_shop", &slot);
     pgdelta::observe::metrics::exported_names(&observer.encode_metrics())
 }
 
@@ -468,10 +475,11 @@ fn promtool_accepts_the_rules_and_the_prometheus_config() {
     }
 }
 
-/// The slot monitor's reading, from source/postgres: the WAL a slot keeps, `None` for no slot.
+/// The slot monitor's reading, from source/postgres: the WAL a slot keeps and its
+/// `wal_status`, `None` for no slot.
 #[test]
-fn slot_retained_wal_reads_pg_replication_slots() {
-    use pgdelta::source::postgres::{current_wal_lsn, slot_retained_wal};
+fn slot_state_reads_pg_replication_slots() {
+    use pgdelta::source::postgres::{current_wal_lsn, slot_state};
     let cluster = PgCluster::start();
     cluster.psql(
         "postgres",
@@ -493,9 +501,11 @@ fn slot_retained_wal_reads_pg_replication_slots() {
                 .await
                 .unwrap();
         tokio::spawn(connection);
-        let retained = slot_retained_wal(&client, "watched").await.unwrap();
-        assert!(retained.is_some_and(|bytes| bytes > 0), "{retained:?}");
-        assert_eq!(slot_retained_wal(&client, "missing").await.unwrap(), None);
+        let state = slot_state(&client, "watched").await.unwrap().unwrap();
+        assert!(state.retained_wal_bytes > 0, "{state:?}");
+        assert_eq!(state.wal_status.as_deref(), Some("reserved"), "{state:?}");
+        assert_eq!(state.invalidation(), None);
+        assert_eq!(slot_state(&client, "missing").await.unwrap(), None);
         assert!(current_wal_lsn(&client).await.unwrap() >= before);
     });
 }

@@ -73,6 +73,16 @@ pub struct PipelineSlot {
     pub slot: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineSlotStatus {
+    pub pipeline: String,
+    pub slot: String,
+    pub status: String,
+}
+
+/// The values of `pg_replication_slots.wal_status`.
+pub const WAL_STATUSES: [&str; 4] = ["reserved", "extended", "unreserved", "lost"];
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 /// A per-pipeline 0/1 gauge.
 pub type FlagFamily = Family<PipelineLabel, Gauge>;
@@ -92,6 +102,8 @@ pub struct Metrics {
     pub delta_commit_duration: HistogramFamily<PipelineTable>,
     pub last_committed_lsn: Family<PipelineLabel, Gauge>,
     pub slot_retained_wal_bytes: Family<PipelineSlot, Gauge>,
+    pub slot_safe_wal_size_bytes: Family<PipelineSlot, Gauge>,
+    pub slot_wal_status: Family<PipelineSlotStatus, Gauge>,
     pub snapshot_rows_copied: Family<PipelineTable, Gauge>,
     pub snapshot_rows_estimated: Family<PipelineTable, Gauge>,
     pub source_connected: FlagFamily,
@@ -122,6 +134,8 @@ impl Metrics {
             delta_commit_duration: Family::new_with_constructor(commit_duration_histogram),
             last_committed_lsn: Family::default(),
             slot_retained_wal_bytes: Family::default(),
+            slot_safe_wal_size_bytes: Family::default(),
+            slot_wal_status: Family::default(),
             snapshot_rows_copied: Family::default(),
             snapshot_rows_estimated: Family::default(),
             source_connected: Family::default(),
@@ -174,6 +188,18 @@ impl Metrics {
             "postgres_cdc_replication_slot_retained_wal_bytes",
             "WAL the server keeps for the replication slot: current WAL position minus restart_lsn",
             self.slot_retained_wal_bytes.clone(),
+        );
+        r.register(
+            "postgres_cdc_replication_slot_safe_wal_size_bytes",
+            "WAL that can still be written before the slot is in danger of being invalidated \
+             (pg_replication_slots.safe_wal_size; absent when max_slot_wal_keep_size is unlimited)",
+            self.slot_safe_wal_size_bytes.clone(),
+        );
+        r.register(
+            "postgres_cdc_replication_slot_wal_status",
+            "1 for the slot's current pg_replication_slots.wal_status (reserved, extended, \
+             unreserved, lost), 0 for the others",
+            self.slot_wal_status.clone(),
         );
         r.register(
             "postgres_cdc_snapshot_rows_copied",

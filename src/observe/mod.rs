@@ -19,10 +19,11 @@ use chrono::{DateTime, Utc};
 
 use crate::config::ResolvedPipeline;
 use crate::event::{Lsn, Operation, TableName, Transaction};
+use crate::source::postgres::SlotState;
 use health::{seconds_between, Component, HealthReport, HealthState};
 use metrics::{
-    FlagFamily, Metrics, PipelineErrorType, PipelineLabel, PipelineSlot, PipelineTable,
-    TableOperation, ERROR_TYPES, OPERATIONS,
+    FlagFamily, Metrics, PipelineErrorType, PipelineLabel, PipelineSlot, PipelineSlotStatus,
+    PipelineTable, TableOperation, ERROR_TYPES, OPERATIONS,
 };
 
 /// Changes received from the source but not yet committed to Delta.
@@ -252,15 +253,31 @@ impl Observer {
         self.set_flag(&self.metrics.sink_writable, true);
     }
 
-    /// Bytes of WAL the server retains for the pipeline's slot.
-    pub fn set_slot_retained_wal(&self, slot: &str, bytes: i64) {
-        self.metrics
-            .slot_retained_wal_bytes
-            .get_or_create(&PipelineSlot {
-                pipeline: self.pipeline.clone(),
-                slot: slot.to_string(),
-            })
-            .set(bytes);
+    /// How much WAL the server retains for the pipeline's slot, and how safe that is.
+    pub fn set_slot_wal(&self, slot: &str, state: &SlotState) {
+        let label = PipelineSlot {
+            pipeline: self.pipeline.clone(),
+            slot: slot.to_string(),
+        };
+        let m = &self.metrics;
+        m.slot_retained_wal_bytes
+            .get_or_create(&label)
+            .set(state.retained_wal_bytes);
+        if let Some(safe) = state.safe_wal_size {
+            m.slot_safe_wal_size_bytes.get_or_create(&label).set(safe);
+        }
+        if let Some(current) = &state.wal_status {
+            for status in metrics::WAL_STATUSES {
+                let series = PipelineSlotStatus {
+                    pipeline: self.pipeline.clone(),
+                    slot: slot.to_string(),
+                    status: status.to_string(),
+                };
+                m.slot_wal_status
+                    .get_or_create(&series)
+                    .set(i64::from(status == current));
+            }
+        }
     }
 
     /// The Delta table's data files at its latest version.
@@ -469,6 +486,47 @@ mod tests {
         ] {
             assert!(names.contains(name), "{name} missing from {names:?}");
         }
+    }
+
+    #[test]
+    fn the_slot_wal_status_is_one_series_per_status_with_the_current_one_set() {
+        let observer = observer();
+        let state = SlotState {
+            retained_wal_bytes: 4096,
+            wal_status: Some("unreserved".into()),
+            safe_wal_size: Some(-100),
+            ..Default::default()
+        };
+        observer.set_slot_wal("s", &state);
+        let text = observer.encode_metrics();
+        let sample = |series: &str| {
+            text.lines()
+                .find(|l| l.starts_with(series))
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_string)
+        };
+        let status = |s: &str| {
+            sample(&format!(
+                "postgres_cdc_replication_slot_wal_status{{pipeline=\"shop\",slot=\"s\",status=\"{s}\"}}"
+            ))
+        };
+        assert_eq!(status("unreserved").as_deref(), Some("1"), "{text}");
+        assert_eq!(status("reserved").as_deref(), Some("0"));
+        assert_eq!(status("lost").as_deref(), Some("0"));
+        assert_eq!(
+            sample(
+                "postgres_cdc_replication_slot_safe_wal_size_bytes{pipeline=\"shop\",slot=\"s\"}"
+            )
+            .as_deref(),
+            Some("-100")
+        );
+        assert_eq!(
+            sample(
+                "postgres_cdc_replication_slot_retained_wal_bytes{pipeline=\"shop\",slot=\"s\"}"
+            )
+            .as_deref(),
+            Some("4096")
+        );
     }
 
     #[test]

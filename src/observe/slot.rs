@@ -6,10 +6,10 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use crate::observe::Observer;
-use crate::source::postgres::{slot_retained_wal, ConnectionSettings};
+use crate::source::postgres::{slot_state, ConnectionSettings};
 
-/// Every `every`, sets `postgres_cdc_replication_slot_retained_wal_bytes` from
-/// `pg_replication_slots`, on a connection of its own. Failures are logged at debug level
+/// Every `every`, sets `postgres_cdc_replication_slot_retained_wal_bytes`, `..._safe_wal_size_bytes`
+/// and `..._wal_status` from `pg_replication_slots`, on a connection of its own. Failures are logged at debug level
 /// (the replication stream reports the source's health) and retried on the next tick.
 pub fn spawn_slot_monitor(
     settings: ConnectionSettings,
@@ -27,8 +27,8 @@ pub fn spawn_slot_monitor(
                 client = settings.connect_once().await.ok();
             }
             let Some(connected) = &client else { continue };
-            match slot_retained_wal(connected, &slot).await {
-                Ok(Some(bytes)) => observer.set_slot_retained_wal(&slot, bytes),
+            match slot_state(connected, &slot).await {
+                Ok(Some(state)) => observer.set_slot_wal(&slot, &state),
                 Ok(None) => tracing::debug!(%slot, "replication slot not found"),
                 Err(error) => {
                     tracing::debug!(%error, "cannot read the slot's retained WAL");

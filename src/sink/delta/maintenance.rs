@@ -11,7 +11,7 @@ use deltalake::operations::vacuum::VacuumMode;
 
 use deltalake::{DeltaTable, DeltaTableError};
 
-use super::writer::{DeltaTableWriter, SinkError};
+use super::writer::{commit_properties, DeltaTableWriter, SinkError};
 
 /// The table's data files at the loaded version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,6 +79,7 @@ pub async fn compact_table(
         // One file at a time: each is built in memory up to the target size, and the
         // pipeline beside it keeps its share of the memory and the cores.
         .with_max_concurrent_tasks(1)
+        .with_commit_properties(commit_properties())
         .await?;
     let done = Compaction {
         files_added: metrics.num_files_added,
@@ -88,7 +89,9 @@ pub async fn compact_table(
 }
 
 /// `VACUUM` of `table`: deletes files no version within `retention` references and returns
-/// their paths. `enforce`: refuse a retention shorter than `deletedFileRetentionDuration`.
+/// their paths, then (unless `dry_run`) the log entries older than `delta.logRetentionDuration`
+/// that a checkpoint covers (commits do not, see `writer::commit_properties`).
+/// `enforce`: refuse a retention shorter than `deletedFileRetentionDuration`.
 pub async fn vacuum_table(
     table: DeltaTable,
     retention: Duration,
@@ -102,7 +105,12 @@ pub async fn vacuum_table(
         .with_enforce_retention_duration(enforce)
         .with_mode(VacuumMode::Full)
         .with_dry_run(dry_run)
+        .with_commit_properties(commit_properties())
         .await?;
+    if !dry_run {
+        let removed = deltalake::checkpoints::cleanup_metadata(&table, None).await?;
+        tracing::debug!(log_entries_removed = removed, "cleaned the Delta log");
+    }
     Ok((table, metrics.files_deleted))
 }
 

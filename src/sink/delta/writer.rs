@@ -429,7 +429,7 @@ impl DeltaTableWriter {
             transactions.push(Transaction::new(&self.app_id, lsn.as_i64()));
             metadata.push(("pgdelta.lsn".to_string(), lsn.to_string().into()));
         }
-        let commit = CommitProperties::default()
+        let commit = commit_properties()
             .with_application_transactions(transactions)
             .with_metadata(metadata);
         let table = self.table.clone();
@@ -580,7 +580,7 @@ impl DeltaTableWriter {
         lsn: Lsn,
         metadata_key: &str,
     ) -> Result<u64, SinkError> {
-        let commit = CommitProperties::default()
+        let commit = commit_properties()
             .with_application_transaction(Transaction::new(&self.app_id, lsn.as_i64()))
             .with_metadata([(metadata_key.to_string(), lsn.to_string().into())]);
         appender.writer = appender.writer.with_commit_properties(commit);
@@ -724,6 +724,14 @@ fn keep_flags(rows: &[(&Vec<Cell>, &RowChange)], index: usize) -> Option<Boolean
         .map(|(_, change)| matches!(change, RowChange::Upsert(cells) if cells[index] == Cell::UnchangedToast))
         .collect();
     flags.iter().any(|&f| f).then(|| BooleanArray::from(flags))
+}
+
+/// What every pgdelta commit starts from. delta-rs would otherwise look for expired log
+/// entries after each commit, listing the whole `_delta_log` (on a local disk, a stat of
+/// every entry): a commit would cost more with every commit in the log retention. VACUUM
+/// cleans the log instead (see `maintenance::vacuum_table`).
+pub(super) fn commit_properties() -> CommitProperties {
+    CommitProperties::default().with_cleanup_expired_logs(Some(false))
 }
 
 /// The table another process created at `location` while this one tried to: its first

@@ -346,25 +346,84 @@ pub async fn ensure_slot(client: &Client, slot: &str) -> Result<Lsn, SourceError
         })
 }
 
-/// The slot's `confirmed_flush_lsn`, or `None` when there is no such slot.
+/// The slot's `confirmed_flush_lsn`, or `None` when there is no such slot. A slot
+/// PostgreSQL invalidated is an error: what it held is gone.
 pub async fn slot_position(client: &Client, slot: &str) -> Result<Option<Lsn>, SourceError> {
+    let Some(state) = slot_state(client, slot).await? else {
+        return Ok(None);
+    };
+    if state.plugin.as_deref() != Some("pgoutput") {
+        return Err(SourceError::WrongPlugin {
+            slot: slot.to_string(),
+            plugin: state.plugin.unwrap_or_default(),
+        });
+    }
+    if let Some(reason) = state.invalidation() {
+        return Err(SourceError::SlotInvalidated {
+            slot: slot.to_string(),
+            reason,
+            confirmed: state.confirmed.unwrap_or_default(),
+        });
+    }
+    Ok(Some(state.confirmed.unwrap_or_default()))
+}
+
+/// A replication slot as `pg_replication_slots` shows it; the columns that only some
+/// versions have are `None` on the others (`wal_status`, `safe_wal_size`: 13+;
+/// `conflicting`: 16+; `invalidation_reason`: 17+).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlotState {
+    pub plugin: Option<String>,
+    pub confirmed: Option<Lsn>,
+    /// WAL from `restart_lsn` to the current position.
+    pub retained_wal_bytes: i64,
+    /// `reserved`, `extended`, `unreserved` or `lost`.
+    pub wal_status: Option<String>,
+    /// WAL that can still be written before the slot is in danger of being lost.
+    pub safe_wal_size: Option<i64>,
+    pub conflicting: Option<bool>,
+    pub invalidation_reason: Option<String>,
+}
+
+impl SlotState {
+    /// Why PostgreSQL no longer serves the slot's changes, if it does not.
+    pub fn invalidation(&self) -> Option<String> {
+        if let Some(reason) = &self.invalidation_reason {
+            return Some(format!("invalidation_reason = {reason}"));
+        }
+        if self.wal_status.as_deref() == Some("lost") {
+            return Some(
+                "wal_status = lost: it fell more than max_slot_wal_keep_size behind".to_string(),
+            );
+        }
+        self.conflicting
+            .unwrap_or(false)
+            .then(|| "conflicting = true: rows it needed were removed on the primary".to_string())
+    }
+}
+
+/// The slot `slot`, or `None` when there is no such slot.
+pub async fn slot_state(client: &Client, slot: &str) -> Result<Option<SlotState>, SourceError> {
     let row = client
         .query_opt(
-            "SELECT confirmed_flush_lsn::text, plugin::text FROM pg_replication_slots WHERE slot_name = $1",
+            "SELECT plugin::text, confirmed_flush_lsn::text, \
+                    coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, \
+                    to_jsonb(s) ->> 'wal_status', (to_jsonb(s) ->> 'safe_wal_size')::bigint, \
+                    (to_jsonb(s) ->> 'conflicting')::boolean, to_jsonb(s) ->> 'invalidation_reason' \
+             FROM pg_replication_slots s WHERE slot_name = $1",
             &[&slot],
         )
         .await
         .map_err(query_error(format!("read replication slot {slot}")))?;
-    let Some(row) = row else { return Ok(None) };
-    let plugin: Option<String> = row.get(1);
-    if plugin.as_deref() != Some("pgoutput") {
-        return Err(SourceError::WrongPlugin {
-            slot: slot.to_string(),
-            plugin: plugin.unwrap_or_default(),
-        });
-    }
-    let lsn: Option<String> = row.get(0);
-    Ok(Some(lsn.and_then(|l| l.parse().ok()).unwrap_or_default()))
+    Ok(row.map(|row| SlotState {
+        plugin: row.get(0),
+        confirmed: row.get::<_, Option<String>>(1).and_then(|l| l.parse().ok()),
+        retained_wal_bytes: row.get(2),
+        wal_status: row.get(3),
+        safe_wal_size: row.get(4),
+        conflicting: row.get(5),
+        invalidation_reason: row.get(6),
+    }))
 }
 
 /// Drops the slot and the publication (on request only).
@@ -398,20 +457,6 @@ pub async fn current_wal_lsn(client: &Client) -> Result<Lsn, SourceError> {
         text: text.clone(),
         source,
     })
-}
-
-/// Bytes of WAL the server keeps for `slot`: its `restart_lsn` to the current WAL position;
-/// 0 while the slot has no restart position, `None` when there is no such slot.
-pub async fn slot_retained_wal(client: &Client, slot: &str) -> Result<Option<i64>, SourceError> {
-    let row = client
-        .query_opt(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint \
-             FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .map_err(query_error(format!("read the retained WAL of slot {slot}")))?;
-    Ok(row.map(|row| row.get::<_, Option<i64>>(0).unwrap_or(0)))
 }
 
 /// Writes a non-transactional logical message; it reaches the stream after every transaction

@@ -9,14 +9,14 @@ pub mod snapshot;
 
 pub use catalog::{
     check_readiness, current_wal_lsn, drop_slot_and_publication, emit_marker, ensure_publication,
-    ensure_slot, introspect_table, slot_position, slot_retained_wal, ColumnInfo, ReadinessProblem,
-    SourceTable, TableRequest,
+    ensure_slot, introspect_table, slot_position, slot_state, ColumnInfo, ReadinessProblem,
+    SlotState, SourceTable, TableRequest,
 };
 pub use connection::{backoff_delay, parse_url, ConnectionSettings};
 pub use replication::{ChangeStream, PartPolicy, StreamItem, TransactionPart};
 pub use slot_source::{SlotSettings, SlotSource};
 
-use crate::event::TableName;
+use crate::event::{Lsn, TableName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -49,6 +49,18 @@ pub enum SourceError {
          remove the pipeline's Delta tables and start again to copy them afresh"
     )]
     SlotMissing { slot: String },
+    #[error(
+        "replication slot {slot} was invalidated by PostgreSQL ({reason}); the changes after its \
+         confirmed position {confirmed} are no longer in the WAL, so replicating on would lose them. \
+         To recover: `pgdelta pipeline drop <pipeline>` (drops the slot and the publication, keeps \
+         the Delta tables), move the pipeline's Delta tables away, and start again to copy the \
+         tables afresh; raise max_slot_wal_keep_size so that a stopped pipeline has more time"
+    )]
+    SlotInvalidated {
+        slot: String,
+        reason: String,
+        confirmed: Lsn,
+    },
     #[error("PostgreSQL answered {what} with '{text}', which is not an LSN: {source}")]
     BadLsn {
         what: &'static str,
