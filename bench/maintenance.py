@@ -16,6 +16,7 @@ the table at the end and the most seen while it ran, compactions, bytes on disk,
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -100,7 +101,8 @@ class MaintenanceBench:
         self.results = {"size": args.size, "runs": []}
 
     def pgdelta(self, config, pipeline, name):
-        env = {"PGDELTA_LOG": "warn,pgdelta=info,pgdelta::pipeline::maintain=debug", "PATH": "/usr/bin:/bin"}
+        env = {"PGDELTA_LOG": "warn,pgdelta=info,pgdelta::pipeline::maintain=debug", "PATH": "/usr/bin:/bin",
+               **{k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
         return Measured(name, [self.args.pgdelta, "--config", str(config), "pipeline", "start", pipeline,
                                "--exit-when-caught-up"], self.work, env=env)
 

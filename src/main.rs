@@ -13,8 +13,33 @@ use tracing_subscriber::EnvFilter;
 const DEFAULT_LOG: &str = "warn,pgdelta=info,buoyant_kernel::snapshot::builder=off,\
      deltalake_core::operations::merge=error,deltalake_core::kernel::transaction=error";
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    bound_malloc_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime")
+        .block_on(run())
+}
+
+/// glibc gives threads that allocate at the same time arenas of their own (up to 8 per
+/// core); with the runtime's worker and blocking threads, freed memory stays spread over
+/// many arenas and the process grew with every Delta commit (a 10M-row stream: 382 MB peak,
+/// 285 MB with two arenas). `MALLOC_ARENA_MAX` still wins when set.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn bound_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called before any other thread exists; mallopt only sets a malloc parameter.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn bound_malloc_arenas() {}
+
+async fn run() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("PGDELTA_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),

@@ -54,6 +54,15 @@ pub enum Command {
     /// Prove a pipeline's Delta tables equal their PostgreSQL sources (exit 0 only when every
     /// requested check passes; 2 when nothing failed but some results are not comparable yet).
     Validate(ValidateArgs),
+    /// Check everything a pipeline needs, against the live source and Delta tables: the
+    /// connection, server settings and grants, replica identities, the slot, the
+    /// publication, the Delta tables. Prints each result with its fix; exit 0 only when none
+    /// failed.
+    Doctor {
+        pipeline: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// The pipeline's Debezium connector (Kafka mode): config, register, status, delete.
     #[command(subcommand)]
     Connector(connector::ConnectorCommand),
@@ -170,7 +179,23 @@ pub async fn run(cli: Cli) -> Result<()> {
             print_statuses(&statuses, json)
         }
         Command::Validate(args) => validate(&config, args).await,
+        Command::Doctor { pipeline, json } => doctor(&config, &pipeline, json).await,
     }
+}
+
+async fn doctor(config: &Config, pipeline: &str, json: bool) -> Result<()> {
+    use pgdelta::quality::doctor;
+    let resolved = config.pipeline(pipeline)?;
+    let settings = pgdelta::source::postgres::ConnectionSettings::from_config(config)?;
+    let findings = doctor::diagnose(&resolved, &settings).await;
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(&findings)?),
+        false => findings.iter().for_each(|finding| println!("{finding}")),
+    }
+    if !doctor::all_passed(&findings) {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn validate(config: &Config, args: ValidateArgs) -> Result<()> {

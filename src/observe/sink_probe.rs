@@ -38,7 +38,8 @@ pub fn probe_targets<'a>(
         .collect()
 }
 
-async fn probe(target: &ProbeTarget) -> Result<(), String> {
+/// Whether pgdelta can write where `target` says.
+pub async fn probe(target: &ProbeTarget) -> Result<(), String> {
     match target {
         ProbeTarget::Dir(dir) => {
             let dir = dir.clone();

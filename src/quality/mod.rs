@@ -17,6 +17,7 @@
 mod canonical;
 mod chunks;
 mod delta;
+pub mod doctor;
 mod periodic;
 mod postgres;
 mod report;

@@ -299,16 +299,9 @@ pub async fn ensure_publication(
             .await
             .map_err(query_error(&context));
     }
-    let published: Vec<TableName> = client
-        .query(
-            "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
-            &[&publication],
-        )
-        .await
-        .map_err(query_error(&context))?
-        .into_iter()
-        .map(|row| TableName::new(row.get::<_, String>(0), row.get::<_, String>(1)))
-        .collect();
+    let published = published_tables(client, publication)
+        .await?
+        .unwrap_or_default();
     let missing: Vec<&TableName> = tables.iter().filter(|t| !published.contains(t)).collect();
     if missing.is_empty() {
         return Ok(());
@@ -323,6 +316,45 @@ pub async fn ensure_publication(
         .batch_execute(&sql)
         .await
         .map_err(query_error(&context))
+}
+
+/// The tables `publication` holds, `None` when there is no such publication.
+pub async fn published_tables(
+    client: &Client,
+    publication: &str,
+) -> Result<Option<Vec<TableName>>, SourceError> {
+    let context = format!("read publication {publication}");
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_publication WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(query_error(&context))?
+        .is_some();
+    if !exists {
+        return Ok(None);
+    }
+    let tables = client
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(query_error(&context))?
+        .into_iter()
+        .map(|row| TableName::new(row.get::<_, String>(0), row.get::<_, String>(1)))
+        .collect();
+    Ok(Some(tables))
+}
+
+/// The server's `max_slot_wal_keep_size` (`-1`: unlimited).
+pub async fn max_slot_wal_keep_size(client: &Client) -> Result<String, SourceError> {
+    let row = client
+        .query_one("SELECT current_setting('max_slot_wal_keep_size')", &[])
+        .await
+        .map_err(query_error("read max_slot_wal_keep_size"))?;
+    Ok(row.get(0))
 }
 
 /// Creates the logical slot with pgoutput if it does not exist; returns its confirmed position.
@@ -375,6 +407,8 @@ pub async fn slot_position(client: &Client, slot: &str) -> Result<Option<Lsn>, S
 pub struct SlotState {
     pub plugin: Option<String>,
     pub confirmed: Option<Lsn>,
+    /// Whether a replication connection is reading it now.
+    pub active: Option<bool>,
     /// WAL from `restart_lsn` to the current position.
     pub retained_wal_bytes: i64,
     /// `reserved`, `extended`, `unreserved` or `lost`.
@@ -406,7 +440,7 @@ impl SlotState {
 pub async fn slot_state(client: &Client, slot: &str) -> Result<Option<SlotState>, SourceError> {
     let row = client
         .query_opt(
-            "SELECT plugin::text, confirmed_flush_lsn::text, \
+            "SELECT plugin::text, confirmed_flush_lsn::text, active, \
                     coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, \
                     to_jsonb(s) ->> 'wal_status', (to_jsonb(s) ->> 'safe_wal_size')::bigint, \
                     (to_jsonb(s) ->> 'conflicting')::boolean, to_jsonb(s) ->> 'invalidation_reason' \
@@ -418,11 +452,12 @@ pub async fn slot_state(client: &Client, slot: &str) -> Result<Option<SlotState>
     Ok(row.map(|row| SlotState {
         plugin: row.get(0),
         confirmed: row.get::<_, Option<String>>(1).and_then(|l| l.parse().ok()),
-        retained_wal_bytes: row.get(2),
-        wal_status: row.get(3),
-        safe_wal_size: row.get(4),
-        conflicting: row.get(5),
-        invalidation_reason: row.get(6),
+        active: row.get(2),
+        retained_wal_bytes: row.get(3),
+        wal_status: row.get(4),
+        safe_wal_size: row.get(5),
+        conflicting: row.get(6),
+        invalidation_reason: row.get(7),
     }))
 }
 
