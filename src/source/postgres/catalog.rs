@@ -271,14 +271,7 @@ pub async fn ensure_publication(
     tables: &[TableName],
 ) -> Result<(), SourceError> {
     let context = format!("set up publication {publication}");
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM pg_publication WHERE pubname = $1",
-            &[&publication],
-        )
-        .await
-        .map_err(query_error(&context))?
-        .is_some();
+    let published = published_tables(client, publication).await?;
     let quoted = |tables: &[&TableName]| {
         tables
             .iter()
@@ -286,7 +279,7 @@ pub async fn ensure_publication(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    if !exists {
+    let Some(published) = published else {
         let all: Vec<&TableName> = tables.iter().collect();
         let sql = format!(
             "CREATE PUBLICATION {} FOR TABLE {}",
@@ -298,10 +291,7 @@ pub async fn ensure_publication(
             .batch_execute(&sql)
             .await
             .map_err(query_error(&context));
-    }
-    let published = published_tables(client, publication)
-        .await?
-        .unwrap_or_default();
+    };
     let missing: Vec<&TableName> = tables.iter().filter(|t| !published.contains(t)).collect();
     if missing.is_empty() {
         return Ok(());
