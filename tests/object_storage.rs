@@ -262,9 +262,9 @@ fn a_store_that_goes_away_mid_stream_is_retried_and_nothing_is_confirmed_before_
         .psql(DB, "SELECT pg_current_wal_lsn()")
         .trim()
         .to_string();
+    // A commit, or the read of the tables when the stream starts, fails and is retried.
     assert!(
-        wait_for(Duration::from_secs(60), || log()
-            .contains("Delta commit failed; trying again")),
+        wait_for(Duration::from_secs(60), || log().contains("; trying again")),
         "{}",
         log()
     );

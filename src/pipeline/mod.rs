@@ -256,7 +256,7 @@ where
                 }
                 *large = None;
                 // Another process may have written the tables meanwhile.
-                self.tables.reload().await?;
+                self.reload_tables().await?;
             }
             SourceItem::Up => self.observer.source_connected(),
             SourceItem::Down(error) => {
@@ -358,6 +358,24 @@ where
             self.maintain(table).await;
         }
         Ok(())
+    }
+
+    /// [`Tables::reload`], tried again with backoff while the store is unreachable.
+    async fn reload_tables(&mut self) -> Result<(), PipelineError> {
+        let mut attempt = 0;
+        loop {
+            let error = match self.tables.reload().await {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_transient() && attempt + 1 < SINK_ATTEMPTS => error,
+                Err(error) => return Err(error.into()),
+            };
+            attempt += 1;
+            let delay = crate::source::postgres::backoff_delay(attempt);
+            self.observer.record_errors("sink", 1);
+            self.observer.sink_probed(Err(error.to_string()));
+            tracing::warn!(%error, attempt, retry_in = ?delay, "cannot read the Delta tables; trying again");
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// [`Pipeline::apply`], tried again with backoff while the store is unreachable or

@@ -117,7 +117,14 @@ fn caused_by_the_store(error: &(dyn std::error::Error + 'static)) -> bool {
     use deltalake::ObjectStoreError;
     let mut cause = Some(error);
     while let Some(error) = cause {
-        if let Some(store) = error.downcast_ref::<ObjectStoreError>() {
+        let store = error.downcast_ref::<ObjectStoreError>().or_else(|| {
+            // The kernel wraps the store's error without naming it as its source.
+            match error.downcast_ref::<delta_kernel::Error>() {
+                Some(delta_kernel::Error::ObjectStore(store)) => Some(store),
+                _ => None,
+            }
+        });
+        if let Some(store) = store {
             return !matches!(
                 store,
                 ObjectStoreError::AlreadyExists { .. } | ObjectStoreError::Precondition { .. }
@@ -770,4 +777,34 @@ async fn create_table(
         .with_configuration(layout.properties.into_iter().map(|(k, v)| (k, Some(v))))
         .with_raise_if_key_not_exists(false)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delta(source: DeltaTableError) -> SinkError {
+        SinkError::Delta {
+            location: "s3://b/t".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn a_store_failure_inside_a_kernel_error_is_transient_a_lost_race_is_not() {
+        let unreachable = deltalake::ObjectStoreError::Generic {
+            store: "S3",
+            source: "error sending request".into(),
+        };
+        let read_failed = delta_kernel::Error::ObjectStore(unreachable);
+        assert!(delta(DeltaTableError::KernelError(read_failed)).is_transient());
+        let lost_race = deltalake::ObjectStoreError::AlreadyExists {
+            path: "_delta_log/1.json".into(),
+            source: "exists".into(),
+        };
+        let lost = delta_kernel::Error::ObjectStore(lost_race);
+        assert!(!delta(DeltaTableError::KernelError(lost)).is_transient());
+        let bad_schema = delta_kernel::Error::generic("not a store failure");
+        assert!(!delta(DeltaTableError::KernelError(bad_schema)).is_transient());
+    }
 }
