@@ -144,12 +144,14 @@ impl Pgdelta {
 }
 
 /// A private copy of the pgdelta binary made once per test process, so that a rebuild of
-/// the shared target directory during a long test cannot swap or remove it mid-run.
+/// the shared target directory during a long test cannot swap or remove it mid-run. A
+/// static is never dropped, so the copies of test processes that ended are removed here.
 pub fn pgdelta_binary() -> &'static Path {
     static COPY: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_, path) = COPY.get_or_init(|| {
+        remove_binary_copies_of_ended_runs();
         let dir = tempfile::Builder::new()
-            .prefix("pgdelta-bin-")
+            .prefix(&format!("{BINARY_COPY_PREFIX}{}-", std::process::id()))
             .tempdir()
             .unwrap();
         let path = dir.path().join("pgdelta");
@@ -158,6 +160,24 @@ pub fn pgdelta_binary() -> &'static Path {
         (dir, path)
     });
     path
+}
+
+const BINARY_COPY_PREFIX: &str = "pgdelta-bin-";
+
+fn remove_binary_copies_of_ended_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(BINARY_COPY_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 pub fn cluster_with_db() -> PgCluster {
