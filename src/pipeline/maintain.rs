@@ -74,7 +74,8 @@ pub struct MaintenanceState {
 
 impl MaintenanceState {
     /// Whether the table's files are worth reading again: listing them costs time on a
-    /// large table, and a commit adds only a file or two, so not after every commit.
+    /// large table, and a commit adds only a file or two, so not after every commit (but
+    /// always when they were never looked at, `last_look` being `None`).
     fn look_due(&mut self, policy: &Maintenance) -> bool {
         self.commits_since_look += 1;
         let every = (policy.compact_min_files / 4).max(1);
@@ -197,7 +198,7 @@ where
                 self.collect_maintenance(table).await;
                 if run_what_is_due {
                     if let Some(state) = self.tables.get_mut(table) {
-                        state.maintenance_state.commits_since_look = usize::MAX - 1;
+                        state.maintenance_state.last_look = None;
                     }
                     self.start_maintenance_if_due(table).await;
                     self.collect_maintenance(table).await;
