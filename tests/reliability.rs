@@ -29,15 +29,7 @@ fn items_pipeline(name: &str, extra: &str) -> String {
 }
 
 fn insert_items(cluster: &PgCluster, from: i64, transactions: i64, rows_each: i64) {
-    let mut sql = String::new();
-    for tx in 0..transactions {
-        let first = from + tx * rows_each;
-        sql.push_str(&format!(
-            "INSERT INTO items SELECT g, 'item ' || g FROM generate_series({first}, {}) g;\n",
-            first + rows_each - 1
-        ));
-    }
-    cluster.psql(DB, &sql);
+    harness::insert_labelled_rows(cluster, "items", "item", from, transactions, rows_each);
 }
 
 fn slot_active(cluster: &PgCluster, slot: &str) -> bool {

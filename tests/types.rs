@@ -6,7 +6,7 @@ mod support;
 use std::process::Command;
 
 use serde_json::{json, Value};
-use support::{read_delta_meta, read_delta_rows, PgCluster};
+use support::{read_delta_rows_by_id, PgCluster};
 
 const DB: &str = "cdcdb";
 
@@ -360,34 +360,19 @@ fn run_pipeline(dir: &std::path::Path, cluster: &PgCluster, tables: &str) {
 }
 
 fn check_table(dir: &std::path::Path, name: &str, cases: &[Case]) {
-    let path = dir.join("delta/public").join(name);
-    let meta = read_delta_meta(&path);
-    let table = read_delta_rows(&path);
-    let columns: Vec<&str> = table["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap())
-        .collect();
-    let mut rows: Vec<&Vec<Value>> = table["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap())
-        .collect();
-    rows.sort_by_key(|r| r[0].as_i64());
-    assert_eq!(rows.len(), 3, "{name}: {table}");
+    let table = read_delta_rows_by_id(&dir.join("delta/public").join(name));
+    assert_eq!(table.rows.len(), 3, "{name}: {}", table.raw);
     let mut failures = Vec::new();
     for case in cases {
-        let index = columns.iter().position(|c| *c == case.column).unwrap();
-        let delta_type = meta["schema"][index][1].as_str().unwrap();
+        let index = table.column(case.column);
+        let delta_type = &table.types[index];
         if delta_type != case.delta_type {
             failures.push(format!(
                 "{} {}: Delta type {delta_type}, expected {}",
                 name, case.column, case.delta_type
             ));
         }
-        let got: Vec<Value> = rows.iter().map(|r| r[index].clone()).collect();
+        let got: Vec<Value> = table.rows.iter().map(|r| r[index].clone()).collect();
         if Value::Array(got.clone()) != case.expected {
             failures.push(format!(
                 "{} {} ({}): got {:?}, expected {}",

@@ -18,7 +18,7 @@ use harness::{
 use serde_json::{json, Value};
 use support::{
     delta_as_strings, describe_row_differences, installed_majors, pg_as_strings, read_delta_cdf,
-    read_delta_meta, read_delta_rows, PgCluster,
+    read_delta_meta, read_delta_rows_by_id, PgCluster,
 };
 
 const PIPELINE: &str = r#"
@@ -152,33 +152,23 @@ fn insert_kinds(cluster: &PgCluster, first: i32) {
 /// The Delta `kinds` table holds `rows` rows (ids 1..=rows, in groups of three that repeat
 /// the literals) with the expected values and Delta types.
 fn check_kinds(pgdelta: &Pgdelta, rows: usize, major: u32) {
-    let path = pgdelta.table_path("public", "kinds");
-    let meta = read_delta_meta(&path);
-    let table = read_delta_rows(&path);
-    let columns: Vec<&str> = table["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap())
-        .collect();
-    let mut data: Vec<&Vec<Value>> = table["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap())
-        .collect();
-    data.sort_by_key(|r| r[0].as_i64());
-    assert_eq!(data.len(), rows, "PostgreSQL {major}: kinds rows: {table}");
+    let table = read_delta_rows_by_id(&pgdelta.table_path("public", "kinds"));
+    assert_eq!(
+        table.rows.len(),
+        rows,
+        "PostgreSQL {major}: kinds rows: {}",
+        table.raw
+    );
     let mut failures = Vec::new();
     for ((name, sql_type, _, delta_type), expected) in KINDS.iter().zip(kinds_expected()) {
-        let index = columns.iter().position(|c| c == name).unwrap();
-        let got_type = meta["schema"][index][1].as_str().unwrap();
+        let index = table.column(name);
+        let got_type = &table.types[index];
         if got_type != *delta_type {
             failures.push(format!(
                 "{name}: Delta type {got_type}, expected {delta_type}"
             ));
         }
-        for (row_index, row) in data.iter().enumerate() {
+        for (row_index, row) in table.rows.iter().enumerate() {
             let want = &expected[row_index % 3];
             if &row[index] != want {
                 failures.push(format!(
@@ -207,15 +197,7 @@ fn assert_equal(pgdelta: &Pgdelta, cluster: &PgCluster, table: &str, query: &str
 }
 
 fn insert_events(cluster: &PgCluster, from: i64, transactions: i64, rows_each: i64) {
-    let mut sql = String::new();
-    for tx in 0..transactions {
-        let first = from + tx * rows_each;
-        sql.push_str(&format!(
-            "INSERT INTO events SELECT g, 'event ' || g FROM generate_series({first}, {}) g;\n",
-            first + rows_each - 1
-        ));
-    }
-    cluster.psql(DB, &sql);
+    harness::insert_labelled_rows(cluster, "events", "event", from, transactions, rows_each);
 }
 
 fn delta_rows(pgdelta: &Pgdelta, table: &str) -> u64 {

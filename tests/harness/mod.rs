@@ -344,6 +344,27 @@ pub fn replace_pg_hba(cluster: &PgCluster, text: &str) {
     cluster.psql("postgres", "SELECT pg_reload_conf()");
 }
 
+/// Inserts rows `from..` into `table (id, label)` in `transactions` transactions of
+/// `rows_each` rows, one psql call; labels are `'<label> <id>'`.
+pub fn insert_labelled_rows(
+    cluster: &PgCluster,
+    table: &str,
+    label: &str,
+    from: i64,
+    transactions: i64,
+    rows_each: i64,
+) {
+    let mut sql = String::new();
+    for tx in 0..transactions {
+        let first = from + tx * rows_each;
+        sql.push_str(&format!(
+            "INSERT INTO {table} SELECT g, '{label} ' || g FROM generate_series({first}, {}) g;\n",
+            first + rows_each - 1
+        ));
+    }
+    cluster.psql(DB, &sql);
+}
+
 pub fn slot_exists(cluster: &PgCluster, slot: &str) -> bool {
     let sql = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'");
     cluster.psql(DB, &sql).trim() == "1"

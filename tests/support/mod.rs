@@ -361,6 +361,54 @@ pub fn read_delta_rows(path: &Path) -> serde_json::Value {
     run_reader(&["rows", &path.to_string_lossy()])
 }
 
+/// A Delta table's latest rows, sorted by their first column (an integer id), with its
+/// column names and Delta types; `raw` is what the reader printed, for messages.
+pub struct DeltaRowsById {
+    pub columns: Vec<String>,
+    pub types: Vec<String>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+    pub raw: serde_json::Value,
+}
+
+impl DeltaRowsById {
+    pub fn column(&self, name: &str) -> usize {
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no column {name} in {:?}", self.columns))
+    }
+}
+
+pub fn read_delta_rows_by_id(path: &Path) -> DeltaRowsById {
+    let meta = read_delta_meta(path);
+    let raw = read_delta_rows(path);
+    let strings = |value: &serde_json::Value| -> Vec<String> {
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
+    };
+    let columns = strings(&raw["columns"]);
+    let types = (0..columns.len())
+        .map(|i| meta["schema"][i][1].as_str().unwrap().to_string())
+        .collect();
+    let mut rows: Vec<Vec<serde_json::Value>> = raw["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().clone())
+        .collect();
+    rows.sort_by_key(|r| r[0].as_i64());
+    DeltaRowsById {
+        columns,
+        types,
+        rows,
+        raw,
+    }
+}
+
 /// Rows of `query` as sorted text rows, NULL as [`NULL_MARKER`], to compare with
 /// [`delta_as_strings`].
 pub fn pg_as_strings(cluster: &PgCluster, db: &str, query: &str) -> Vec<Vec<String>> {
