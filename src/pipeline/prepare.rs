@@ -134,10 +134,11 @@ async fn check_source(
             config_section: format!("[pipelines.{}.table.\"{}\"]", resolved.name, table.name),
         })
         .collect();
-    let problems = pg::check_readiness(client, &resolved.slot, &requests).await?;
-    match problems.is_empty() {
+    let readiness = pg::check_readiness(client, &resolved.slot, &requests).await?;
+    pg::warn_when_wal_retention_is_unbounded(&readiness, &resolved.slot);
+    match readiness.problems.is_empty() {
         true => Ok(()),
-        false => Err(SourceError::NotReady(problems)),
+        false => Err(SourceError::NotReady(readiness.problems)),
     }
 }
 

@@ -139,34 +139,36 @@ async fn readiness(
             config_section: format!("[pipelines.{}.table.\"{}\"]", pipeline.name, table.name),
         })
         .collect();
-    match pg::check_readiness(client, &pipeline.slot, &requests).await {
-        Ok(problems) if problems.is_empty() => out.push(Finding::ok(
+    let readiness = match pg::check_readiness(client, &pipeline.slot, &requests).await {
+        Ok(readiness) => readiness,
+        Err(error) => {
+            out.push(Finding::fail(
+                "server settings and grants",
+                error.to_string(),
+                "the role needs to read pg_settings, pg_roles and pg_replication_slots",
+            ));
+            return;
+        }
+    };
+    match readiness.problems.is_empty() {
+        true => out.push(Finding::ok(
             "server settings and grants",
             "wal_level = logical, free slots and WAL senders, the role may replicate, every table has a key",
         )),
         // Each problem says its fix.
-        Ok(problems) => out.extend(problems.into_iter().map(|problem| Finding {
+        false => out.extend(readiness.problems.iter().map(|problem| Finding {
             verdict: Verdict::Fail,
             ..Finding::ok("server settings and grants", problem.to_string())
         })),
-        Err(error) => out.push(Finding::fail(
-            "server settings and grants",
-            error.to_string(),
-            "the role needs to read pg_settings, pg_roles and pg_replication_slots",
-        )),
     }
-    match pg::max_slot_wal_keep_size(client).await {
-        Ok(size) if size == "-1" => out.push(Finding::warn(
+    out.push(match readiness.wal_retention_is_unbounded() {
+        true => Finding::warn(
             "max_slot_wal_keep_size",
             "unlimited: a stopped pipeline's slot keeps WAL until the server's disk is full",
             "set max_slot_wal_keep_size (e.g. '50GB'); PostgreSQL then invalidates the slot instead",
-        )),
-        Ok(size) => out.push(Finding::ok("max_slot_wal_keep_size", size)),
-        Err(error) => out.push(Finding {
-            verdict: Verdict::Warn,
-            ..Finding::ok("max_slot_wal_keep_size", error.to_string())
-        }),
-    }
+        ),
+        false => Finding::ok("max_slot_wal_keep_size", readiness.max_slot_wal_keep_size),
+    });
 }
 
 fn replica_identity(source: &SourceTable) -> Finding {

@@ -129,23 +129,39 @@ pub struct TableRequest<'a> {
     pub config_section: String,
 }
 
-/// Checks server settings, privileges and each table's key; every problem is one message.
+/// What [`check_readiness`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// Every problem, one message each, saying what to change.
+    pub problems: Vec<ReadinessProblem>,
+    /// The server's `max_slot_wal_keep_size` (`-1`: unlimited).
+    pub max_slot_wal_keep_size: String,
+}
+
+impl Readiness {
+    /// A slot whose consumer stops retains WAL until the disk fills, unless
+    /// `max_slot_wal_keep_size` bounds it (PostgreSQL then invalidates the slot instead).
+    pub fn wal_retention_is_unbounded(&self) -> bool {
+        self.max_slot_wal_keep_size == "-1"
+    }
+}
+
+/// Checks server settings, privileges and each table's key.
 pub async fn check_readiness(
     client: &Client,
     slot: &str,
     tables: &[TableRequest<'_>],
-) -> Result<Vec<ReadinessProblem>, SourceError> {
-    let mut problems = server_problems(client, slot).await?;
+) -> Result<Readiness, SourceError> {
+    let mut readiness = server_readiness(client, slot).await?;
     for request in tables {
-        problems.extend(table_problems(request));
+        readiness.problems.extend(table_problems(request));
     }
-    Ok(problems)
+    Ok(readiness)
 }
 
-/// A slot whose consumer stops retains WAL until the disk fills, unless
-/// `max_slot_wal_keep_size` bounds it (PostgreSQL then invalidates the slot instead).
-fn warn_when_wal_retention_is_unbounded(max_slot_wal_keep_size: &str, slot: &str) {
-    if max_slot_wal_keep_size == "-1" {
+/// Says at start what an unlimited `max_slot_wal_keep_size` risks.
+pub fn warn_when_wal_retention_is_unbounded(readiness: &Readiness, slot: &str) {
+    if readiness.wal_retention_is_unbounded() {
         tracing::warn!(
             slot,
             "max_slot_wal_keep_size is -1 (unlimited): if pgdelta stops for long, replication slot {slot} keeps WAL \
@@ -155,10 +171,7 @@ fn warn_when_wal_retention_is_unbounded(max_slot_wal_keep_size: &str, slot: &str
     }
 }
 
-async fn server_problems(
-    client: &Client,
-    slot: &str,
-) -> Result<Vec<ReadinessProblem>, SourceError> {
+async fn server_readiness(client: &Client, slot: &str) -> Result<Readiness, SourceError> {
     let row = client
         .query_one(
             "SELECT current_setting('wal_level'), \
@@ -180,7 +193,7 @@ async fn server_problems(
     let can_replicate: bool = row.get(5);
     let slot_exists: bool = row.get(6);
     let (version_num, version): (i32, String) = (row.get(7), row.get(8));
-    warn_when_wal_retention_is_unbounded(&row.get::<_, String>(9), slot);
+    let max_slot_wal_keep_size: String = row.get(9);
     let mut problems = Vec::new();
     let mut problem = |text: String| problems.push(ReadinessProblem(text));
     if let Some(text) = version_problem(version_num, &version) {
@@ -204,7 +217,10 @@ async fn server_problems(
     if !can_replicate {
         problem("the connecting role lacks the REPLICATION attribute: ALTER ROLE <user> WITH REPLICATION".into());
     }
-    Ok(problems)
+    Ok(Readiness {
+        problems,
+        max_slot_wal_keep_size,
+    })
 }
 
 /// The oldest server the replication stream works with (`server_version_num`).
@@ -336,15 +352,6 @@ pub async fn published_tables(
         .map(|row| TableName::new(row.get::<_, String>(0), row.get::<_, String>(1)))
         .collect();
     Ok(Some(tables))
-}
-
-/// The server's `max_slot_wal_keep_size` (`-1`: unlimited).
-pub async fn max_slot_wal_keep_size(client: &Client) -> Result<String, SourceError> {
-    let row = client
-        .query_one("SELECT current_setting('max_slot_wal_keep_size')", &[])
-        .await
-        .map_err(query_error("read max_slot_wal_keep_size"))?;
-    Ok(row.get(0))
 }
 
 /// Creates the logical slot with pgoutput if it does not exist; returns its confirmed position.

@@ -9,8 +9,9 @@ pub mod snapshot;
 
 pub use catalog::{
     check_readiness, current_wal_lsn, drop_slot_and_publication, emit_marker, ensure_publication,
-    ensure_slot, introspect_table, max_slot_wal_keep_size, published_tables, slot_position,
-    slot_state, ColumnInfo, ReadinessProblem, SlotState, SourceTable, TableRequest,
+    ensure_slot, introspect_table, published_tables, slot_position, slot_state,
+    warn_when_wal_retention_is_unbounded, ColumnInfo, Readiness, ReadinessProblem, SlotState,
+    SourceTable, TableRequest,
 };
 pub use connection::{backoff_delay, parse_url, ConnectionSettings};
 pub use replication::{ChangeStream, PartPolicy, StreamItem, TransactionPart};
