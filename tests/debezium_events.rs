@@ -166,6 +166,7 @@ fn write_delta(path: &std::path::Path, events: &[ChangeEvent], table: &TableSche
         columns,
         partition_by: vec![],
         properties: Default::default(),
+        write_mode: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

@@ -331,6 +331,7 @@ fn a_stale_writer_loses_the_commit_race_on_s3_and_nothing_is_doubled() {
                 ],
                 partition_by: Vec::new(),
                 properties: Default::default(),
+                write_mode: Default::default(),
             };
             DeltaTableWriter::open_or_create(
                 &url,

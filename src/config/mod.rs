@@ -95,6 +95,21 @@ pub struct TableConfig {
     /// Maintenance settings of this table, over the pipeline's.
     #[serde(default)]
     pub maintenance: MaintenanceConfig,
+    /// How updates and deletes are written, over the pipeline's `write_mode`.
+    #[serde(default)]
+    pub write_mode: Option<WriteMode>,
+}
+
+/// How updates and deletes reach a Delta table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// MERGE rewrites every data file that holds a changed key (readable by every Delta reader).
+    #[default]
+    CopyOnWrite,
+    /// The old rows are marked in deletion vectors and the new images appended (protocol
+    /// reader 3 / writer 7): a batch costs what it changes, not what the table holds.
+    DeletionVectors,
 }
 
 /// Whether to copy what the tables already hold before streaming changes.
@@ -182,6 +197,9 @@ pub struct PipelineConfig {
     /// can then overwrite each other's commits.
     #[serde(default)]
     pub unsafe_single_writer: bool,
+    /// How updates and deletes are written (per table: `table.<name>.write_mode`).
+    #[serde(default)]
+    pub write_mode: WriteMode,
 }
 
 /// `[http]`: the metrics and health endpoints of `pipeline start`.
@@ -281,6 +299,7 @@ const PIPELINE_KEYS: &[&str] = &[
     "on_error",
     "dead_letter_path",
     "unsafe_single_writer",
+    "write_mode",
 ];
 /// Keys of `[pipelines.<name>.kafka]`, overridden by `PGDELTA_PIPELINES_<PIPELINE>_KAFKA_<KEY>`.
 const KAFKA_KEYS: &[&str] = &[
@@ -352,6 +371,7 @@ pub struct ResolvedTable {
     /// `[storage]`, then the pipeline's, then the table's own options.
     pub storage: StorageOptions,
     pub maintenance: Maintenance,
+    pub write_mode: WriteMode,
 }
 
 impl Config {
@@ -445,6 +465,13 @@ impl PipelineConfig {
         for table in &self.tables {
             let parsed: TableName = table.parse().map_err(|e| format!("tables: {e}"))?;
             let settings = self.table_settings(&parsed);
+            let write_mode = settings.write_mode.unwrap_or(self.write_mode);
+            if write_mode == WriteMode::DeletionVectors && !settings.partition_by.is_empty() {
+                return Err(format!(
+                    "table.\"{parsed}\": write_mode = \"deletion_vectors\" does not support \
+                     partition_by yet; use write_mode = \"copy_on_write\" for this table"
+                ));
+            }
             let default_path = format!(
                 "{}/{}/{}",
                 self.delta_root.trim_end_matches('/'),
@@ -467,6 +494,7 @@ impl PipelineConfig {
                     .overridden_by(&settings.maintenance)
                     .resolve()
                     .map_err(|e| format!("table.\"{parsed}\": {e}"))?,
+                write_mode,
                 name: parsed,
             });
         }
@@ -843,6 +871,34 @@ key = ["order_id"]
         assert_eq!(orders.get("aws_endpoint"), Some("http://other:9000"));
         assert!(pipeline.unsafe_single_writer);
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn write_mode_comes_from_the_pipeline_the_table_and_the_environment() {
+        let config = load(SAMPLE, &[]).unwrap();
+        let pipeline = config.pipeline("postgres-cdc").unwrap();
+        assert_eq!(pipeline.tables[0].write_mode, WriteMode::CopyOnWrite);
+        let text = format!(
+            "{SAMPLE}\n[pipelines.postgres-cdc.table.\"public.customers\"]\nwrite_mode = \"deletion_vectors\"\n"
+        );
+        let pipeline = load(&text, &[]).unwrap().pipeline("postgres-cdc").unwrap();
+        assert_eq!(pipeline.tables[0].write_mode, WriteMode::DeletionVectors);
+        assert_eq!(pipeline.tables[1].write_mode, WriteMode::CopyOnWrite);
+        // The pipeline-wide mode reaches the partitioned table too, which cannot take it.
+        let env = [(
+            "PGDELTA_PIPELINES_POSTGRES_CDC_WRITE_MODE",
+            "deletion_vectors",
+        )];
+        let error = load(SAMPLE, &env)
+            .unwrap()
+            .pipeline("postgres-cdc")
+            .unwrap_err();
+        assert!(error.to_string().contains("partition_by"), "{error}");
+        let bad = text.replace("\"deletion_vectors\"", "\"merge_on_read\"");
+        assert!(load(&bad, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("merge_on_read"));
     }
 
     #[test]

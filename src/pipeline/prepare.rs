@@ -307,6 +307,7 @@ fn table_layout(
         columns,
         partition_by: table.partition_by.clone(),
         properties,
+        write_mode: table.write_mode,
     })
 }
 

@@ -179,6 +179,7 @@ impl Harness {
                 ],
                 partition_by: Vec::new(),
                 properties: Default::default(),
+                write_mode: Default::default(),
             };
             let writer = DeltaTableWriter::open_or_create(
                 &self.path(name),

@@ -2,6 +2,7 @@
 
 pub mod changes;
 pub mod convert;
+pub mod deletion_vectors;
 pub mod evolution;
 pub mod maintenance;
 pub mod reader;

@@ -15,9 +15,10 @@ use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
 use super::changes::{RowChange, TableChanges};
 use super::convert::{build_array, ConvertError};
+use super::deletion_vectors::{self, KeyIndex};
 use super::storage;
 use super::txn::kafka_app_id;
-use crate::config::StorageOptions;
+use crate::config::{StorageOptions, WriteMode};
 use crate::event::{Cell, Lsn, TableName, TopicPartition};
 
 const OP_COLUMN: &str = "__pgdelta_op";
@@ -224,6 +225,8 @@ pub struct DeltaTableWriter {
     schema: SchemaRef,
     key: Vec<String>,
     last_applied: Option<Lsn>,
+    /// Set in the deletion-vector write mode: where each key's live row is.
+    row_index: Option<KeyIndex>,
 }
 
 /// Kafka mode: the next offset of one topic-partition, recorded in a Delta commit.
@@ -239,6 +242,8 @@ pub struct TableLayout {
     pub partition_by: Vec<String>,
     /// Table properties to create it with (e.g. checkpoint and log-retention settings).
     pub properties: std::collections::HashMap<String, String>,
+    /// How updates and deletes are written; an existing table is upgraded for deletion vectors.
+    pub write_mode: WriteMode,
 }
 
 impl DeltaTableWriter {
@@ -259,6 +264,7 @@ impl DeltaTableWriter {
         let mut table = storage::open_or_empty(location, storage)
             .await
             .map_err(delta_err)?;
+        let write_mode = layout.write_mode;
         if table.version().is_none() {
             table = match create_table(table, &source_table, &app_id, layout).await {
                 Ok(created) => created,
@@ -281,14 +287,25 @@ impl DeltaTableWriter {
                 });
             }
         }
+        let schema = snapshot.snapshot().arrow_schema();
+        let row_index = match write_mode {
+            WriteMode::CopyOnWrite => None,
+            WriteMode::DeletionVectors => {
+                table = enable_deletion_vectors(table, &source_table)
+                    .await
+                    .map_err(delta_err)?;
+                Some(KeyIndex::new(&schema, &key).map_err(delta_err)?)
+            }
+        };
         let mut writer = DeltaTableWriter {
-            schema: snapshot.snapshot().arrow_schema(),
+            schema,
             table,
             location: location.to_string(),
             source_table,
             app_id,
             key,
             last_applied: None,
+            row_index,
         };
         writer.read_state().await?;
         Ok(writer)
@@ -444,7 +461,15 @@ impl DeltaTableWriter {
             location: self.location.clone(),
             source,
         };
-        let updated = if changes.rows().next().is_none() {
+        let updated = if let Some(index) = self.row_index.as_mut().filter(|_| !changes.truncated) {
+            let target = deletion_vectors::Target {
+                table: &table,
+                schema: &self.schema,
+                source_table: &self.source_table,
+                location: &self.location,
+            };
+            deletion_vectors::apply(target, index, changes, commit).await?
+        } else if changes.rows().next().is_none() {
             table
                 .delete()
                 .with_commit_properties(commit)
@@ -757,6 +782,26 @@ async fn created_by_another(location: &str, storage: &StorageOptions) -> Option<
     None
 }
 
+/// Turns deletion vectors on for a table created without them: its protocol goes to reader 3 /
+/// writer 7 (readers that do not know the feature can no longer read it).
+async fn enable_deletion_vectors(
+    table: DeltaTable,
+    source_table: &TableName,
+) -> Result<DeltaTable, DeltaTableError> {
+    if deletion_vectors::enabled(&table) {
+        return Ok(table);
+    }
+    tracing::info!(table = %source_table, location = %table.table_url(), "turning on deletion vectors: the table's protocol becomes reader 3 / writer 7");
+    table
+        .set_tbl_properties()
+        .with_properties(std::collections::HashMap::from([(
+            deletion_vectors::ENABLE_PROPERTY.to_string(),
+            "true".to_string(),
+        )]))
+        .with_commit_properties(commit_properties())
+        .await
+}
+
 async fn create_table(
     table: DeltaTable,
     source_table: &TableName,
@@ -775,6 +820,10 @@ async fn create_table(
         .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
         .with_configuration([(OWNER_PROPERTY, Some(owner))])
         .with_configuration(layout.properties.into_iter().map(|(k, v)| (k, Some(v))))
+        .with_configuration(
+            (layout.write_mode == WriteMode::DeletionVectors)
+                .then_some((deletion_vectors::ENABLE_PROPERTY, Some("true"))),
+        )
         .with_raise_if_key_not_exists(false)
         .await
 }

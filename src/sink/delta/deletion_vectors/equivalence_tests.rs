@@ -1,0 +1,346 @@
+//! The deletion-vector mode against copy-on-write: the same batches give the same rows and
+//! the same change feed, with deletion vectors in the log instead of rewritten files.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::util::display::array_value_to_string;
+use deltalake::kernel::{DataType, StructField};
+
+use crate::config::WriteMode;
+use crate::event::{
+    Cell, ChangeEvent, ColumnSchema, EventMetadata, Lsn, Operation, TableName, TableSchema,
+};
+use crate::sink::delta::reader::{read_changes, read_rows};
+use crate::sink::delta::{DeltaTableWriter, TableChanges, TableLayout};
+
+const INT4: u32 = 23;
+const TEXT: u32 = 25;
+
+fn schema(with_note: bool) -> Arc<TableSchema> {
+    let column = |name: &str, type_oid, is_key| ColumnSchema {
+        name: name.into(),
+        type_oid,
+        type_modifier: -1,
+        type_name: None,
+        is_key,
+    };
+    let mut columns = vec![column("id", INT4, true), column("name", TEXT, false)];
+    if with_note {
+        columns.push(column("note", TEXT, false));
+    }
+    Arc::new(TableSchema {
+        table: TableName::new("public", "t"),
+        columns,
+    })
+}
+
+fn text(values: &[&str]) -> Vec<Cell> {
+    values
+        .iter()
+        .map(|v| match *v {
+            "<toast>" => Cell::UnchangedToast,
+            v => Cell::Text(v.to_string()),
+        })
+        .collect()
+}
+
+enum Change<'a> {
+    Insert(&'a [&'a str]),
+    Update(&'a [&'a str]),
+    /// A key-changing update: the old key, then the new row.
+    Rekey(&'a str, &'a [&'a str]),
+    Delete(&'a str),
+}
+
+fn event(schema: &Arc<TableSchema>, change: &Change) -> ChangeEvent {
+    let (operation, data, before) = match change {
+        Change::Insert(row) => (Operation::Insert, Some(text(row)), None),
+        Change::Update(row) => (Operation::Update, Some(text(row)), None),
+        Change::Rekey(old, row) => {
+            let mut before = vec![Cell::Null; row.len()];
+            before[0] = Cell::Text(old.to_string());
+            (Operation::Update, Some(text(row)), Some(before))
+        }
+        Change::Delete(id) => {
+            let mut before = vec![Cell::Null; schema.columns.len()];
+            before[0] = Cell::Text(id.to_string());
+            (Operation::Delete, None, Some(before))
+        }
+    };
+    ChangeEvent {
+        operation,
+        schema: schema.clone(),
+        data,
+        before,
+        commit_timestamp: chrono::Utc::now(),
+        metadata: EventMetadata {
+            database: "db".into(),
+            lsn: Lsn(1),
+            tx_id: None,
+            snapshot: false,
+        },
+    }
+}
+
+async fn open(path: &str, mode: WriteMode) -> DeltaTableWriter {
+    let layout = TableLayout {
+        columns: vec![
+            StructField::new("id", DataType::INTEGER, true),
+            StructField::new("name", DataType::STRING, true),
+        ],
+        partition_by: Vec::new(),
+        properties: Default::default(),
+        write_mode: mode,
+    };
+    DeltaTableWriter::open_or_create(
+        path,
+        &Default::default(),
+        TableName::new("public", "t"),
+        "pgdelta-test-public.t".into(),
+        vec!["id".into()],
+        layout,
+    )
+    .await
+    .unwrap()
+}
+
+async fn apply(
+    writer: &mut DeltaTableWriter,
+    lsn: u64,
+    schema: &Arc<TableSchema>,
+    changes: &[Change<'_>],
+) {
+    let mut batch = writer.new_changes();
+    for change in changes {
+        batch.push(event(schema, change)).unwrap();
+    }
+    writer
+        .apply_from(&batch, Some(Lsn(lsn)), &[])
+        .await
+        .unwrap();
+}
+
+async fn truncate(writer: &mut DeltaTableWriter, lsn: u64, schema: &Arc<TableSchema>) {
+    let mut batch: TableChanges = writer.new_changes();
+    let mut event = event(schema, &Change::Delete("1"));
+    event.operation = Operation::Truncate;
+    event.before = None;
+    batch.push(event).unwrap();
+    writer
+        .apply_from(&batch, Some(Lsn(lsn)), &[])
+        .await
+        .unwrap();
+}
+
+fn lines(batches: &[RecordBatch], skip: &[&str]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for batch in batches {
+        for i in 0..batch.num_rows() {
+            let values: Vec<String> = batch
+                .schema()
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| !skip.contains(&f.name().as_str()))
+                .map(|(c, _)| match batch.column(c).is_null(i) {
+                    true => "null".into(),
+                    false => array_value_to_string(batch.column(c), i).unwrap(),
+                })
+                .collect();
+            lines.push(values.join("|"));
+        }
+    }
+    lines
+}
+
+/// The rows and the change feed (without commit times) after the same batches.
+async fn replay(mode: WriteMode) -> (Vec<String>, Vec<String>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = format!("{}/t", dir.path().display());
+    let two = schema(false);
+    let mut writer = open(&path, mode).await;
+    let rows_a: Vec<Vec<String>> = (1..=6)
+        .map(|i| vec![i.to_string(), format!("a{i}")])
+        .collect();
+    let rows_b: Vec<Vec<String>> = (7..=12)
+        .map(|i| vec![i.to_string(), format!("b{i}")])
+        .collect();
+    for (lsn, rows) in [(10, &rows_a), (20, &rows_b)] {
+        let refs: Vec<Vec<&str>> = rows
+            .iter()
+            .map(|r| r.iter().map(String::as_str).collect())
+            .collect();
+        let changes: Vec<Change> = refs.iter().map(|r| Change::Insert(r)).collect();
+        let mut batch = writer.new_changes();
+        for change in &changes {
+            batch.push(event(&two, change)).unwrap();
+        }
+        writer.append_inserts(&batch, Lsn(lsn)).await.unwrap();
+    }
+    // Updates in both files, a delete, an insert, a key change, an untouched TOAST value.
+    apply(
+        &mut writer,
+        30,
+        &two,
+        &[
+            Change::Update(&["2", "a2'"]),
+            Change::Update(&["8", "<toast>"]),
+            Change::Delete("5"),
+            Change::Insert(&["13", "c13"]),
+            Change::Rekey("11", &["21", "b11'"]),
+            Change::Delete("99"),
+        ],
+    )
+    .await;
+    // The same keys again: the live rows are now in the file the last commit added.
+    apply(
+        &mut writer,
+        40,
+        &two,
+        &[
+            Change::Update(&["2", "a2''"]),
+            Change::Delete("13"),
+            Change::Update(&["3", "a3'"]),
+        ],
+    )
+    .await;
+    // A process that starts again finds the rows from the files.
+    drop(writer);
+    let mut writer = open(&path, mode).await;
+    assert_eq!(writer.last_applied_lsn(), Some(Lsn(40)));
+    apply(
+        &mut writer,
+        50,
+        &two,
+        &[Change::Update(&["3", "a3''"]), Change::Delete("21")],
+    )
+    .await;
+    // A column added in PostgreSQL: older files have no value for it.
+    writer
+        .add_columns(vec![StructField::new("note", DataType::STRING, true)])
+        .await
+        .unwrap();
+    let three = schema(true);
+    apply(
+        &mut writer,
+        60,
+        &three,
+        &[
+            Change::Update(&["4", "a4'", "n4"]),
+            Change::Update(&["7", "b7'", "<toast>"]),
+        ],
+    )
+    .await;
+    let rows = lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]);
+    let changes = read_changes(&path, &Default::default(), 0).await.unwrap();
+    let mut feed = lines(&changes, &["_commit_timestamp"]);
+    feed.sort();
+    truncate(&mut writer, 70, &three).await;
+    apply(
+        &mut writer,
+        80,
+        &three,
+        &[
+            Change::Insert(&["1", "again", "x"]),
+            Change::Update(&["1", "again'", "y"]),
+        ],
+    )
+    .await;
+    let mut after = lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]);
+    after.insert(0, "after truncate:".into());
+    let mut all = rows;
+    all.extend(after);
+    (all, feed, dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletion_vectors_give_the_rows_and_change_feed_of_copy_on_write() {
+    let (cow_rows, cow_feed, _a) = replay(WriteMode::CopyOnWrite).await;
+    let (dv_rows, dv_feed, dir) = replay(WriteMode::DeletionVectors).await;
+    assert_eq!(
+        cow_rows,
+        vec![
+            "1|a1|null",
+            "2|a2''|null",
+            "3|a3''|null",
+            "4|a4'|n4",
+            "6|a6|null",
+            "7|b7'|null",
+            "8|b8|null",
+            "9|b9|null",
+            "10|b10|null",
+            "12|b12|null",
+            "after truncate:",
+            "1|again'|y",
+        ]
+    );
+    assert_eq!(dv_rows, cow_rows);
+    assert_eq!(dv_feed, cow_feed);
+
+    let path = format!("{}/t", dir.path().display());
+    let table = crate::sink::delta::storage::open(&path, &Default::default())
+        .await
+        .unwrap();
+    let snapshot = table.snapshot().unwrap();
+    assert_eq!(snapshot.protocol().min_reader_version(), 3);
+    assert_eq!(snapshot.protocol().min_writer_version(), 7);
+    let vectors = std::fs::read_dir(dir.path().join("t"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("deletion_vector_")
+        })
+        .count();
+    assert!(
+        vectors >= 4,
+        "one deletion-vector file per update commit, found {vectors}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_copy_on_write_table_is_upgraded_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = format!("{}/t", dir.path().display());
+    let two = schema(false);
+    let mut writer = open(&path, WriteMode::CopyOnWrite).await;
+    apply(
+        &mut writer,
+        10,
+        &two,
+        &[Change::Insert(&["1", "x"]), Change::Insert(&["2", "y"])],
+    )
+    .await;
+    drop(writer);
+    let mut writer = open(&path, WriteMode::DeletionVectors).await;
+    apply(&mut writer, 20, &two, &[Change::Update(&["1", "x'"])]).await;
+    let rows = lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]);
+    assert_eq!(rows, vec!["1|x'", "2|y"]);
+    let table = crate::sink::delta::storage::open(&path, &Default::default())
+        .await
+        .unwrap();
+    let snapshot = table.snapshot().unwrap();
+    let with_vector = snapshot
+        .log_data()
+        .iter()
+        .filter(|f| f.deletion_vector_descriptor().is_some())
+        .count();
+    assert_eq!(
+        with_vector, 1,
+        "the old file keeps its row 2 and drops row 1 by vector"
+    );
+    let config = snapshot.metadata().configuration();
+    assert_eq!(
+        config.get("delta.enableChangeDataFeed").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        config
+            .get("delta.enableDeletionVectors")
+            .map(String::as_str),
+        Some("true")
+    );
+}

@@ -1,0 +1,549 @@
+//! The deletion-vector write mode (merge-on-read): an update or delete marks the old row's
+//! position in its data file with a deletion vector and the new row images are appended, so
+//! a batch costs what it changes, not what the table holds. One Delta commit per batch:
+//! for each touched file a `remove` (with its old vector) and an `add` of the same file with
+//! the new vector, the new data file, a `_change_data` file with every change, and the
+//! `txn` position.
+
+mod format;
+mod index;
+#[cfg(test)]
+mod equivalence_tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array,
+};
+use deltalake::arrow::compute::kernels::zip::zip;
+use deltalake::arrow::compute::{cast, concat_batches, take_record_batch};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, AddCDCFile};
+use deltalake::logstore::object_store::ObjectStoreExt;
+use deltalake::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+// Deprecated in parquet 59 for a hand-written reader; it is what delta-rs itself reads with.
+#[allow(deprecated)]
+use deltalake::parquet::arrow::async_reader::ParquetObjectReader;
+use deltalake::parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder, ProjectionMask};
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::DeltaOperation;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableError, Path};
+use futures::TryStreamExt;
+use roaring::RoaringTreemap;
+
+pub use format::DeletionVectorError;
+pub use index::KeyIndex;
+use index::RowLocation;
+
+use super::changes::{RowChange, TableChanges};
+use super::convert::build_array;
+use super::writer::SinkError;
+use crate::event::{Cell, TableName};
+
+/// The table property that turns the feature on (and, set on a table, upgrades its protocol
+/// to reader 3 / writer 7 with `deletionVectors`).
+pub const ENABLE_PROPERTY: &str = "delta.enableDeletionVectors";
+
+/// Whether `table`'s protocol lets pgdelta write deletion vectors.
+pub fn enabled(table: &DeltaTable) -> bool {
+    table.snapshot().is_ok_and(|s| {
+        s.protocol().writer_features().is_some_and(|f| {
+            f.contains(&delta_kernel::table_features::TableFeature::DeletionVectors)
+        })
+    })
+}
+
+/// What one table writer needs to turn a batch into a deletion-vector commit.
+pub(super) struct Target<'a> {
+    pub table: &'a DeltaTable,
+    pub schema: &'a SchemaRef,
+    pub source_table: &'a TableName,
+    pub location: &'a str,
+}
+
+impl Target<'_> {
+    fn delta_err(&self) -> impl Fn(DeltaTableError) -> SinkError + '_ {
+        |source| SinkError::Delta {
+            location: self.location.to_string(),
+            source,
+        }
+    }
+}
+
+/// Applies `changes` (no TRUNCATE) as one commit; returns the table at its new version.
+pub(super) async fn apply(
+    target: Target<'_>,
+    index: &mut KeyIndex,
+    changes: &TableChanges,
+    commit: CommitProperties,
+) -> Result<DeltaTable, SinkError> {
+    let delta_err = target.delta_err();
+    index.sync(target.table).await.map_err(&delta_err)?;
+    let rows: Vec<(&Vec<Cell>, &RowChange)> = changes.rows().collect();
+    let key_columns = key_columns(&target, changes, &rows)?;
+    let keys = index.batch_keys(&key_columns).map_err(&delta_err)?;
+    let found = index.locate(&keys);
+    let old = read_rows(&target, &found).await.map_err(&delta_err)?;
+    let plan = Plan::new(&rows, &found);
+    let new = new_images(&target, &rows, &plan.upserts, &old)?;
+
+    let mut actions = Vec::new();
+    let written = write_rows(target.table, &new).await.map_err(&delta_err)?;
+    actions.extend(written.iter().cloned().map(Action::Add));
+    let (vector_actions, updates) = mark_deleted(&target, index, &plan.deleted_rows(&found))
+        .await
+        .map_err(&delta_err)?;
+    actions.extend(vector_actions);
+    let feed = change_feed(target.schema, &old, &new, &plan).map_err(&delta_err)?;
+    if let Some(cdc) = write_change_feed(target.table, &feed)
+        .await
+        .map_err(&delta_err)?
+    {
+        actions.push(Action::Cdc(cdc));
+    }
+    let operation = DeltaOperation::Merge {
+        predicate: None,
+        merge_predicate: None,
+        matched_predicates: vec![],
+        not_matched_predicates: vec![],
+        not_matched_by_source_predicates: vec![],
+    };
+    let snapshot = target.table.snapshot().map_err(&delta_err)?;
+    CommitBuilder::from(commit)
+        .with_actions(actions)
+        .build(Some(snapshot), target.table.log_store(), operation)
+        .await
+        .map_err(&delta_err)?;
+    for (file, update) in updates {
+        index.set_deleted(&file, update);
+    }
+    if let [add] = written.as_slice() {
+        let keys: Vec<ArrayRef> = changes
+            .key_positions()
+            .iter()
+            .map(|&p| new.column(p).clone())
+            .collect();
+        index.add_written(&add.path, &keys).map_err(&delta_err)?;
+    }
+    let mut updated = target.table.clone();
+    updated.update_state().await.map_err(&delta_err)?;
+    Ok(updated)
+}
+
+/// Which batch rows are updates, inserts and deletes of rows the table holds.
+struct Plan {
+    /// Batch rows with a new image, in order.
+    upserts: Vec<usize>,
+    /// For each upsert: whether it replaces a row the table holds.
+    replaces: Vec<bool>,
+    /// Batch rows that delete a row the table holds.
+    deletes: Vec<usize>,
+}
+
+impl Plan {
+    fn new(rows: &[(&Vec<Cell>, &RowChange)], found: &[Option<RowLocation>]) -> Self {
+        let mut plan = Plan {
+            upserts: Vec::new(),
+            replaces: Vec::new(),
+            deletes: Vec::new(),
+        };
+        for (i, (_, change)) in rows.iter().enumerate() {
+            match change {
+                RowChange::Upsert(_) => {
+                    plan.upserts.push(i);
+                    plan.replaces.push(found[i].is_some());
+                }
+                RowChange::Delete if found[i].is_some() => plan.deletes.push(i),
+                RowChange::Delete => {}
+            }
+        }
+        plan
+    }
+
+    /// The old rows to mark deleted, by file.
+    fn deleted_rows(&self, found: &[Option<RowLocation>]) -> BTreeMap<Arc<str>, Vec<u64>> {
+        let mut by_file: BTreeMap<Arc<str>, Vec<u64>> = BTreeMap::new();
+        for location in found.iter().flatten() {
+            by_file
+                .entry(location.file.clone())
+                .or_default()
+                .push(location.row);
+        }
+        by_file
+    }
+}
+
+/// The key columns of the batch, typed as in the table.
+fn key_columns(
+    target: &Target<'_>,
+    changes: &TableChanges,
+    rows: &[(&Vec<Cell>, &RowChange)],
+) -> Result<Vec<ArrayRef>, SinkError> {
+    changes
+        .key_positions()
+        .iter()
+        .enumerate()
+        .map(|(i, &position)| {
+            let field = target.schema.field(position);
+            let values: Vec<Option<&str>> = rows.iter().map(|(key, _)| key[i].as_text()).collect();
+            build_array(field.data_type(), &values).map_err(|source| SinkError::Convert {
+                table: target.source_table.clone(),
+                column: field.name().clone(),
+                source: Box::new(source),
+            })
+        })
+        .collect()
+}
+
+/// The table's current row for each batch row (a null row where it holds none), read from
+/// the data files at the located positions only.
+async fn read_rows(
+    target: &Target<'_>,
+    found: &[Option<RowLocation>],
+) -> Result<RecordBatch, DeltaTableError> {
+    let schema = target.schema;
+    let mut by_file: BTreeMap<&Arc<str>, Vec<(u64, usize)>> = BTreeMap::new();
+    for (i, location) in found.iter().enumerate() {
+        if let Some(location) = location {
+            by_file
+                .entry(&location.file)
+                .or_default()
+                .push((location.row, i));
+        }
+    }
+    if by_file.is_empty() {
+        return Ok(null_rows(schema, found.len()));
+    }
+    let sizes: HashMap<String, i64> = target
+        .table
+        .snapshot()?
+        .log_data()
+        .iter()
+        .filter(|f| by_file.contains_key(&Arc::<str>::from(f.path().as_ref())))
+        .map(|f| (f.path().to_string(), f.size()))
+        .collect();
+    let mut parts = Vec::new();
+    let mut position_of = vec![None; found.len()];
+    let mut next = 0u32;
+    for (file, mut wanted) in by_file {
+        wanted.sort_unstable();
+        let size = sizes.get(file.as_ref()).copied().ok_or_else(|| {
+            DeltaTableError::Generic(format!("data file {file} is not in the table"))
+        })?;
+        let positions: Vec<u64> = wanted.iter().map(|(row, _)| *row).collect();
+        parts.push(read_file_rows(target, file, size as u64, &positions).await?);
+        for (_, i) in wanted {
+            position_of[i] = Some(next);
+            next += 1;
+        }
+    }
+    let read = concat_batches(schema, &parts)?;
+    let indices: UInt32Array = position_of.into_iter().collect();
+    Ok(take_record_batch(&read, &indices)?)
+}
+
+/// The rows at `positions` (sorted, distinct) of one data file, with the table's columns
+/// (null for columns added after the file was written).
+async fn read_file_rows(
+    target: &Target<'_>,
+    file: &str,
+    size: u64,
+    positions: &[u64],
+) -> Result<RecordBatch, DeltaTableError> {
+    let store = target.table.object_store();
+    #[allow(deprecated)]
+    let reader = ParquetObjectReader::new(store, Path::from(file)).with_file_size(size);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    let file_schema = builder.schema().clone();
+    let wanted: Vec<usize> = target
+        .schema
+        .fields()
+        .iter()
+        .filter_map(|f| file_schema.index_of(f.name()).ok())
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+    let batches: Vec<RecordBatch> = builder
+        .with_projection(mask)
+        .with_row_selection(selection(positions))
+        .build()?
+        .try_collect()
+        .await?;
+    let rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+    if rows != positions.len() {
+        return Err(DeltaTableError::Generic(format!(
+            "data file {file}: read {rows} rows at {} positions",
+            positions.len()
+        )));
+    }
+    let columns = target
+        .schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let parts: Vec<&dyn Array> = batches
+                .iter()
+                .filter_map(|b| b.column_by_name(field.name()).map(|c| c.as_ref()))
+                .collect();
+            if parts.is_empty() {
+                return Ok(new_null_array(field.data_type(), rows));
+            }
+            let column = deltalake::arrow::compute::concat(&parts)?;
+            Ok(cast(&column, field.data_type())?)
+        })
+        .collect::<Result<Vec<_>, DeltaTableError>>()?;
+    Ok(RecordBatch::try_new(target.schema.clone(), columns)?)
+}
+
+/// A Parquet row selection of `positions` (sorted, distinct).
+fn selection(positions: &[u64]) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut at = 0u64;
+    for &row in positions {
+        if row > at {
+            selectors.push(RowSelector::skip((row - at) as usize));
+        }
+        selectors.push(RowSelector::select(1));
+        at = row + 1;
+    }
+    RowSelection::from(selectors)
+}
+
+fn null_rows(schema: &SchemaRef, rows: usize) -> RecordBatch {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| new_null_array(f.data_type(), rows))
+        .collect();
+    RecordBatch::try_new(schema.clone(), columns).expect("every column is nullable")
+}
+
+/// The new image of each upsert row; a TOASTed value the update did not touch keeps the
+/// value of the row it replaces.
+fn new_images(
+    target: &Target<'_>,
+    rows: &[(&Vec<Cell>, &RowChange)],
+    upserts: &[usize],
+    old: &RecordBatch,
+) -> Result<RecordBatch, SinkError> {
+    let indices = UInt32Array::from_iter_values(upserts.iter().map(|&i| i as u32));
+    let old = take_record_batch(old, &indices).map_err(|e| SinkError::Delta {
+        location: target.location.to_string(),
+        source: e.into(),
+    })?;
+    let cells: Vec<&Vec<Cell>> = upserts
+        .iter()
+        .map(|&i| match rows[i].1 {
+            RowChange::Upsert(cells) => cells,
+            RowChange::Delete => unreachable!("upserts hold only upsert rows"),
+        })
+        .collect();
+    let mut columns = Vec::with_capacity(target.schema.fields().len());
+    for (index, field) in target.schema.fields().iter().enumerate() {
+        let values: Vec<Option<&str>> = cells.iter().map(|c| c[index].as_text()).collect();
+        let mut column =
+            build_array(field.data_type(), &values).map_err(|source| SinkError::Convert {
+                table: target.source_table.clone(),
+                column: field.name().clone(),
+                source: Box::new(source),
+            })?;
+        let keep: BooleanArray = cells
+            .iter()
+            .map(|c| Some(c[index] == Cell::UnchangedToast))
+            .collect();
+        if keep.true_count() > 0 {
+            column = zip(&keep, old.column(index), &column).map_err(|e| SinkError::Delta {
+                location: target.location.to_string(),
+                source: e.into(),
+            })?;
+        }
+        columns.push(column);
+    }
+    RecordBatch::try_new(target.schema.clone(), columns).map_err(|e| SinkError::Delta {
+        location: target.location.to_string(),
+        source: e.into(),
+    })
+}
+
+/// Writes the new row images as Parquet (not yet committed).
+async fn write_rows(table: &DeltaTable, rows: &RecordBatch) -> Result<Vec<Add>, DeltaTableError> {
+    if rows.num_rows() == 0 {
+        return Ok(Vec::new());
+    }
+    let mut writer = RecordBatchWriter::for_table(table)?;
+    writer.write(rows.clone()).await?;
+    writer.flush().await
+}
+
+/// The column that names each change-feed row's kind.
+const CHANGE_TYPE: &str = "_change_type";
+
+/// Every change of the batch as change-feed rows: deletes, inserts, and each update's
+/// pre-image and post-image.
+fn change_feed(
+    schema: &SchemaRef,
+    old: &RecordBatch,
+    new: &RecordBatch,
+    plan: &Plan,
+) -> Result<RecordBatch, DeltaTableError> {
+    let pick =
+        |batch: &RecordBatch, rows: Vec<u32>| take_record_batch(batch, &UInt32Array::from(rows));
+    let updated_rows: Vec<u32> = plan
+        .upserts
+        .iter()
+        .zip(&plan.replaces)
+        .filter(|(_, &r)| r)
+        .map(|(&i, _)| i as u32)
+        .collect();
+    let (updates, inserts): (Vec<u32>, Vec<u32>) =
+        (0..plan.upserts.len() as u32).partition(|&j| plan.replaces[j as usize]);
+    let deletes: Vec<u32> = plan.deletes.iter().map(|&i| i as u32).collect();
+    let parts = [
+        (pick(old, deletes)?, "delete"),
+        (pick(new, inserts)?, "insert"),
+        (pick(old, updated_rows)?, "update_preimage"),
+        (pick(new, updates)?, "update_postimage"),
+    ];
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(CHANGE_TYPE, DataType::Utf8, true));
+    let feed_schema = Arc::new(Schema::new(fields));
+    let batches = parts
+        .into_iter()
+        .map(|(batch, kind)| {
+            let mut columns = batch.columns().to_vec();
+            columns.push(Arc::new(StringArray::from(vec![kind; batch.num_rows()])));
+            RecordBatch::try_new(feed_schema.clone(), columns)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(concat_batches(&feed_schema, &batches)?)
+}
+
+/// Writes the change-feed rows as a `_change_data` file.
+async fn write_change_feed(
+    table: &DeltaTable,
+    feed: &RecordBatch,
+) -> Result<Option<AddCDCFile>, DeltaTableError> {
+    if feed.num_rows() == 0 {
+        return Ok(None);
+    }
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, feed.schema(), Some(properties))?;
+    writer.write(feed)?;
+    writer.close()?;
+    let path = format!(
+        "_change_data/cdc-00000-{}.c000.snappy.parquet",
+        uuid::Uuid::new_v4()
+    );
+    let size = bytes.len() as i64;
+    table
+        .object_store()
+        .put(&Path::from(path.as_str()), bytes.into())
+        .await?;
+    Ok(Some(AddCDCFile {
+        path,
+        size,
+        partition_values: HashMap::new(),
+        data_change: false,
+        tags: None,
+    }))
+}
+
+/// What a commit does to one data file's deletion vector: `None` when every row is gone
+/// and the file is removed.
+type VectorUpdate = (
+    Arc<str>,
+    Option<(RoaringTreemap, deltalake::kernel::DeletionVectorDescriptor)>,
+);
+
+/// For each file with newly deleted rows: a `remove` of the file as the log holds it (with
+/// its current vector) and an `add` of it with the union as its new vector, written to one
+/// `deletion_vector_<uuid>.bin` for the commit.
+async fn mark_deleted(
+    target: &Target<'_>,
+    index: &KeyIndex,
+    deleted: &BTreeMap<Arc<str>, Vec<u64>>,
+) -> Result<(Vec<Action>, Vec<VectorUpdate>), DeltaTableError> {
+    let mut actions = Vec::new();
+    let mut updates = Vec::new();
+    let mut vectors = format::DeletionVectorFile::default();
+    let snapshot = target.table.snapshot()?;
+    for view in snapshot.log_data().iter() {
+        let path: Arc<str> = view.path().as_ref().into();
+        let Some(rows) = deleted.get(&path) else {
+            continue;
+        };
+        let (already, _) = index.deleted_rows(&path);
+        let mut now = already.clone();
+        now.extend(rows.iter().copied());
+        actions.push(Action::Remove(view.remove_action(true)));
+        let physical_rows = view.num_records().unwrap_or(usize::MAX) as u64;
+        if now.len() >= physical_rows {
+            updates.push((path, None));
+            continue;
+        }
+        let descriptor = vectors.add(&now);
+        #[allow(deprecated)] // the only public way to the file's Add action
+        let mut add: Add = view.add_action();
+        add.data_change = true;
+        add.deletion_vector = Some(descriptor.clone());
+        add.stats = add.stats.as_deref().map(loose_bounds);
+        actions.push(Action::Add(add));
+        updates.push((path, Some((now, descriptor))));
+    }
+    if !vectors.is_empty() {
+        let path = vectors.path();
+        target
+            .table
+            .object_store()
+            .put(&path, vectors.into_bytes().into())
+            .await?;
+    }
+    Ok((actions, updates))
+}
+
+/// A file's statistics once some of its rows are deleted: `numRecords` stays the physical
+/// count (as the protocol says) and min/max may be looser than the live rows.
+fn loose_bounds(stats: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(stats) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.insert("tightBounds".into(), serde_json::Value::Bool(false));
+            serde_json::Value::Object(fields).to_string()
+        }
+        _ => stats.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selection_picks_exactly_the_positions() {
+        let selected = selection(&[0, 1, 5, 9]);
+        let expected = RowSelection::from(vec![
+            RowSelector::select(1),
+            RowSelector::select(1),
+            RowSelector::skip(3),
+            RowSelector::select(1),
+            RowSelector::skip(3),
+            RowSelector::select(1),
+        ]);
+        assert_eq!(selected, expected);
+        assert_eq!(selected.row_count(), 4);
+    }
+
+    #[test]
+    fn statistics_of_a_file_with_deleted_rows_say_their_bounds_are_loose() {
+        let stats = r#"{"numRecords":3,"minValues":{"id":1},"maxValues":{"id":9}}"#;
+        let loose: serde_json::Value = serde_json::from_str(&loose_bounds(stats)).unwrap();
+        assert_eq!(loose["tightBounds"], false);
+        assert_eq!(loose["numRecords"], 3);
+        assert_eq!(loose["maxValues"]["id"], 9);
+    }
+}
