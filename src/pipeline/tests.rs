@@ -52,14 +52,9 @@ impl<E: std::error::Error + Send + Sync + 'static> ChangeSource for MemorySource
 }
 
 async fn applied_version(path: &str, app_id: &str) -> Option<i64> {
-    let url = deltalake::ensure_table_uri(path).ok()?;
-    let table = deltalake::open_table(url).await.ok()?;
-    let snapshot = table.snapshot().ok()?;
-    snapshot
-        .transaction_version(table.log_store().as_ref(), app_id)
-        .await
-        .ok()
-        .flatten()
+    let storage = Default::default();
+    let opened = crate::sink::delta::position::open_with_position(path, &storage, app_id).await;
+    opened.ok()??.applied
 }
 
 fn column(name: &str, type_oid: u32, is_key: bool) -> ColumnSchema {

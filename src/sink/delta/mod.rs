@@ -4,6 +4,7 @@ pub mod changes;
 pub mod convert;
 pub mod evolution;
 pub mod maintenance;
+pub mod position;
 pub mod reader;
 pub mod storage;
 pub mod txn;
