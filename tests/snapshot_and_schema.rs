@@ -8,11 +8,12 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use harness::{cluster_with_db, Pgdelta, DB};
+use harness::{cluster_with_db, terminate, wait_for, Pgdelta, DB};
 use support::{
-    delta_as_strings, pg_as_strings, read_delta_cdf, read_delta_meta, read_delta_rows, render,
-    PgCluster, NULL_MARKER,
+    delta_as_strings, pg_as_strings, read_delta_cdf, read_delta_meta, read_delta_rows,
+    read_delta_rows_by_id, render, PgCluster, NULL_MARKER,
 };
 
 fn pipeline(name: &str, tables: &[&str], extra: &str) -> String {
@@ -304,6 +305,79 @@ fn added_columns_extend_delta_and_dropped_columns_keep_their_history() {
     assert_eq!(
         delta_as_strings(&pgdelta.table_path("public", "pets")),
         vec![vec!["1".to_string(), "4".to_string()]]
+    );
+}
+
+/// An `hstore` column added while the pipeline streams (pgoutput names its type) becomes the
+/// same `map<string,string>` as one present at start (the catalog names it), and `validate
+/// --check schema` agrees; also with the extension in a schema off the search path, where
+/// the catalog says `ext.hstore` and pgoutput `hstore`.
+#[test]
+fn an_hstore_column_added_while_streaming_is_the_same_map_as_one_present_at_start() {
+    let cluster = cluster_with_db();
+    hstore_column_added_while_streaming(&cluster, DB, "CREATE EXTENSION hstore", "hstore");
+    // Its own pipeline: a slot belongs to one database.
+    cluster.create_database("cdc_ext");
+    hstore_column_added_while_streaming(
+        &cluster,
+        "cdc_ext",
+        "CREATE SCHEMA ext; CREATE EXTENSION hstore SCHEMA ext",
+        "ext.hstore",
+    );
+}
+
+fn hstore_column_added_while_streaming(
+    cluster: &PgCluster,
+    db: &str,
+    extension: &str,
+    hstore: &str,
+) {
+    cluster.psql(
+        db,
+        &format!(
+            "{extension}; CREATE TABLE tagged (id int PRIMARY KEY, tags {hstore});
+             INSERT INTO tagged VALUES (1, 'a=>1');"
+        ),
+    );
+    let extra = "batch_interval_ms = 200\n";
+    let pgdelta = Pgdelta::on_database(cluster, db, &pipeline(db, &["tagged"], extra));
+    let rows = || pgdelta.status(db)[0]["rows"].as_u64();
+    let mut child = pgdelta.spawn(db, "start.log");
+    let waited = |what: &str, count: u64| {
+        let done = wait_for(Duration::from_secs(120), || rows() == Some(count));
+        assert!(done, "{db}: no {what}:\n{}", pgdelta.log("start.log"));
+    };
+    waited("initial snapshot", 1);
+    cluster.psql(
+        db,
+        &format!(
+            "ALTER TABLE tagged ADD COLUMN more {hstore};
+             INSERT INTO tagged VALUES (2, 'b=>2', 'c=>3, d=>NULL');"
+        ),
+    );
+    waited("row with the added column", 2);
+    assert!(
+        terminate(&mut child).success(),
+        "{}",
+        pgdelta.log("start.log")
+    );
+
+    let table = read_delta_rows_by_id(&pgdelta.table_path("public", "tagged"));
+    assert_eq!(table.columns, ["id", "tags", "more"], "{db}");
+    let map = "map<string,string>";
+    assert_eq!(table.types, ["integer", map, map], "{db}: {}", table.raw);
+    let more = table.column("more");
+    assert_eq!(
+        table.rows[1][more],
+        serde_json::json!([["c", "3"], ["d", null]]),
+        "{db}"
+    );
+    let output = pgdelta.run(&["validate", db, "--check", "schema"]);
+    assert!(
+        output.status.success(),
+        "{db}: validate --check schema failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 mod connector;
+mod doctor;
 mod table;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use pgdelta::observe::slot::spawn_slot_monitor;
 use pgdelta::observe::Observer;
 use pgdelta::pipeline::status::{pipeline_status, TableStatus};
 use pgdelta::pipeline::RunOptions;
+use pgdelta::quality::{LogSink, ValidationReport, ValidationSink};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -184,7 +186,6 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn doctor(config: &Config, pipeline: &str, json: bool) -> Result<()> {
-    use pgdelta::quality::doctor;
     let resolved = config.pipeline(pipeline)?;
     let settings = pgdelta::source::postgres::ConnectionSettings::from_config(config)?;
     let findings = doctor::diagnose(&resolved, &settings).await;
@@ -321,18 +322,30 @@ fn spawn_periodic_validation(
     let options = pgdelta::quality::ValidateOptions::from_config(config, name);
     let (config, name) = (config.clone(), name.to_string());
     Some(tokio::spawn(async move {
-        let sink = observer;
+        let sink = ObservedValidation(observer);
         let interval = std::time::Duration::from_secs(interval.max(1));
         pgdelta::quality::run_periodic(
             config,
             name,
             interval,
             options,
-            sink.as_ref(),
+            &sink,
             std::future::pending(),
         )
         .await
     }))
+}
+
+/// Periodic validation reports: logged, and exported by the observer as the
+/// `cdc_validation_*` metrics.
+struct ObservedValidation(Arc<Observer>);
+
+impl ValidationSink for ObservedValidation {
+    fn record(&self, report: &ValidationReport) {
+        LogSink.record(report);
+        let passed_at = report.passed().then_some(report.started_at);
+        self.0.validation_ran(report.mismatches(), passed_at);
+    }
 }
 
 async fn drop_pipeline(config: &Config, name: &str) -> Result<()> {

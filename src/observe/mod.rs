@@ -334,6 +334,22 @@ impl Observer {
         }
     }
 
+    /// A validation found `mismatches` failed checks; `passed_at` is when it started, when
+    /// every check passed.
+    pub fn validation_ran(&self, mismatches: usize, passed_at: Option<DateTime<Utc>>) {
+        let label = self.pipeline_label();
+        self.metrics
+            .validation_mismatches
+            .get_or_create(&label)
+            .set(mismatches as i64);
+        if let Some(at) = passed_at {
+            self.metrics
+                .validation_last_success
+                .get_or_create(&label)
+                .set(at.timestamp());
+        }
+    }
+
     /// Brings the time-dependent gauges up to date: per table, the age of its oldest change
     /// not yet in Delta, 0 when it has none.
     pub fn refresh(&self) {
@@ -414,23 +430,6 @@ fn table_operation(table: &TableName, operation: Operation) -> TableOperation {
     TableOperation {
         table: table.to_string(),
         operation: operation.as_str().to_string(),
-    }
-}
-
-impl crate::quality::ValidationSink for Observer {
-    fn record(&self, report: &crate::quality::ValidationReport) {
-        crate::quality::LogSink.record(report);
-        let label = self.pipeline_label();
-        self.metrics
-            .validation_mismatches
-            .get_or_create(&label)
-            .set(report.mismatches() as i64);
-        if report.passed() {
-            self.metrics
-                .validation_last_success
-                .get_or_create(&label)
-                .set(report.started_at.timestamp());
-        }
     }
 }
 
@@ -588,6 +587,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("postgres_cdc_batch_size_count 1"), "{text}");
+    }
+
+    #[test]
+    fn a_validation_sets_its_mismatches_and_a_passed_one_its_time() {
+        let observer = observer();
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        observer.validation_ran(0, Some(at));
+        observer.validation_ran(2, None);
+        let text = observer.encode_metrics();
+        assert!(
+            text.contains("cdc_validation_mismatches{pipeline=\"shop\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cdc_validation_last_success_timestamp{pipeline=\"shop\"} 1700000000"),
+            "the last passed run is kept: {text}"
+        );
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub struct Pipeline<S> {
     tables: Tables,
     observer: Arc<Observer>,
     summary: RunSummary,
+    /// Tries of one Delta commit (or table reload) while the store fails.
+    sink_attempts: usize,
 }
 
 /// What the streaming loop does after an item.
@@ -151,6 +153,7 @@ where
             tables,
             observer,
             summary: RunSummary::default(),
+            sink_attempts: SINK_ATTEMPTS,
         }
     }
 
@@ -366,7 +369,7 @@ where
         loop {
             let error = match self.tables.reload().await {
                 Ok(()) => return Ok(()),
-                Err(error) if error.is_transient() && attempt + 1 < SINK_ATTEMPTS => error,
+                Err(error) if error.is_transient() && attempt + 1 < self.sink_attempts => error,
                 Err(error) => return Err(error.into()),
             };
             attempt += 1;
@@ -397,8 +400,8 @@ where
                 Err(error) => return Err(error),
             };
             attempt += 1;
-            if attempt >= SINK_ATTEMPTS {
-                self.observer.record_errors("sink", 1);
+            if attempt >= self.sink_attempts {
+                // Counted once, as the error that stops the run (see `run`).
                 return Err(error.into());
             }
             let delay = crate::source::postgres::backoff_delay(attempt);

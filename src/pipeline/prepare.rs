@@ -52,7 +52,21 @@ impl Prepared {
 
 /// Checks the source and configuration, then creates what is missing (publication, slot,
 /// Delta tables) and copies the tables that need it. Nothing is created when a check fails.
+/// A failure is counted and reported to the observer under its kind, as one while running is.
 pub async fn prepare(
+    config: &Config,
+    name: &str,
+    options: RunOptions,
+    observer: Arc<Observer>,
+) -> Result<Prepared, PipelineError> {
+    let prepared = prepare_source_and_tables(config, name, options, observer.clone()).await;
+    if let Err(error) = &prepared {
+        observer.failed(error.error_type(), error);
+    }
+    prepared
+}
+
+async fn prepare_source_and_tables(
     config: &Config,
     name: &str,
     options: RunOptions,
@@ -346,6 +360,30 @@ mod tests {
             "[source]\nurl = \"postgres://u@h/db\"\n[pipelines.shop]\nmode = \"kafka\"\ntables = [\"public.orders\", \"sales.items\"]\n[pipelines.shop.kafka]\nbootstrap_servers = \"b:9092\"\n{kafka}"
         );
         Config::from_toml(&text, std::path::Path::new("t.toml"), Vec::new()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failure_before_streaming_is_counted_under_its_kind() {
+        // Nothing listens on port 1: the one connection attempt is refused.
+        let text = "[source]\nurl = \"postgres://u@127.0.0.1:1/db\"\nconnect_attempts = 1\n[pipelines.shop]\ntables = [\"public.a\"]\n";
+        let config = Config::from_toml(text, std::path::Path::new("t.toml"), Vec::new()).unwrap();
+        let observer = Arc::new(Observer::new(&config.pipeline("shop").unwrap()));
+        let Err(error) = prepare(&config, "shop", RunOptions::default(), observer.clone()).await
+        else {
+            panic!("prepared without a source");
+        };
+        assert!(matches!(error, PipelineError::Source(_)), "{error}");
+        let metrics = observer.encode_metrics();
+        assert!(
+            metrics.contains("cdc_errors_total{pipeline=\"shop\",error_type=\"source\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("cdc_errors_total{pipeline=\"shop\",error_type=\"setup\"} 0"),
+            "{metrics}"
+        );
+        let reason = observer.readiness().unwrap_err();
+        assert!(reason.contains("127.0.0.1"), "{reason}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::config::ResolvedPipeline;
 use crate::event::Lsn;
+use crate::sink::delta::position::open_with_position;
 
 /// One table's replication state.
 #[derive(Debug, Clone, Serialize)]
@@ -56,20 +57,12 @@ async fn fill_from_delta(
     storage: &crate::config::StorageOptions,
     app_id: &str,
 ) -> Result<(), deltalake::DeltaTableError> {
-    if !std::path::Path::new(&status.delta_path).exists() && !status.delta_path.contains("://") {
+    let Some(position) = open_with_position(&status.delta_path, storage, app_id).await? else {
         return Ok(());
-    }
-    let table = match crate::sink::delta::storage::open(&status.delta_path, storage).await {
-        Ok(table) => table,
-        Err(deltalake::DeltaTableError::NotATable(_)) => return Ok(()),
-        Err(error) => return Err(error),
     };
+    status.last_applied_lsn = position.last_lsn();
+    let table = position.table;
     status.delta_version = table.version();
-    let snapshot = table.snapshot()?;
-    status.last_applied_lsn = snapshot
-        .transaction_version(table.log_store().as_ref(), app_id)
-        .await?
-        .map(|v| Lsn(v as u64));
     status.last_commit_at = last_commit_time(&table).await?;
     status.last_commit_age_seconds = status
         .last_commit_at

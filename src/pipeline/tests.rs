@@ -19,18 +19,20 @@ const TEXT: u32 = 25;
 /// table as it was when the confirm arrived.
 type Confirms = Arc<Mutex<Vec<(Progress, Option<i64>)>>>;
 
-struct MemorySource {
-    items: VecDeque<Result<SourceItem, SourceError>>,
+/// Hands out `items`, then [`SourceItem::CaughtUp`]; `E` is the kind of error the source
+/// fails with (PostgreSQL's or Kafka's).
+struct MemorySource<E = SourceError> {
+    items: VecDeque<Result<SourceItem, E>>,
     confirms: Confirms,
     /// The table whose Delta position each confirm records.
     watched: Option<(String, String)>,
 }
 
 #[async_trait::async_trait]
-impl ChangeSource for MemorySource {
-    type Error = SourceError;
+impl<E: std::error::Error + Send + Sync + 'static> ChangeSource for MemorySource<E> {
+    type Error = E;
 
-    async fn next(&mut self) -> Result<SourceItem, SourceError> {
+    async fn next(&mut self) -> Result<SourceItem, E> {
         match self.items.pop_front() {
             Some(item) => item,
             None => Ok(SourceItem::CaughtUp),
@@ -50,14 +52,9 @@ impl ChangeSource for MemorySource {
 }
 
 async fn applied_version(path: &str, app_id: &str) -> Option<i64> {
-    let url = deltalake::ensure_table_uri(path).ok()?;
-    let table = deltalake::open_table(url).await.ok()?;
-    let snapshot = table.snapshot().ok()?;
-    snapshot
-        .transaction_version(table.log_store().as_ref(), app_id)
-        .await
-        .ok()
-        .flatten()
+    let storage = Default::default();
+    let opened = crate::sink::delta::position::open_with_position(path, &storage, app_id).await;
+    opened.ok()??.applied
 }
 
 fn column(name: &str, type_oid: u32, is_key: bool) -> ColumnSchema {
@@ -135,6 +132,37 @@ fn single_inserts(schema: &Arc<TableSchema>, count: u32) -> Vec<Result<SourceIte
         .collect()
 }
 
+/// A record of topic `shop.public.a`, partition 0.
+fn record(offset: i64) -> SourceRecord {
+    SourceRecord {
+        topic: "shop.public.a".into(),
+        partition: 0,
+        offset,
+        key: None,
+        value: Some(b"{}".to_vec()),
+    }
+}
+
+/// One Debezium event of source transaction `xid`, inserting `values`, from [`record`]`(offset)`.
+fn record_change<E>(
+    schema: &Arc<TableSchema>,
+    offset: i64,
+    xid: u32,
+    values: &[&str],
+) -> Result<SourceItem, E> {
+    let mut event = event(schema, Operation::Insert, values);
+    event.metadata.tx_id = Some(xid);
+    Ok(SourceItem::Changes {
+        transaction: Transaction {
+            xid: Some(xid),
+            end_lsn: Lsn::default(),
+            commit_timestamp: chrono::Utc::now(),
+            events: vec![event],
+        },
+        origin: Origin::Record(record(offset)),
+    })
+}
+
 struct Harness {
     dir: tempfile::TempDir,
     resolved: ResolvedPipeline,
@@ -205,15 +233,53 @@ impl Harness {
         tables: &[&str],
         items: Vec<Result<SourceItem, SourceError>>,
     ) -> Result<RunSummary, PipelineError> {
+        let watched = Some((self.path(tables[0]), self.app_id(tables[0])));
+        let tables = self.tables(tables).await;
+        self.run_on(tables, items, watched).await
+    }
+
+    /// Runs the pipeline over `tables` (opened already); with `watched` (a table's path and
+    /// app id), each confirm records that table's Delta position, which needs a multi-thread
+    /// runtime.
+    async fn run_on<E>(
+        &self,
+        tables: Tables,
+        items: Vec<Result<SourceItem, E>>,
+        watched: Option<(String, String)>,
+    ) -> Result<RunSummary, PipelineError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+        PipelineError: From<E>,
+    {
+        self.pipeline(tables, items, watched)
+            .run(std::future::pending())
+            .await
+    }
+
+    fn pipeline<E>(
+        &self,
+        tables: Tables,
+        items: Vec<Result<SourceItem, E>>,
+        watched: Option<(String, String)>,
+    ) -> Pipeline<MemorySource<E>>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+        PipelineError: From<E>,
+    {
         let source = MemorySource {
             items: items.into(),
             confirms: self.confirms.clone(),
-            watched: Some((self.path(tables[0]), self.app_id(tables[0]))),
+            watched,
         };
-        let tables = self.tables(tables).await;
         Pipeline::new(self.resolved.clone(), tables, source, self.observer.clone())
-            .run(std::future::pending())
-            .await
+    }
+
+    /// The `cdc_errors_total` sample of `error_type`.
+    fn errors(&self, error_type: &str) -> Option<u64> {
+        let series = format!("cdc_errors_total{{pipeline=\"shop\",error_type=\"{error_type}\"}} ");
+        let text = self.observer.encode_metrics();
+        let line = text.lines().find(|l| l.starts_with(&series))?;
+        line[series.len()..].parse().ok()
     }
 
     fn confirms(&self) -> Vec<(Progress, Option<i64>)> {
@@ -332,6 +398,60 @@ async fn a_fatal_source_error_is_counted_as_a_source_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_fatal_kafka_error_is_counted_as_a_source_error() {
+    use crate::source::kafka::KafkaSourceError;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    let h = Harness::new(&["a"], "");
+    let a = two_columns("a");
+    let fatal = KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::Fatal);
+    let items = vec![
+        record_change(&a, 0, 7, &["1", "x"]),
+        Err(KafkaSourceError::Fatal(fatal)),
+    ];
+    let tables = h.tables(&["a"]).await;
+    let error = h.run_on(tables, items, None).await.unwrap_err();
+    assert!(matches!(error, PipelineError::Kafka(_)), "{error}");
+    assert_eq!(h.errors("source"), Some(1));
+    assert_eq!(
+        h.errors("setup"),
+        Some(0),
+        "a Kafka error is no setup error"
+    );
+    assert!(h.confirms().is_empty(), "{:?}", h.confirms());
+    let reason = h.observer.readiness().unwrap_err();
+    assert!(reason.contains("Kafka consumer stopped"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kafka_fed_table_whose_path_became_unwritable_is_counted_as_a_sink_error() {
+    let h = Harness::new(&["a"], "");
+    let a = two_columns("a");
+    let mut tables = h.tables(&["a"]).await;
+    // As if the resume point had been read from the table before it broke: the commit fails.
+    let state = tables.get_mut(&TableName::new("public", "a")).unwrap();
+    state.applied(record(0).topic_partition(), 0);
+    // The table is open; now its directory is a file: nothing can be written under it.
+    let path = h.path("a");
+    std::fs::remove_dir_all(&path).unwrap();
+    std::fs::write(&path, "not a directory").unwrap();
+    let items: Vec<Result<SourceItem, crate::source::kafka::KafkaSourceError>> =
+        vec![record_change(&a, 0, 7, &["1", "x"])];
+    let mut pipeline = h.pipeline(tables, items, None);
+    pipeline.sink_attempts = 2;
+    let error = pipeline.run(std::future::pending()).await.unwrap_err();
+    assert!(
+        matches!(&error, PipelineError::Sink(sink) if sink.is_transient()),
+        "{error}"
+    );
+    assert_eq!(h.errors("sink"), Some(2), "each failed try counts once");
+    assert_eq!(h.errors("source"), Some(0));
+    assert_eq!(h.errors("setup"), Some(0));
+    assert!(h.confirms().is_empty(), "{:?}", h.confirms());
+    let reason = h.observer.readiness().unwrap_err();
+    assert!(reason.contains("sink:"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_column_added_mid_stream_is_added_after_writing_what_came_before() {
     let h = Harness::new(&["a"], "");
     let a = two_columns("a");
@@ -416,26 +536,7 @@ async fn a_table_whose_column_type_changed_stops_while_the_others_go_on() {
 async fn changes_a_table_already_holds_are_skipped_and_kafka_offsets_are_recorded() {
     let h = Harness::new(&["a"], "");
     let a = two_columns("a");
-    let record = |offset: i64| SourceRecord {
-        topic: "shop.public.a".into(),
-        partition: 0,
-        offset,
-        key: None,
-        value: Some(b"{}".to_vec()),
-    };
-    let change = |offset: i64, xid: u32, values: &[&str]| {
-        let mut event = event(&a, Operation::Insert, values);
-        event.metadata.tx_id = Some(xid);
-        Ok(SourceItem::Changes {
-            transaction: Transaction {
-                xid: Some(xid),
-                end_lsn: Lsn::default(),
-                commit_timestamp: chrono::Utc::now(),
-                events: vec![event],
-            },
-            origin: Origin::Record(record(offset)),
-        })
-    };
+    let change = |offset: i64, xid: u32, values: &[&str]| record_change(&a, offset, xid, values);
     let items = vec![
         change(0, 7, &["1", "x"]),
         change(1, 7, &["2", "y"]),

@@ -13,6 +13,7 @@ use super::canonical::{render, row_hash, row_text};
 use super::chunks::{ChunkSum, Chunking, Key};
 use super::postgres::TableSpec;
 use crate::event::{quote_ident, Lsn};
+use crate::sink::delta::position::open_with_position;
 
 /// One Delta table at the version it was opened at.
 pub struct DeltaSide {
@@ -27,20 +28,11 @@ pub async fn open(
     storage: &crate::config::StorageOptions,
     app_id: &str,
 ) -> Result<Option<DeltaSide>, DeltaTableError> {
-    if !location.contains("://") && !std::path::Path::new(location).exists() {
-        return Ok(None);
-    }
-    let table = match crate::sink::delta::storage::open(location, storage).await {
-        Ok(table) => table,
-        Err(DeltaTableError::NotATable(_)) => return Ok(None),
-        Err(error) => return Err(error),
-    };
-    let last_lsn = table
-        .snapshot()?
-        .transaction_version(table.log_store().as_ref(), app_id)
-        .await?
-        .map(|v| Lsn(v as u64));
-    Ok(Some(DeltaSide { table, last_lsn }))
+    let opened = open_with_position(location, storage, app_id).await?;
+    Ok(opened.map(|position| DeltaSide {
+        last_lsn: position.last_lsn(),
+        table: position.table,
+    }))
 }
 
 impl DeltaSide {

@@ -17,7 +17,6 @@
 mod canonical;
 mod chunks;
 mod delta;
-pub mod doctor;
 mod periodic;
 mod postgres;
 mod report;

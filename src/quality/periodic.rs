@@ -1,5 +1,5 @@
 //! Validation on a timer inside a running pipeline, reporting through a [`ValidationSink`]
-//! (the metrics layer implements one to export `cdc_validation_mismatches` and
+//! (the CLI gives one that logs and has the observer export `cdc_validation_mismatches` and
 //! `cdc_validation_last_success_timestamp`).
 
 use std::future::Future;

@@ -31,9 +31,14 @@ pub struct Pgdelta {
 impl Pgdelta {
     /// A plain-TCP source (`sslmode = "disable"`) on `cluster`'s `DB`.
     pub fn new(cluster: &PgCluster, pipelines_toml: &str) -> Pgdelta {
+        Pgdelta::on_database(cluster, DB, pipelines_toml)
+    }
+
+    /// A plain-TCP source (`sslmode = "disable"`) on `cluster`'s database `db`.
+    pub fn on_database(cluster: &PgCluster, db: &str, pipelines_toml: &str) -> Pgdelta {
         let source = format!(
             "url = \"{}\"\nsslmode = \"disable\"\nconnect_attempts = 12\n",
-            cluster.url_without_password(DB)
+            cluster.url_without_password(db)
         );
         Pgdelta::with_source(&source, pipelines_toml)
     }

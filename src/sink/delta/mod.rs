@@ -5,6 +5,7 @@ pub mod convert;
 pub mod deletion_vectors;
 pub mod evolution;
 pub mod maintenance;
+pub mod position;
 pub mod reader;
 pub mod storage;
 pub mod txn;

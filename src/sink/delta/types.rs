@@ -53,10 +53,10 @@ pub fn is_known_text_type(type_oid: u32) -> bool {
 
 /// The Delta type for a PostgreSQL column; `None` means "unknown type, stored as text".
 /// `type_name` recognizes extension types, whose OIDs differ between databases: `hstore`
-/// becomes `map<string,string>`. The one mapping used at table creation, at schema
-/// evolution and by `validate --check schema`.
+/// becomes `map<string,string>`, whether or not the name carries its schema. The one mapping
+/// used at table creation, at schema evolution and by `validate --check schema`.
 pub fn delta_type(type_oid: u32, type_modifier: i32, type_name: Option<&str>) -> Option<DataType> {
-    if type_name == Some("hstore") {
+    if type_name.map(unqualified) == Some("hstore") {
         return Some(DataType::Map(Box::new(MapType::new(
             DataType::STRING,
             DataType::STRING,
@@ -89,6 +89,22 @@ pub fn delta_type(type_oid: u32, type_modifier: i32, type_name: Option<&str>) ->
         }
     };
     Some(scalar)
+}
+
+/// A type's name without its schema. The catalog's `format_type()` qualifies a type whose
+/// schema is not on the search path (`ext.hstore`, `"My Ext".hstore`); pgoutput's Type
+/// message names it bare (`hstore`).
+fn unqualified(type_name: &str) -> &str {
+    let mut quoted = false;
+    let mut start = 0;
+    for (i, c) in type_name.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '.' if !quoted => start = i + 1,
+            _ => {}
+        }
+    }
+    &type_name[start..]
 }
 
 #[cfg(test)]
@@ -133,5 +149,23 @@ mod tests {
         assert_eq!(delta_type(16_385, -1, Some("hstore")), Some(map.clone()));
         assert_eq!(delta_type(99_999, -1, Some("hstore")), Some(map));
         assert_eq!(delta_type(16_385, -1, None), None);
+    }
+
+    #[test]
+    fn hstore_is_a_map_whatever_schema_the_catalog_names() {
+        let bare = delta_type(16_385, -1, Some("hstore"));
+        assert!(bare.is_some());
+        for qualified in ["ext.hstore", "\"My Ext\".hstore", "\"a.b\".hstore"] {
+            assert_eq!(delta_type(16_385, -1, Some(qualified)), bare, "{qualified}");
+        }
+        for other in [
+            "hstore[]",
+            "ext.hstore[]",
+            "\"x.hstore\"",
+            "myhstore",
+            "hstore.other",
+        ] {
+            assert_eq!(delta_type(16_385, -1, Some(other)), None, "{other}");
+        }
     }
 }

@@ -7,10 +7,10 @@ use std::fmt;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::config::{PipelineMode, ResolvedPipeline};
-use crate::observe::sink_probe::{probe, probe_targets};
-use crate::pipeline::status::pipeline_status;
-use crate::source::postgres::{self as pg, ConnectionSettings, SourceTable};
+use pgdelta::config::{PipelineMode, ResolvedPipeline};
+use pgdelta::observe::sink_probe::{probe, probe_targets};
+use pgdelta::pipeline::status::pipeline_status;
+use pgdelta::source::postgres::{self as pg, ConnectionSettings, SourceTable};
 
 /// How one check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,7 +128,7 @@ async fn source_checks(client: &Client, pipeline: &ResolvedPipeline, out: &mut V
 async fn readiness(
     client: &Client,
     pipeline: &ResolvedPipeline,
-    tables: &[(&crate::config::ResolvedTable, SourceTable)],
+    tables: &[(&pgdelta::config::ResolvedTable, SourceTable)],
     out: &mut Vec<Finding>,
 ) {
     let requests: Vec<pg::TableRequest> = tables
