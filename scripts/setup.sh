@@ -38,7 +38,7 @@ ensure_system_packages() {
 }
 
 have_python_modules() {
-    python3 -c 'import deltalake, pyarrow, pandas' >/dev/null 2>&1
+    python3 -c 'import deltalake, pyarrow, pandas, pyroaring' >/dev/null 2>&1
 }
 
 pip_install() {
@@ -48,13 +48,14 @@ pip_install() {
 
 ensure_python_modules() {
     if have_python_modules; then
-        say "python deltalake, pyarrow and pandas already installed"
+        say "python deltalake, pyarrow, pandas and pyroaring already installed"
         return
     fi
-    say "installing python deltalake, pyarrow and pandas with pip"
+    # pyroaring (CRoaring) reads deletion vectors independently of delta-rs in the tests.
+    say "installing python deltalake, pyarrow, pandas and pyroaring with pip"
     # Debian's own python3 is "externally managed": retry with the flag.
-    pip_install deltalake pyarrow pandas 2>/dev/null \
-        || pip_install --break-system-packages deltalake pyarrow pandas
+    pip_install deltalake pyarrow pandas pyroaring 2>/dev/null \
+        || pip_install --break-system-packages deltalake pyarrow pandas pyroaring
     have_python_modules || { say "python modules still missing after pip install" >&2; exit 1; }
     say "python modules installed"
 }

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use harness::{assert_each_key_inserted_once, cluster_with_db, Pgdelta, DB};
 use serde_json::Value;
-use support::{delta_as_strings, pg_as_strings, read_delta_cdf, read_delta_meta, PgCluster};
+use support::{
+    delta_as_strings, delta_replayed_as_strings, pg_as_strings, read_delta_cdf, read_delta_meta,
+    PgCluster,
+};
 
 fn change_types(cdf: &Value, version: i64) -> Vec<String> {
     let mut types: Vec<String> = cdf["rows"]
@@ -23,22 +26,72 @@ fn change_types(cdf: &Value, version: i64) -> Vec<String> {
     types
 }
 
-const TWO_TABLES: &str = r#"
-[pipelines.shop]
-tables = ["public.customers", "public.orders"]
-delta_root = "DELTA_ROOT"
-batch_size = 1000
-batch_interval_ms = 200
+/// How the tests' pipelines write updates and deletes: each test runs in both modes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    CopyOnWrite,
+    DeletionVectors,
+}
 
-[pipelines.shop.table."public.orders"]
-partition_by = ["region"]
-"#;
+impl Mode {
+    /// The pipeline's `write_mode` line.
+    fn setting(self) -> &'static str {
+        match self {
+            Mode::CopyOnWrite => "write_mode = \"copy_on_write\"\n",
+            Mode::DeletionVectors => "write_mode = \"deletion_vectors\"\n",
+        }
+    }
+
+    /// With deletion vectors: the table has them, and a second reader (the log replayed by
+    /// hand, Parquet through pyarrow, the vectors through pyroaring) sees the same rows.
+    fn check_table(self, path: &std::path::Path, expected: &[Vec<String>]) {
+        if self == Mode::CopyOnWrite {
+            return;
+        }
+        let protocol = &read_delta_meta(path)["protocol"];
+        assert_eq!(protocol["min_reader_version"], 3, "{protocol}");
+        assert!(
+            protocol["reader_features"]
+                .to_string()
+                .contains("deletionVectors"),
+            "{protocol}"
+        );
+        let (rows, vectors) = delta_replayed_as_strings(path);
+        assert_eq!(rows, expected, "rows replayed with pyarrow and pyroaring");
+        assert!(vectors > 0, "no deletion vector in {}", path.display());
+    }
+}
+
+/// Two tables; copy-on-write partitions orders by region (deletion vectors do not take
+/// partitioned tables yet).
+fn two_tables(mode: Mode) -> String {
+    let partitioned = match mode {
+        Mode::CopyOnWrite => {
+            "\n[pipelines.shop.table.\"public.orders\"]\npartition_by = [\"region\"]\n"
+        }
+        Mode::DeletionVectors => "",
+    };
+    format!(
+        "[pipelines.shop]\ntables = [\"public.customers\", \"public.orders\"]\n\
+         delta_root = \"DELTA_ROOT\"\nbatch_size = 1000\nbatch_interval_ms = 200\n{}{partitioned}",
+        mode.setting()
+    )
+}
 
 const CUSTOMERS: &str = "SELECT id::text, name, balance::text, active::text FROM customers";
 const ORDERS: &str = "SELECT region, order_id::text, customer_id::text, amount::text FROM orders";
 
 #[test]
 fn inserts_updates_deletes_and_truncates_reach_equal_delta_tables_with_cdf() {
+    equal_tables_with_cdf(Mode::CopyOnWrite);
+}
+
+#[test]
+fn with_deletion_vectors_inserts_updates_deletes_and_truncates_reach_equal_tables_with_cdf() {
+    equal_tables_with_cdf(Mode::DeletionVectors);
+}
+
+fn equal_tables_with_cdf(mode: Mode) {
     let cluster = cluster_with_db();
     cluster.psql(
         DB,
@@ -46,7 +99,7 @@ fn inserts_updates_deletes_and_truncates_reach_equal_delta_tables_with_cdf() {
          CREATE TABLE orders (region text, order_id bigint, customer_id int, amount numeric(12,2),
                               PRIMARY KEY (region, order_id));",
     );
-    let pgdelta = Pgdelta::new(&cluster, TWO_TABLES);
+    let pgdelta = Pgdelta::new(&cluster, &two_tables(mode));
     pgdelta.catch_up("shop"); // creates publication, slot and Delta tables
 
     cluster.psql(
@@ -68,6 +121,14 @@ fn inserts_updates_deletes_and_truncates_reach_equal_delta_tables_with_cdf() {
                 DELETE FROM orders WHERE region = 'us'; COMMIT;",
     );
     pgdelta.catch_up("shop");
+    mode.check_table(
+        &pgdelta.table_path("public", "customers"),
+        &pg_as_strings(&cluster, DB, CUSTOMERS),
+    );
+    mode.check_table(
+        &pgdelta.table_path("public", "orders"),
+        &pg_as_strings(&cluster, DB, ORDERS),
+    );
     cluster.psql(
         DB,
         "TRUNCATE orders; INSERT INTO orders VALUES ('apac', 7, 3, 70.00);",
@@ -94,9 +155,13 @@ fn inserts_updates_deletes_and_truncates_reach_equal_delta_tables_with_cdf() {
         .map(|c| c[0].as_str().unwrap())
         .collect();
     assert_eq!(columns, ["id", "name", "balance", "active"]);
+    let partitions = match mode {
+        Mode::CopyOnWrite => serde_json::json!(["region"]),
+        Mode::DeletionVectors => serde_json::json!([]),
+    };
     assert_eq!(
         read_delta_meta(&orders_path)["partition_columns"],
-        serde_json::json!(["region"])
+        partitions
     );
 
     // Version 0 creates the table, version 1 is the (empty) initial snapshot; then each
@@ -126,6 +191,15 @@ fn inserts_updates_deletes_and_truncates_reach_equal_delta_tables_with_cdf() {
 
 #[test]
 fn composite_keys_and_key_changing_updates() {
+    composite_and_changing_keys(Mode::CopyOnWrite);
+}
+
+#[test]
+fn with_deletion_vectors_composite_keys_and_key_changing_updates() {
+    composite_and_changing_keys(Mode::DeletionVectors);
+}
+
+fn composite_and_changing_keys(mode: Mode) {
     let cluster = cluster_with_db();
     cluster.psql(
         DB,
@@ -133,7 +207,7 @@ fn composite_keys_and_key_changing_updates() {
          CREATE TABLE orders (region text, order_id bigint, customer_id int, amount numeric(12,2),
                               PRIMARY KEY (region, order_id));",
     );
-    let pgdelta = Pgdelta::new(&cluster, TWO_TABLES);
+    let pgdelta = Pgdelta::new(&cluster, &two_tables(mode));
     pgdelta.catch_up("shop");
     cluster.psql(
         DB,
@@ -147,10 +221,10 @@ fn composite_keys_and_key_changing_updates() {
         "UPDATE orders SET order_id = order_id + 100 WHERE region = 'eu';",
     );
     pgdelta.catch_up("shop");
-    assert_eq!(
-        delta_as_strings(&pgdelta.table_path("public", "orders")),
-        pg_as_strings(&cluster, DB, ORDERS)
-    );
+    let expected = pg_as_strings(&cluster, DB, ORDERS);
+    let path = pgdelta.table_path("public", "orders");
+    assert_eq!(delta_as_strings(&path), expected);
+    mode.check_table(&path, &expected);
 }
 
 #[test]
@@ -237,13 +311,13 @@ fn insert_transactions(cluster: &PgCluster, from: i64, count: i64, rows_each: i6
     cluster.psql(DB, &sql);
 }
 
-const ITEMS: &str = r#"
-[pipelines.items]
-tables = ["public.items"]
-delta_root = "DELTA_ROOT"
-batch_size = 200
-batch_interval_ms = 100
-"#;
+fn items(mode: Mode) -> String {
+    format!(
+        "[pipelines.items]\ntables = [\"public.items\"]\ndelta_root = \"DELTA_ROOT\"\n\
+         batch_size = 200\nbatch_interval_ms = 100\n{}",
+        mode.setting()
+    )
+}
 
 fn wait_for_rows(pgdelta: &Pgdelta, pipeline: &str, rows: u64, limit: Duration) {
     let started = Instant::now();
@@ -263,26 +337,58 @@ fn wait_for_rows(pgdelta: &Pgdelta, pipeline: &str, rows: u64, limit: Duration) 
 /// Every key appears in the change feed as exactly one insert and nothing else.
 #[test]
 fn sigkill_mid_stream_then_restart_applies_every_transaction_exactly_once() {
+    sigkill_then_restart(Mode::CopyOnWrite);
+}
+
+/// Updates and deletes stream while pgdelta is killed: no row is lost, none is left twice
+/// (a deletion vector missed or applied twice would show as a second or a missing row).
+#[test]
+fn with_deletion_vectors_sigkill_mid_stream_then_restart_applies_every_transaction_exactly_once() {
+    sigkill_then_restart(Mode::DeletionVectors);
+}
+
+fn update_transactions(cluster: &PgCluster, round: i64) {
+    let mut sql = String::new();
+    for tx in 0..40 {
+        sql.push_str(&format!(
+            "UPDATE items SET label = 'round {round} tx {tx}' WHERE id % 40 = {tx} AND id < 2000;\n"
+        ));
+    }
+    sql.push_str(&format!("DELETE FROM items WHERE id % 97 = {round};\n"));
+    cluster.psql(DB, &sql);
+}
+
+fn sigkill_then_restart(mode: Mode) {
     let cluster = cluster_with_db();
     cluster.psql(DB, "CREATE TABLE items (id bigint PRIMARY KEY, label text)");
-    let pgdelta = Pgdelta::new(&cluster, ITEMS);
+    let pgdelta = Pgdelta::new(&cluster, &items(mode));
     pgdelta.catch_up("items");
 
     let mut running = pgdelta.spawn("items", "first.log");
     insert_transactions(&cluster, 0, 100, 20);
     std::thread::sleep(Duration::from_millis(300));
+    if mode == Mode::DeletionVectors {
+        update_transactions(&cluster, 1);
+    }
     insert_transactions(&cluster, 2_000, 100, 20);
+    if mode == Mode::DeletionVectors {
+        update_transactions(&cluster, 2);
+    }
     running.kill().unwrap(); // SIGKILL: no chance to finish the batch
     running.wait().unwrap();
     insert_transactions(&cluster, 4_000, 50, 20);
+    if mode == Mode::DeletionVectors {
+        update_transactions(&cluster, 3);
+    }
 
     pgdelta.catch_up("items");
     let path = pgdelta.table_path("public", "items");
-    assert_eq!(
-        delta_as_strings(&path),
-        pg_as_strings(&cluster, DB, "SELECT id::text, label FROM items")
-    );
-    assert_each_key_inserted_once(&path, 5_000);
+    let expected = pg_as_strings(&cluster, DB, "SELECT id::text, label FROM items");
+    assert_eq!(delta_as_strings(&path), expected);
+    match mode {
+        Mode::CopyOnWrite => assert_each_key_inserted_once(&path, 5_000),
+        Mode::DeletionVectors => mode.check_table(&path, &expected),
+    }
     // A further catch-up with nothing new changes nothing.
     let version = pgdelta.status("items")[0]["delta_version"].clone();
     pgdelta.catch_up("items");
@@ -293,7 +399,7 @@ fn sigkill_mid_stream_then_restart_applies_every_transaction_exactly_once() {
 fn restarting_postgres_while_streaming_reconnects_and_finishes_equal() {
     let cluster = cluster_with_db();
     cluster.psql(DB, "CREATE TABLE items (id bigint PRIMARY KEY, label text)");
-    let pgdelta = Pgdelta::new(&cluster, ITEMS);
+    let pgdelta = Pgdelta::new(&cluster, &items(Mode::CopyOnWrite));
     pgdelta.catch_up("items");
 
     let mut running = pgdelta.spawn("items", "run.log");

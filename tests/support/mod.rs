@@ -442,6 +442,15 @@ pub fn render(value: &serde_json::Value) -> String {
     }
 }
 
+/// Latest rows of a local Delta table read without delta-rs (the JSON log replayed, Parquet
+/// through pyarrow, deletion vectors through pyroaring), and how many deletion vectors the
+/// live files carry.
+pub fn delta_replayed_as_strings(path: &Path) -> (Vec<Vec<String>>, u64) {
+    let replayed = run_reader(&["replay", &path.to_string_lossy()]);
+    let vectors = replayed["deletion_vectors"].as_u64().unwrap();
+    (sorted_text_rows(&replayed), vectors)
+}
+
 /// Change data feed from `starting_version`: `{"rows": [{col: value, ...,
 /// "_change_type": ..., "_commit_version": n}]}`.
 pub fn read_delta_cdf(path: &Path, starting_version: i64) -> serde_json::Value {

@@ -8,6 +8,12 @@ Usage:
     read_delta.py rows <table_path>
     read_delta.py cdf  <table_path> [starting_version]
     read_delta.py meta <table_path>
+    read_delta.py replay <table_path>
+
+`rows` reads through delta-rs (DataFusion's QueryBuilder when the table has deletion
+vectors, which `to_pyarrow_table` refuses). `replay` is a second, independent reader: it
+replays the JSON log itself, reads the Parquet files with pyarrow and drops the rows of
+each deletion vector, decoded with pyroaring (CRoaring). Local tables only.
 
 Every command prints one JSON document on stdout. Tables on an object store are opened
 with the delta-rs storage options given as a JSON object in READ_DELTA_STORAGE_OPTIONS.
@@ -70,14 +76,117 @@ def open_table(path):
     return DeltaTable(path, storage_options=options) if options else DeltaTable(path)
 
 
+def has_deletion_vectors(delta):
+    return "deletionVectors" in (delta.protocol().reader_features or [])
+
+
+def live_rows(delta):
+    if has_deletion_vectors(delta):
+        from deltalake import QueryBuilder
+
+        return arrow_table(QueryBuilder().register("t", delta).execute("SELECT * FROM t").read_all())
+    return arrow_table(delta.to_pyarrow_table())
+
+
+def rows_of(table, columns):
+    rows = [[render(row[c]) for c in columns] for row in table.select(columns).to_pylist()]
+    rows.sort(key=sort_key)
+    return rows
+
+
 def cmd_rows(path):
     delta = open_table(path)
-    table = arrow_table(delta.to_pyarrow_table())
-    table = table.select([f.name for f in delta.schema().fields])
-    columns = table.column_names
-    rows = [[render(row[c]) for c in columns] for row in table.to_pylist()]
+    columns = [f.name for f in delta.schema().fields]
+    return {"columns": columns, "rows": rows_of(live_rows(delta), columns)}
+
+
+DV_MAGIC = 1681511377
+
+
+def z85_decode(text):
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+    out = bytearray()
+    for i in range(0, len(text), 5):
+        value = 0
+        for ch in text[i:i + 5]:
+            value = value * 85 + alphabet.index(ch)
+        out += value.to_bytes(4, "big")
+    return bytes(out)
+
+
+def deleted_positions(root, dv):
+    """The row positions a deletion vector descriptor removes, read with pyroaring."""
+    import uuid
+    import zlib
+    from pyroaring import BitMap64
+
+    size = dv["sizeInBytes"]
+    if dv["storageType"] == "i":
+        data = z85_decode(dv["pathOrInlineDv"])[:size]
+    elif dv["storageType"] == "u":
+        encoded = dv["pathOrInlineDv"]
+        prefix, tail = encoded[:-20], encoded[-20:]
+        name = f"deletion_vector_{uuid.UUID(bytes=z85_decode(tail))}.bin"
+        with open(os.path.join(root, prefix, name), "rb") as f:
+            f.seek(dv.get("offset", 1))
+            chunk = f.read(4 + size + 4)
+        if int.from_bytes(chunk[:4], "big") != size:
+            raise ValueError(f"deletion vector {encoded}: size does not match the log")
+        data = chunk[4:4 + size]
+        if zlib.crc32(data) != int.from_bytes(chunk[4 + size:], "big"):
+            raise ValueError(f"deletion vector {encoded}: checksum does not match")
+    else:
+        raise ValueError(f"deletion vector storage type {dv['storageType']} not read here")
+    if int.from_bytes(data[:4], "little") != DV_MAGIC:
+        raise ValueError("deletion vector: not the portable RoaringBitmapArray format")
+    positions = BitMap64.deserialize(data[4:])
+    if len(positions) != dv["cardinality"]:
+        raise ValueError("deletion vector: cardinality does not match the log")
+    return positions
+
+
+def replayed_files(root):
+    """path -> (add action) of the live files, from the JSON commits (no checkpoint)."""
+    log = os.path.join(root, "_delta_log")
+    live = {}
+    for name in sorted(n for n in os.listdir(log) if n.endswith(".json")):
+        with open(os.path.join(log, name)) as f:
+            for line in f:
+                action = json.loads(line)
+                if "add" in action:
+                    live[action["add"]["path"]] = action["add"]
+                elif "remove" in action:
+                    live.pop(action["remove"]["path"], None)
+    return live
+
+
+def cmd_replay(path):
+    import urllib.parse
+
+    import pyarrow.parquet as pq
+
+    delta = open_table(path)
+    columns = [f.name for f in delta.schema().fields]
+    root = path
+    parts, vectors, deleted = [], 0, 0
+    for file_path, add in replayed_files(root).items():
+        table = pq.read_table(os.path.join(root, urllib.parse.unquote(file_path)))
+        dv = add.get("deletionVector")
+        if dv:
+            gone = deleted_positions(root, dv)
+            vectors += 1
+            deleted += len(gone)
+            keep = [i for i in range(table.num_rows) if i not in gone]
+            table = table.take(pa.array(keep, type=pa.int64()))
+        for name in columns:
+            if name not in table.column_names:
+                table = table.append_column(name, pa.nulls(table.num_rows))
+        parts.append(table.select(columns))
+    rows = []
+    for part in parts:
+        rows.extend(rows_of(part, columns))
     rows.sort(key=sort_key)
-    return {"columns": columns, "rows": rows}
+    return {"columns": columns, "rows": rows, "deletion_vectors": vectors, "deleted_rows": deleted}
 
 
 def cmd_cdf(path, starting_version=0):
@@ -140,6 +249,8 @@ def main(argv):
         result = cmd_cdf(path, int(argv[3]) if len(argv) == 4 else 0)
     elif command == "meta" and len(argv) == 3:
         result = cmd_meta(path)
+    elif command == "replay" and len(argv) == 3:
+        result = cmd_replay(path)
     else:
         usage()
     json.dump(result, sys.stdout, allow_nan=False)
