@@ -5,10 +5,10 @@
 //! the new vector, the new data file, a `_change_data` file with every change, and the
 //! `txn` position.
 
-mod format;
-mod index;
 #[cfg(test)]
 mod equivalence_tests;
+mod format;
+mod index;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
