@@ -190,6 +190,8 @@ impl KeyIndex {
             live.insert(path);
         }
         self.files.retain(|path, _| live.contains(path.as_ref()));
+        let started = std::time::Instant::now();
+        let reading = to_read.len();
         for (file, path, size, descriptor) in to_read {
             let columns = self.read_key_columns(&store, &path, size as u64).await?;
             let keys = self.file_keys(&columns)?;
@@ -204,6 +206,9 @@ impl KeyIndex {
                     descriptor,
                 },
             );
+        }
+        if reading > 0 {
+            tracing::debug!(files_read = reading, files = self.files.len(), rows = self.indexed_rows(), elapsed = ?started.elapsed(), "key index brought up to date");
         }
         Ok(())
     }
