@@ -116,7 +116,7 @@ write_mode = "{mode}"
         c.psql("bench", f"CALL bench_create_narrow('{table}'); CREATE PUBLICATION pub_{table} FOR TABLE {table}")
         c.psql("bench", f"CALL bench_insert('{table}', {s['rows']}, 10000, false)")
         runs = {}
-        for mode in MODES:
+        for mode in self.args.modes:
             run = f"{table}_{mode}"
             runs[run] = (mode, self.config(run, table, mode))
             self.pgdelta(runs[run][1], run, f"{run}-snapshot").run()  # creates the slot, copies the rows
@@ -203,6 +203,7 @@ def main():
     parser.add_argument("--work", required=True)
     parser.add_argument("--pgdelta", required=True)
     parser.add_argument("--workloads", nargs="+", default=WORKLOADS, choices=WORKLOADS)
+    parser.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
     parser.add_argument("--override", nargs="*", default=[], metavar="KEY=N",
                         help="change one size, e.g. rows=10000000")
     args = parser.parse_args()
