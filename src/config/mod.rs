@@ -889,10 +889,7 @@ key = ["order_id"]
             "PGDELTA_PIPELINES_POSTGRES_CDC_WRITE_MODE",
             "deletion_vectors",
         )];
-        let error = load(SAMPLE, &env)
-            .unwrap()
-            .pipeline("postgres-cdc")
-            .unwrap_err();
+        let error = load(SAMPLE, &env).unwrap_err();
         assert!(error.to_string().contains("partition_by"), "{error}");
         let bad = text.replace("\"deletion_vectors\"", "\"merge_on_read\"");
         assert!(load(&bad, &[])
