@@ -4,10 +4,14 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
+use std::sync::Arc;
 use std::time::Duration;
 
+use deltalake::delta_datafusion::create_session_state_with_spill_config;
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::VacuumMode;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
 
 use deltalake::{DeltaTable, DeltaTableError};
 
@@ -60,6 +64,28 @@ pub struct Compaction {
     pub files_removed: u64,
 }
 
+/// The encoded size at which compaction closes a row group of the file it writes. The
+/// Parquet writer keeps the open row group in memory and copies it into one buffer when it
+/// closes it, so this (not the file size) bounds what a compaction holds: with the writer's
+/// default of 1M rows a row group of a narrow table is ~20 MB and of a wide one hundreds.
+const ROW_GROUP_BYTES: usize = 16 * 1024 * 1024;
+
+/// What Z-ordering's sort may hold in memory before it spills to disk (it sorts every file
+/// it rewrites at once).
+const ZORDER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+
+/// The Parquet settings of compacted files: delta-rs's own for OPTIMIZE (ZSTD level 4),
+/// with row groups closed at [`ROW_GROUP_BYTES`].
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_created_by(format!("delta-rs version {}", deltalake::crate_version()))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(4).expect("a valid ZSTD level"),
+        ))
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
+        .build()
+}
+
 /// `OPTIMIZE` of `table`: small files rewritten into files of about `target_file_size`,
 /// Z-ordered by `zorder_by` when given.
 pub async fn compact_table(
@@ -67,20 +93,24 @@ pub async fn compact_table(
     target_file_size: u64,
     zorder_by: &[String],
 ) -> Result<(DeltaTable, Compaction), DeltaTableError> {
-    let kind = match zorder_by.is_empty() {
-        true => OptimizeType::Compact,
-        false => OptimizeType::ZOrder(zorder_by.to_vec()),
-    };
     let target = NonZeroU64::new(target_file_size.max(1)).expect("at least 1");
-    let (table, metrics) = table
+    let optimize = table
         .optimize()
-        .with_type(kind)
         .with_target_size(target)
-        // One file at a time: each is built in memory up to the target size, and the
-        // pipeline beside it keeps its share of the memory and the cores.
+        .with_writer_properties(writer_properties())
+        // One file at a time, and the pipeline beside it keeps its share of the cores.
         .with_max_concurrent_tasks(1)
-        .with_commit_properties(commit_properties())
-        .await?;
+        .with_commit_properties(commit_properties());
+    let optimize = match zorder_by.is_empty() {
+        true => optimize.with_type(OptimizeType::Compact),
+        false => optimize
+            .with_type(OptimizeType::ZOrder(zorder_by.to_vec()))
+            .with_session_state(Arc::new(create_session_state_with_spill_config(
+                Some(ZORDER_MEMORY_BYTES),
+                None,
+            ))),
+    };
+    let (table, metrics) = optimize.await?;
     let done = Compaction {
         files_added: metrics.num_files_added,
         files_removed: metrics.num_files_removed,
