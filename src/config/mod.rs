@@ -466,12 +466,6 @@ impl PipelineConfig {
             let parsed: TableName = table.parse().map_err(|e| format!("tables: {e}"))?;
             let settings = self.table_settings(&parsed);
             let write_mode = settings.write_mode.unwrap_or(self.write_mode);
-            if write_mode == WriteMode::DeletionVectors && !settings.partition_by.is_empty() {
-                return Err(format!(
-                    "table.\"{parsed}\": write_mode = \"deletion_vectors\" does not support \
-                     partition_by yet; use write_mode = \"copy_on_write\" for this table"
-                ));
-            }
             let default_path = format!(
                 "{}/{}/{}",
                 self.delta_root.trim_end_matches('/'),
@@ -884,13 +878,15 @@ key = ["order_id"]
         let pipeline = load(&text, &[]).unwrap().pipeline("postgres-cdc").unwrap();
         assert_eq!(pipeline.tables[0].write_mode, WriteMode::DeletionVectors);
         assert_eq!(pipeline.tables[1].write_mode, WriteMode::CopyOnWrite);
-        // The pipeline-wide mode reaches the partitioned table too, which cannot take it.
         let env = [(
             "PGDELTA_PIPELINES_POSTGRES_CDC_WRITE_MODE",
             "deletion_vectors",
         )];
-        let error = load(SAMPLE, &env).unwrap_err();
-        assert!(error.to_string().contains("partition_by"), "{error}");
+        let pipeline = load(SAMPLE, &env)
+            .unwrap()
+            .pipeline("postgres-cdc")
+            .unwrap();
+        assert_eq!(pipeline.tables[1].write_mode, WriteMode::DeletionVectors);
         let bad = text.replace("\"deletion_vectors\"", "\"merge_on_read\"");
         assert!(load(&bad, &[])
             .unwrap_err()

@@ -178,8 +178,14 @@ def cmd_replay(path):
             deleted += len(gone)
             keep = [i for i in range(table.num_rows) if i not in gone]
             table = table.take(pa.array(keep, type=pa.int64()))
+        partition_values = add.get("partitionValues") or {}
         for name in columns:
-            if name not in table.column_names:
+            if name in table.column_names:
+                continue
+            if name in partition_values:
+                value = partition_values[name]
+                table = table.append_column(name, pa.array([value] * table.num_rows, type=pa.string()))
+            else:
                 table = table.append_column(name, pa.nulls(table.num_rows))
         parts.append(table.select(columns))
     rows = []

@@ -180,22 +180,24 @@ impl KeyIndex {
                         indexed.descriptor = descriptor;
                     }
                 }
-                None => to_read.push((
-                    path.clone(),
-                    view.object_store_path(),
-                    view.size(),
+                None => to_read.push(FileToRead {
+                    file: path.clone(),
+                    path: view.object_store_path(),
+                    size: view.size() as u64,
+                    partition_values: view.partition_values_map(),
                     descriptor,
-                )),
+                }),
             }
             live.insert(path);
         }
         self.files.retain(|path, _| live.contains(path.as_ref()));
         let started = std::time::Instant::now();
         let reading = to_read.len();
-        for (file, path, size, descriptor) in to_read {
-            let columns = self.read_key_columns(&store, &path, size as u64).await?;
+        for read in to_read {
+            let columns = self.read_key_columns(&store, &read).await?;
             let keys = self.file_keys(&columns)?;
-            let file: Arc<str> = file.into();
+            let file: Arc<str> = read.file.into();
+            let descriptor = read.descriptor;
             let deleted = read_deleted(descriptor.as_ref(), &*store, &root).await?;
             self.files.insert(
                 file.clone(),
@@ -213,42 +215,42 @@ impl KeyIndex {
         Ok(())
     }
 
+    /// The key columns of a data file; a partition column comes from the file's partition value.
     async fn read_key_columns(
         &self,
         store: &Arc<dyn ObjectStore>,
-        path: &deltalake::Path,
-        size: u64,
+        read: &FileToRead,
     ) -> Result<Vec<ArrayRef>, DeltaTableError> {
+        let path = &read.path;
         #[allow(deprecated)]
-        let reader = ParquetObjectReader::new(store.clone(), path.clone()).with_file_size(size);
+        let reader =
+            ParquetObjectReader::new(store.clone(), path.clone()).with_file_size(read.size);
         let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
         let roots = self
             .key_columns
             .iter()
             .filter_map(|k| builder.schema().index_of(k).ok());
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let rows = builder.metadata().file_metadata().num_rows() as usize;
         let batches: Vec<RecordBatch> =
             builder.with_projection(mask).build()?.try_collect().await?;
         self.key_columns
             .iter()
             .zip(&self.key_types)
             .map(|(name, data_type)| {
-                let parts: Vec<ArrayRef> = batches
+                let parts: Vec<&dyn Array> = batches
                     .iter()
-                    .map(|b| {
-                        b.column_by_name(name).cloned().ok_or_else(|| {
-                            DeltaTableError::Generic(format!(
+                    .filter_map(|b| b.column_by_name(name).map(|c| c.as_ref()))
+                    .collect();
+                if parts.len() < batches.len() || batches.is_empty() {
+                    return column_not_in_file(name, data_type, rows, &read.partition_values)
+                        .unwrap_or_else(|| {
+                            Err(DeltaTableError::Generic(format!(
                                 "data file {path} has no key column '{name}'"
-                            ))
-                        })
-                    })
-                    .collect::<Result<_, _>>()?;
-                let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-                let column = match parts.is_empty() {
-                    true => deltalake::arrow::array::new_empty_array(data_type),
-                    false => concat(&parts)?,
-                };
-                Ok(cast(&column, data_type)?)
+                            )))
+                        });
+                }
+                Ok(cast(&concat(&parts)?, data_type)?)
             })
             .collect()
     }
@@ -275,6 +277,28 @@ impl KeyIndex {
             }
         })
     }
+}
+
+/// A data file the index has not seen.
+struct FileToRead {
+    file: String,
+    path: deltalake::Path,
+    size: u64,
+    partition_values: HashMap<String, Option<String>>,
+    descriptor: Option<DeletionVectorDescriptor>,
+}
+
+/// `rows` values of column `name`, which a data file does not hold: its partition value when
+/// it is a partition column (Delta keeps those in the log, not the file), else `None`.
+pub(super) fn column_not_in_file(
+    name: &str,
+    data_type: &DataType,
+    rows: usize,
+    partition_values: &HashMap<String, Option<String>>,
+) -> Option<Result<ArrayRef, DeltaTableError>> {
+    let value = partition_values.get(name)?;
+    let text = deltalake::arrow::array::StringArray::from(vec![value.as_deref(); rows]);
+    Some(cast(&text, data_type).map_err(DeltaTableError::from))
 }
 
 async fn read_deleted(

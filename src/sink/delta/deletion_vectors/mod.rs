@@ -24,11 +24,13 @@ use deltalake::kernel::{Action, Add, AddCDCFile};
 use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 // Deprecated in parquet 59 for a hand-written reader; it is what delta-rs itself reads with.
+use delta_kernel::table_properties::DataSkippingNumIndexedCols;
+use deltalake::datafile::{self, writer::WriterConfig};
+use deltalake::logstore::object_store::prefix::PrefixStore;
+use deltalake::logstore::ObjectStoreRef;
 #[allow(deprecated)]
 use deltalake::parquet::arrow::async_reader::ParquetObjectReader;
-use deltalake::parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder, ProjectionMask};
-use deltalake::parquet::basic::Compression;
-use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError, Path};
@@ -99,12 +101,10 @@ pub(super) async fn apply(
         .map_err(&delta_err)?;
     actions.extend(vector_actions);
     let feed = change_feed(target.schema, &old, &new, &plan).map_err(&delta_err)?;
-    if let Some(cdc) = write_change_feed(target.table, &feed)
+    let cdc = write_change_feed(target.table, &feed)
         .await
-        .map_err(&delta_err)?
-    {
-        actions.push(Action::Cdc(cdc));
-    }
+        .map_err(&delta_err)?;
+    actions.extend(cdc.into_iter().map(Action::Cdc));
     let operation = DeltaOperation::Merge {
         predicate: None,
         merge_predicate: None,
@@ -218,24 +218,29 @@ async fn read_rows(
     if by_file.is_empty() {
         return Ok(null_rows(schema, found.len()));
     }
-    let sizes: HashMap<String, i64> = target
+    let files: HashMap<String, (i64, HashMap<String, Option<String>>)> = target
         .table
         .snapshot()?
         .log_data()
         .iter()
         .filter(|f| by_file.contains_key(&Arc::<str>::from(f.path().as_ref())))
-        .map(|f| (f.path().to_string(), f.size()))
+        .map(|f| (f.path().to_string(), (f.size(), f.partition_values_map())))
         .collect();
     let mut parts = Vec::new();
     let mut position_of = vec![None; found.len()];
     let mut next = 0u32;
     for (file, mut wanted) in by_file {
         wanted.sort_unstable();
-        let size = sizes.get(file.as_ref()).copied().ok_or_else(|| {
+        let (size, partition_values) = files.get(file.as_ref()).ok_or_else(|| {
             DeltaTableError::Generic(format!("data file {file} is not in the table"))
         })?;
         let positions: Vec<u64> = wanted.iter().map(|(row, _)| *row).collect();
-        parts.push(read_file_rows(target, file, size as u64, &positions).await?);
+        let at = FileRows {
+            file,
+            size: *size as u64,
+            partition_values,
+        };
+        parts.push(read_file_rows(target, &at, &positions).await?);
         for (_, i) in wanted {
             position_of[i] = Some(next);
             next += 1;
@@ -246,17 +251,25 @@ async fn read_rows(
     Ok(take_record_batch(&read, &indices)?)
 }
 
+/// One data file as the log describes it.
+struct FileRows<'a> {
+    file: &'a str,
+    size: u64,
+    partition_values: &'a HashMap<String, Option<String>>,
+}
+
 /// The rows at `positions` (sorted, distinct) of one data file, with the table's columns
-/// (null for columns added after the file was written).
+/// (partition columns from the file's partition values, null for columns added after the
+/// file was written).
 async fn read_file_rows(
     target: &Target<'_>,
-    file: &str,
-    size: u64,
+    at: &FileRows<'_>,
     positions: &[u64],
 ) -> Result<RecordBatch, DeltaTableError> {
+    let file = at.file;
     let store = target.table.object_store();
     #[allow(deprecated)]
-    let reader = ParquetObjectReader::new(store, Path::from(file)).with_file_size(size);
+    let reader = ParquetObjectReader::new(store, Path::from(file)).with_file_size(at.size);
     let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
     let file_schema = builder.schema().clone();
     let wanted: Vec<usize> = target
@@ -288,8 +301,15 @@ async fn read_file_rows(
                 .iter()
                 .filter_map(|b| b.column_by_name(field.name()).map(|c| c.as_ref()))
                 .collect();
-            if parts.is_empty() {
-                return Ok(new_null_array(field.data_type(), rows));
+            if parts.len() < batches.len() || batches.is_empty() {
+                let name = field.name();
+                return index::column_not_in_file(
+                    name,
+                    field.data_type(),
+                    rows,
+                    at.partition_values,
+                )
+                .unwrap_or_else(|| Ok(new_null_array(field.data_type(), rows)));
             }
             let column = deltalake::arrow::compute::concat(&parts)?;
             Ok(cast(&column, field.data_type())?)
@@ -380,6 +400,8 @@ async fn write_rows(table: &DeltaTable, rows: &RecordBatch) -> Result<Vec<Add>, 
 
 /// The column that names each change-feed row's kind.
 const CHANGE_TYPE: &str = "_change_type";
+/// Where change-data files live, under the table root.
+const CHANGE_DATA: &str = "_change_data";
 
 /// Every change of the batch as change-feed rows: deletes, inserts, and each update's
 /// pre-image and post-image.
@@ -421,37 +443,39 @@ fn change_feed(
     Ok(concat_batches(&feed_schema, &batches)?)
 }
 
-/// Writes the change-feed rows as a `_change_data` file.
+/// Writes the change-feed rows as `_change_data` files (one per partition), with the writer
+/// delta-rs uses for its own change data.
 async fn write_change_feed(
     table: &DeltaTable,
     feed: &RecordBatch,
-) -> Result<Option<AddCDCFile>, DeltaTableError> {
+) -> Result<Vec<AddCDCFile>, DeltaTableError> {
     if feed.num_rows() == 0 {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let mut bytes = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut bytes, feed.schema(), Some(properties))?;
-    writer.write(feed)?;
-    writer.close()?;
-    let path = format!(
-        "_change_data/cdc-00000-{}.c000.snappy.parquet",
-        uuid::Uuid::new_v4()
+    let partition_columns = table.snapshot()?.metadata().partition_columns().to_vec();
+    let store: ObjectStoreRef = Arc::new(PrefixStore::new(table.object_store(), CHANGE_DATA));
+    let config = WriterConfig::new(
+        feed.schema(),
+        partition_columns,
+        None,
+        None,
+        None,
+        DataSkippingNumIndexedCols::AllColumns,
+        None,
     );
-    let size = bytes.len() as i64;
-    table
-        .object_store()
-        .put(&Path::from(path.as_str()), bytes.into())
-        .await?;
-    Ok(Some(AddCDCFile {
-        path,
-        size,
-        partition_values: HashMap::new(),
-        data_change: false,
-        tags: None,
-    }))
+    let mut writer = datafile::writer::DeltaWriter::new(store, config);
+    writer.write(feed).await?;
+    let written = writer.close().await?;
+    Ok(written
+        .into_iter()
+        .map(|add| AddCDCFile {
+            path: format!("{CHANGE_DATA}/{}", add.path),
+            size: add.size,
+            partition_values: add.partition_values,
+            data_change: false,
+            tags: None,
+        })
+        .collect())
 }
 
 /// What a commit does to one data file's deletion vector: `None` when every row is gone
