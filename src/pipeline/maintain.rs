@@ -13,8 +13,9 @@ use tokio::task::JoinHandle;
 use super::{Pipeline, PipelineError};
 use crate::config::Maintenance;
 use crate::event::TableName;
+use crate::sink::delta::deletion_vectors::purge_deleted_rows;
 use crate::sink::delta::maintenance::{
-    compact_table, plan_compaction, vacuum_table, Compaction, FileStats,
+    compact_table, plan_compaction, vacuum_table, Compaction, FileStats, PURGE_FRACTION,
 };
 use crate::source::ChangeSource;
 
@@ -31,6 +32,8 @@ pub struct MaintenanceJob {
 
 enum Outcome {
     Compacted(Compaction),
+    /// Data files rewritten without the rows their deletion vectors removed.
+    Purged(usize),
     Vacuumed(Vec<String>),
 }
 
@@ -39,6 +42,13 @@ impl MaintenanceJob {
         MaintenanceJob::spawn("compact", async move {
             let (_, done) = compact_table(table, target, &zorder_by).await?;
             Ok(Outcome::Compacted(done))
+        })
+    }
+
+    fn purge(table: DeltaTable) -> MaintenanceJob {
+        MaintenanceJob::spawn("purge", async move {
+            let purged = purge_deleted_rows(&table, PURGE_FRACTION).await?;
+            Ok(Outcome::Purged(purged.map_or(0, |(_, files)| files)))
         })
     }
 
@@ -145,6 +155,9 @@ where
             };
             tracing::debug!(%table, target, "compaction started");
             maintenance.job = Some(MaintenanceJob::compact(handle, target, zorder_by));
+        } else if stats.mostly_deleted > 0 {
+            tracing::debug!(%table, files = stats.mostly_deleted, "rewriting files most of whose rows are deleted");
+            maintenance.job = Some(MaintenanceJob::purge(handle));
         } else if maintenance.vacuum_due(&policy) {
             maintenance.last_vacuum = Some(Instant::now());
             maintenance.job = Some(MaintenanceJob::vacuum(handle, policy.vacuum_retention));
@@ -173,6 +186,11 @@ where
                     elapsed = ?elapsed(), "compacted the Delta table");
                 self.observer
                     .maintenance_ran(table, "compact", elapsed(), done.files_removed);
+            }
+            Ok(Outcome::Purged(files)) => {
+                tracing::info!(%table, files_rewritten = files, elapsed = ?elapsed(), "rewrote Delta files without their deleted rows");
+                self.observer
+                    .maintenance_ran(table, "purge", elapsed(), files as u64);
             }
             Ok(Outcome::Vacuumed(deleted)) => {
                 tracing::info!(%table, files_deleted = deleted.len(), elapsed = ?elapsed(), "vacuumed the Delta table");

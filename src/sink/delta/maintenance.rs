@@ -24,7 +24,14 @@ pub struct FileStats {
     pub bytes: u64,
     /// The size of every file, for [`plan_compaction`].
     pub sizes: Vec<u64>,
+    /// Files whose deletion vectors remove at least [`PURGE_FRACTION`] of their rows.
+    pub mostly_deleted: usize,
 }
+
+/// A data file whose deletion vector removes at least this share of its rows is rewritten
+/// without them (see `deletion_vectors::purge_deleted_rows`): readers stop reading them and
+/// the vector stops growing.
+pub const PURGE_FRACTION: f64 = 0.2;
 
 /// How many times smaller each compaction tier's files are than the next tier's.
 const TIER_FANOUT: u64 = 8;
@@ -176,10 +183,19 @@ impl DeltaTableWriter {
             .iter()
             .map(|file| u64::try_from(file.size()).unwrap_or(0))
             .collect();
+        let mostly_deleted = files
+            .iter()
+            .filter(|file| {
+                let rows = file.num_records().unwrap_or(0) as f64;
+                file.deletion_vector_descriptor()
+                    .is_some_and(|dv| rows > 0.0 && dv.cardinality as f64 >= PURGE_FRACTION * rows)
+            })
+            .count();
         Ok(FileStats {
             files: sizes.len(),
             bytes: sizes.iter().sum(),
             sizes,
+            mostly_deleted,
         })
     }
 

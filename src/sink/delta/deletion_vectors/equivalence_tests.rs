@@ -344,3 +344,84 @@ async fn an_existing_copy_on_write_table_is_upgraded_and_keeps_its_rows() {
         Some("true")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purging_rewrites_mostly_deleted_files_and_changes_no_row_or_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = format!("{}/t", dir.path().display());
+    let two = schema(false);
+    let mut writer = open(&path, WriteMode::DeletionVectors).await;
+    let rows: Vec<Vec<String>> = (1..=10)
+        .map(|i| vec![i.to_string(), format!("r{i}")])
+        .collect();
+    let inserts: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| r.iter().map(String::as_str).collect())
+        .collect();
+    let changes: Vec<Change> = inserts.iter().map(|r| Change::Insert(r)).collect();
+    apply(&mut writer, 10, &two, &changes).await;
+    apply(
+        &mut writer,
+        20,
+        &two,
+        &[
+            Change::Update(&["1", "x"]),
+            Change::Update(&["2", "y"]),
+            Change::Delete("3"),
+        ],
+    )
+    .await;
+    let before_rows = lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]);
+    let before_feed = lines(
+        &read_changes(&path, &Default::default(), 0).await.unwrap(),
+        &["_commit_timestamp"],
+    );
+
+    let table = crate::sink::delta::storage::open(&path, &Default::default())
+        .await
+        .unwrap();
+    assert!(
+        super::purge_deleted_rows(&table, 0.5)
+            .await
+            .unwrap()
+            .is_none(),
+        "3 of 10 is under half"
+    );
+    let (purged, files) = super::purge_deleted_rows(&table, 0.2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(files, 1);
+    let snapshot = purged.snapshot().unwrap();
+    assert!(snapshot
+        .log_data()
+        .iter()
+        .all(|f| f.deletion_vector_descriptor().is_none()));
+    assert_eq!(
+        lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]),
+        before_rows
+    );
+    let feed = lines(
+        &read_changes(&path, &Default::default(), 0).await.unwrap(),
+        &["_commit_timestamp"],
+    );
+    assert_eq!(
+        feed, before_feed,
+        "a purge is no change to the change data feed"
+    );
+
+    // The writer finds the rows in the rewritten file.
+    writer.reload().await.unwrap();
+    apply(
+        &mut writer,
+        30,
+        &two,
+        &[Change::Update(&["4", "z"]), Change::Delete("1")],
+    )
+    .await;
+    let after = lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]);
+    assert_eq!(
+        after,
+        vec!["2|y", "4|z", "5|r5", "6|r6", "7|r7", "8|r8", "9|r9", "10|r10"]
+    );
+}

@@ -240,7 +240,8 @@ async fn read_rows(
             size: *size as u64,
             partition_values,
         };
-        parts.push(read_file_rows(target, &at, &positions).await?);
+        let rows = selection(&positions);
+        parts.push(read_file_rows(target.table, schema, &at, rows).await?);
         for (_, i) in wanted {
             position_of[i] = Some(next);
             next += 1;
@@ -262,18 +263,19 @@ struct FileRows<'a> {
 /// (partition columns from the file's partition values, null for columns added after the
 /// file was written).
 async fn read_file_rows(
-    target: &Target<'_>,
+    table: &DeltaTable,
+    schema: &SchemaRef,
     at: &FileRows<'_>,
-    positions: &[u64],
+    rows: RowSelection,
 ) -> Result<RecordBatch, DeltaTableError> {
     let file = at.file;
-    let store = target.table.object_store();
+    let expected = rows.row_count();
+    let store = table.object_store();
     #[allow(deprecated)]
     let reader = ParquetObjectReader::new(store, Path::from(file)).with_file_size(at.size);
     let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
     let file_schema = builder.schema().clone();
-    let wanted: Vec<usize> = target
-        .schema
+    let wanted: Vec<usize> = schema
         .fields()
         .iter()
         .filter_map(|f| file_schema.index_of(f.name()).ok())
@@ -281,19 +283,17 @@ async fn read_file_rows(
     let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
     let batches: Vec<RecordBatch> = builder
         .with_projection(mask)
-        .with_row_selection(selection(positions))
+        .with_row_selection(rows)
         .build()?
         .try_collect()
         .await?;
     let rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>();
-    if rows != positions.len() {
+    if rows != expected {
         return Err(DeltaTableError::Generic(format!(
-            "data file {file}: read {rows} rows at {} positions",
-            positions.len()
+            "data file {file}: read {rows} rows where {expected} were selected"
         )));
     }
-    let columns = target
-        .schema
+    let columns = schema
         .fields()
         .iter()
         .map(|field| {
@@ -315,7 +315,7 @@ async fn read_file_rows(
             Ok(cast(&column, field.data_type())?)
         })
         .collect::<Result<Vec<_>, DeltaTableError>>()?;
-    Ok(RecordBatch::try_new(target.schema.clone(), columns)?)
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// A Parquet row selection of `positions` (sorted, distinct).
@@ -330,6 +330,82 @@ fn selection(positions: &[u64]) -> RowSelection {
         at = row + 1;
     }
     RowSelection::from(selectors)
+}
+
+/// A Parquet row selection of the rows of a `rows`-row file that `deleted` does not hold.
+fn live_rows(deleted: &RoaringTreemap, rows: u64) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut at = 0u64;
+    for row in deleted.iter().take_while(|&r| r < rows) {
+        if row > at {
+            selectors.push(RowSelector::select((row - at) as usize));
+        }
+        selectors.push(RowSelector::skip(1));
+        at = row + 1;
+    }
+    if rows > at {
+        selectors.push(RowSelector::select((rows - at) as usize));
+    }
+    RowSelection::from(selectors)
+}
+
+/// Rewrites the data files whose deletion vectors remove at least `fraction` of their rows,
+/// without those rows, as one commit that changes no data (`dataChange = false`, like
+/// OPTIMIZE): readers and the change data feed see nothing new. Returns the table at its
+/// new version and how many files were rewritten, or `None` when no file is due.
+pub async fn purge_deleted_rows(
+    table: &DeltaTable,
+    fraction: f64,
+) -> Result<Option<(DeltaTable, usize)>, DeltaTableError> {
+    let snapshot = table.snapshot()?;
+    let schema = snapshot.snapshot().arrow_schema();
+    let store = table.object_store();
+    let mut actions = Vec::new();
+    let mut writer = RecordBatchWriter::for_table(table)?;
+    let mut rewritten = 0;
+    for view in snapshot.log_data().iter() {
+        let Some(descriptor) = view.deletion_vector_descriptor() else {
+            continue;
+        };
+        let rows = view.num_records().unwrap_or(0) as u64;
+        if rows == 0 || (descriptor.cardinality as f64) < fraction * rows as f64 {
+            continue;
+        }
+        let deleted = format::read(&descriptor, &*store, table.table_url())
+            .await
+            .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+        let path = view.path().to_string();
+        let partition_values = view.partition_values_map();
+        let at = FileRows {
+            file: &path,
+            size: view.size() as u64,
+            partition_values: &partition_values,
+        };
+        let live = read_file_rows(table, &schema, &at, live_rows(&deleted, rows)).await?;
+        if live.num_rows() > 0 {
+            writer.write(live).await?;
+        }
+        actions.push(Action::Remove(view.remove_action(false)));
+        rewritten += 1;
+    }
+    if rewritten == 0 {
+        return Ok(None);
+    }
+    for mut add in writer.flush().await? {
+        add.data_change = false;
+        actions.push(Action::Add(add));
+    }
+    let operation = DeltaOperation::Optimize {
+        predicate: None,
+        target_size: 0,
+    };
+    CommitBuilder::from(super::writer::commit_properties())
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), operation)
+        .await?;
+    let mut updated = table.clone();
+    updated.update_state().await?;
+    Ok(Some((updated, rewritten)))
 }
 
 fn null_rows(schema: &SchemaRef, rows: usize) -> RecordBatch {
@@ -560,6 +636,22 @@ mod tests {
         ]);
         assert_eq!(selected, expected);
         assert_eq!(selected.row_count(), 4);
+    }
+
+    #[test]
+    fn the_live_rows_of_a_file_are_those_its_vector_does_not_hold() {
+        let deleted: RoaringTreemap = [0u64, 3, 4, 9].into_iter().collect();
+        let live = live_rows(&deleted, 10);
+        let expected = RowSelection::from(vec![
+            RowSelector::skip(1),
+            RowSelector::select(2),
+            RowSelector::skip(2),
+            RowSelector::select(4),
+            RowSelector::skip(1),
+        ]);
+        assert_eq!(live, expected);
+        assert_eq!(live.row_count(), 6);
+        assert_eq!(live_rows(&RoaringTreemap::new(), 3).row_count(), 3);
     }
 
     #[test]
