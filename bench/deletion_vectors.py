@@ -158,6 +158,7 @@ write_mode = "{mode}"
                 "vs_limit": changes / usage["wall_s"] / limit_rate, "wall_s": usage["wall_s"],
                 "batches": len(writes), "mean_write_s": sum(writes) / len(writes) if writes else float("nan"),
                 "parquet_bytes_per_change": written / changes, "dv_bytes_per_change": vectors / changes,
+                "parquet_bytes_per_table_row": parquet_before / s["rows"],
                 "peak_rss_mb": usage["peak_rss_mb"], "cpu_s": usage["cpu_s"],
                 "indexed_rows": int(max(index)) if index else None,
                 "delta_rows": rows, "pg_rows": expected,
@@ -186,13 +187,15 @@ write_mode = "{mode}"
 def render(results):
     lines = [f"pgdelta write-mode benchmark, size {results['size']}, {results['rows']:,}-row tables", "",
              "| workload | write mode | changes | pg_recvlogical rows/s | pgdelta rows/s | vs limit | batches | "
-             "mean batch write s | Parquet bytes per change | DV bytes per change | peak RSS MB | CPU s | rows equal |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "mean batch write s | Parquet bytes per change | DV bytes per change | Parquet bytes per table row | "
+             "peak RSS MB | CPU s | rows equal |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results["runs"]:
         lines.append(
             f"| {r['workload']} | {r['mode']} | {r['changes']:,} | {r['limit_rows_per_s']:,.0f} "
             f"| {r['rows_per_s']:,.0f} | {r['vs_limit']:.2f} | {r['batches']} | {r['mean_write_s']:.3f} "
-            f"| {r['parquet_bytes_per_change']:,.0f} | {r['dv_bytes_per_change']:,.0f} | {r['peak_rss_mb']:.0f} "
+            f"| {r['parquet_bytes_per_change']:,.0f} | {r['dv_bytes_per_change']:,.0f} "
+            f"| {r['parquet_bytes_per_table_row']:,.0f} | {r['peak_rss_mb']:.0f} "
             f"| {r['cpu_s']:.1f} | {'yes' if r['delta_rows'] == r['pg_rows'] else 'NO'} |")
     return "\n".join(lines)
 
