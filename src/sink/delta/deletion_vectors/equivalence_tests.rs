@@ -425,3 +425,61 @@ async fn purging_rewrites_mostly_deleted_files_and_changes_no_row_or_change() {
         vec!["2|y", "4|z", "5|r5", "6|r6", "7|r7", "8|r8", "9|r9", "10|r10"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_of_files_with_deletion_vectors_keeps_only_the_live_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = format!("{}/t", dir.path().display());
+    let two = schema(false);
+    let mut writer = open(&path, WriteMode::DeletionVectors).await;
+    apply(
+        &mut writer,
+        10,
+        &two,
+        &[Change::Insert(&["1", "a"]), Change::Insert(&["2", "b"])],
+    )
+    .await;
+    apply(
+        &mut writer,
+        20,
+        &two,
+        &[Change::Insert(&["3", "c"]), Change::Update(&["1", "a'"])],
+    )
+    .await;
+    apply(
+        &mut writer,
+        30,
+        &two,
+        &[Change::Delete("2"), Change::Update(&["3", "c'"])],
+    )
+    .await;
+    let before = lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]);
+    let table = crate::sink::delta::storage::open(&path, &Default::default())
+        .await
+        .unwrap();
+    let (compacted, done) = crate::sink::delta::maintenance::compact_table(table, 1 << 20, &[])
+        .await
+        .unwrap();
+    assert!(done.files_removed >= 2, "{done:?}");
+    let snapshot = compacted.snapshot().unwrap();
+    assert!(snapshot
+        .log_data()
+        .iter()
+        .all(|f| f.deletion_vector_descriptor().is_none()));
+    assert_eq!(
+        lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]),
+        before
+    );
+    writer.reload().await.unwrap();
+    apply(
+        &mut writer,
+        40,
+        &two,
+        &[Change::Update(&["1", "a''"]), Change::Delete("3")],
+    )
+    .await;
+    assert_eq!(
+        lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]),
+        vec!["1|a''"]
+    );
+}
