@@ -22,7 +22,8 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, AddCDCFile};
 use deltalake::logstore::object_store::ObjectStoreExt;
-use deltalake::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use deltalake::parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
+use deltalake::parquet::file::metadata::PageIndexPolicy;
 // Deprecated in parquet 59 for a hand-written reader; it is what delta-rs itself reads with.
 use delta_kernel::table_properties::DataSkippingNumIndexedCols;
 use deltalake::datafile::{self, writer::WriterConfig};
@@ -273,7 +274,9 @@ async fn read_file_rows(
     let store = table.object_store();
     #[allow(deprecated)]
     let reader = ParquetObjectReader::new(store, Path::from(file)).with_file_size(at.size);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    // With the page index, only the pages that hold selected rows are fetched and decoded.
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options).await?;
     let file_schema = builder.schema().clone();
     let wanted: Vec<usize> = schema
         .fields()
