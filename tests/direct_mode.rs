@@ -93,6 +93,10 @@ fn equal_tables_with_cdf(mode: Mode) {
          CREATE TABLE orders (region text, order_id bigint, customer_id int, amount numeric(12,2),
                               PRIMARY KEY (region, order_id));",
     );
+    if mode == Mode::DeletionVectors {
+        // The old rows of customers come from the WAL, those of orders from the data files.
+        cluster.psql(DB, "ALTER TABLE customers REPLICA IDENTITY FULL");
+    }
     let pgdelta = Pgdelta::new(&cluster, &two_tables(mode));
     pgdelta.catch_up("shop"); // creates publication, slot and Delta tables
 
@@ -161,6 +165,17 @@ fn equal_tables_with_cdf(mode: Mode) {
     assert_eq!(change_types(&cdf, 2), ["insert", "insert", "insert"]);
     let update_and_delete = ["delete", "update_postimage", "update_preimage"];
     assert_eq!(change_types(&cdf, 3), update_and_delete);
+    let preimage = cdf["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["_change_type"] == "update_preimage" && r["_commit_version"] == 3)
+        .unwrap();
+    assert_eq!(
+        (&preimage["name"], &preimage["balance"]),
+        (&"Ada".into(), &"10.50".into()),
+        "{preimage}"
+    );
     let orders_cdf = read_delta_cdf(&orders_path, 0);
     assert_eq!(change_types(&orders_cdf, 3), update_and_delete);
     assert_eq!(change_types(&orders_cdf, 4), ["delete", "delete", "insert"]);

@@ -385,6 +385,7 @@ fn insert_event(table: &pgdelta::event::TableName, values: &[&str]) -> pgdelta::
         }),
         data: Some(values.iter().map(|v| Cell::Text(v.to_string())).collect()),
         before: None,
+        before_is_whole_row: false,
         commit_timestamp: chrono::Utc::now(),
         metadata: EventMetadata {
             database: "db".into(),

@@ -199,6 +199,7 @@ impl DebeziumParser {
             schema,
             data,
             before,
+            before_is_whole_row: false,
             commit_timestamp: raw.timestamp.unwrap_or_else(Utc::now),
             metadata: raw.metadata,
         })

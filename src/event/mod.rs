@@ -108,6 +108,8 @@ pub struct ChangeEvent {
     /// The row before the change when known: the old key or, with REPLICA IDENTITY FULL, the
     /// whole old row; for DELETE the key (or whole row) of the deleted row.
     pub before: Option<Vec<Cell>>,
+    /// `before` is the whole old row (REPLICA IDENTITY FULL), not only its key.
+    pub before_is_whole_row: bool,
     pub commit_timestamp: DateTime<Utc>,
     pub metadata: EventMetadata,
 }
@@ -249,6 +251,7 @@ mod tests {
             schema: customers(),
             data,
             before,
+            before_is_whole_row: false,
             commit_timestamp: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             metadata: EventMetadata {
                 database: "cdcdb".into(),

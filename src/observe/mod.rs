@@ -458,6 +458,7 @@ mod tests {
             }),
             data: None,
             before: None,
+            before_is_whole_row: false,
             commit_timestamp: at,
             metadata: EventMetadata {
                 database: "db".into(),

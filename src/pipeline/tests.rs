@@ -96,6 +96,7 @@ fn event(schema: &Arc<TableSchema>, operation: Operation, values: &[&str]) -> Ch
         schema: schema.clone(),
         data,
         before,
+        before_is_whole_row: false,
         commit_timestamp: chrono::Utc::now(),
         metadata: EventMetadata {
             database: "db".into(),

@@ -39,6 +39,9 @@ pub struct TableChanges {
     pub truncated: bool,
     order: Vec<Vec<Cell>>,
     rows: HashMap<Vec<Cell>, RowChange>,
+    /// The whole row each key had before the batch, where the source sent it (REPLICA
+    /// IDENTITY FULL) with the key's first change in the batch.
+    old_rows: HashMap<Vec<Cell>, Vec<Cell>>,
     /// Per source schema: the source column index feeding each Delta column.
     mappings: Vec<(Arc<TableSchema>, Vec<Option<usize>>)>,
     pub events: usize,
@@ -60,6 +63,7 @@ impl TableChanges {
             truncated: false,
             order: Vec::new(),
             rows: HashMap::new(),
+            old_rows: HashMap::new(),
             mappings: Vec::new(),
             events: 0,
             only_inserts: true,
@@ -106,9 +110,11 @@ impl TableChanges {
             self.truncated = true;
             self.rows.clear();
             self.order.clear();
+            self.old_rows.clear();
             return Ok(());
         }
         let mapping = self.mapping_for(&event.schema)?;
+        let whole_old_row = event.before_is_whole_row && mapping.iter().all(Option::is_some);
         let aligned = |mut cells: Vec<Cell>| -> Vec<Cell> {
             mapping
                 .iter()
@@ -120,6 +126,9 @@ impl TableChanges {
         let after = event.data.take().map(aligned);
         let before = event.before.take().map(aligned);
         let event = &event;
+        if let Some(old_row) = before.as_ref().filter(|_| whole_old_row) {
+            self.remember_old_row(old_row, event);
+        }
         match event.operation {
             Operation::Insert | Operation::Update => {
                 let after = after.expect("insert and update events carry the new row");
@@ -197,6 +206,23 @@ impl TableChanges {
         row
     }
 
+    /// The row `key` had before the batch, when the source sent it whole.
+    pub fn old_row(&self, key: &Vec<Cell>) -> Option<&Vec<Cell>> {
+        self.old_rows.get(key)
+    }
+
+    /// Keeps a whole old row if it is its key's first change in the batch (a later one
+    /// shows a row the batch itself wrote).
+    fn remember_old_row(&mut self, old_row: &[Cell], event: &ChangeEvent) {
+        let Ok(key) = self.key_of(old_row, event) else {
+            return;
+        };
+        let complete = !old_row.contains(&Cell::UnchangedToast);
+        if complete && !self.rows.contains_key(&key) && !self.old_rows.contains_key(&key) {
+            self.old_rows.insert(key, old_row.to_vec());
+        }
+    }
+
     fn record(&mut self, key: Vec<Cell>, change: RowChange) {
         if self.rows.insert(key.clone(), change).is_none() {
             self.order.push(key);
@@ -233,6 +259,7 @@ mod tests {
             schema: schema(),
             data,
             before,
+            before_is_whole_row: false,
             commit_timestamp: chrono::Utc::now(),
             metadata: EventMetadata {
                 database: "db".into(),

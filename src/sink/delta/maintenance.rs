@@ -32,6 +32,8 @@ pub struct FileStats {
 /// without them (see `deletion_vectors::purge_deleted_rows`): readers stop reading them and
 /// the vector stops growing.
 pub const PURGE_FRACTION: f64 = 0.2;
+/// Smaller files are left to compaction, which drops their deleted rows as it merges them.
+pub const PURGE_MIN_BYTES: u64 = 2 << 20;
 
 /// How many times smaller each compaction tier's files are than the next tier's.
 const TIER_FANOUT: u64 = 8;
@@ -187,8 +189,11 @@ impl DeltaTableWriter {
             .iter()
             .filter(|file| {
                 let rows = file.num_records().unwrap_or(0) as f64;
-                file.deletion_vector_descriptor()
-                    .is_some_and(|dv| rows > 0.0 && dv.cardinality as f64 >= PURGE_FRACTION * rows)
+                let large = u64::try_from(file.size()).unwrap_or(0) >= PURGE_MIN_BYTES;
+                large
+                    && file.deletion_vector_descriptor().is_some_and(|dv| {
+                        rows > 0.0 && dv.cardinality as f64 >= PURGE_FRACTION * rows
+                    })
             })
             .count();
         Ok(FileStats {

@@ -55,11 +55,14 @@ pub enum Decoded {
     Update {
         schema: Arc<TableSchema>,
         old: Option<Vec<Cell>>,
+        /// The old tuple is the whole row (REPLICA IDENTITY FULL), not only its key.
+        old_is_whole_row: bool,
         new: Vec<Cell>,
     },
     Delete {
         schema: Arc<TableSchema>,
         old: Vec<Cell>,
+        old_is_whole_row: bool,
     },
     Truncate {
         schemas: Vec<Arc<TableSchema>>,
@@ -241,6 +244,7 @@ impl PgOutputDecoder {
         let schema = self.schema_of(r)?;
         let mut old = None;
         let mut marker = r.u8()?;
+        let old_is_whole_row = marker == b'O';
         if marker == b'K' || marker == b'O' {
             old = Some(tuple(r, &schema)?);
             marker = r.u8()?;
@@ -249,7 +253,12 @@ impl PgOutputDecoder {
             return Err(r.unexpected(marker));
         }
         let new = tuple(r, &schema)?;
-        Ok(Decoded::Update { schema, old, new })
+        Ok(Decoded::Update {
+            schema,
+            old,
+            old_is_whole_row,
+            new,
+        })
     }
 
     fn delete(&mut self, r: &mut Reader) -> Result<Decoded, DecodeError> {
@@ -259,7 +268,11 @@ impl PgOutputDecoder {
             return Err(r.unexpected(marker));
         }
         let old = tuple(r, &schema)?;
-        Ok(Decoded::Delete { schema, old })
+        Ok(Decoded::Delete {
+            schema,
+            old,
+            old_is_whole_row: marker == b'O',
+        })
     }
 
     fn truncate(&mut self, r: &mut Reader) -> Result<Decoded, DecodeError> {

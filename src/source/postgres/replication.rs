@@ -187,12 +187,13 @@ impl ChangeStream {
         let Some(open) = self.open.as_mut() else {
             return;
         };
-        let mut push = |operation, schema, data, before| {
+        let mut push = |operation, schema, data, before, before_is_whole_row| {
             open.events.push(ChangeEvent {
                 operation,
                 schema,
                 data,
                 before,
+                before_is_whole_row,
                 commit_timestamp: open.commit_timestamp,
                 metadata: EventMetadata {
                     database: String::new(),
@@ -203,12 +204,23 @@ impl ChangeStream {
             });
         };
         match decoded {
-            Decoded::Insert { schema, new } => push(Operation::Insert, schema, Some(new), None),
-            Decoded::Update { schema, old, new } => push(Operation::Update, schema, Some(new), old),
-            Decoded::Delete { schema, old } => push(Operation::Delete, schema, None, Some(old)),
+            Decoded::Insert { schema, new } => {
+                push(Operation::Insert, schema, Some(new), None, false)
+            }
+            Decoded::Update {
+                schema,
+                old,
+                old_is_whole_row,
+                new,
+            } => push(Operation::Update, schema, Some(new), old, old_is_whole_row),
+            Decoded::Delete {
+                schema,
+                old,
+                old_is_whole_row,
+            } => push(Operation::Delete, schema, None, Some(old), old_is_whole_row),
             Decoded::Truncate { schemas } => {
                 for schema in schemas {
-                    push(Operation::Truncate, schema, None, None);
+                    push(Operation::Truncate, schema, None, None, false);
                 }
             }
             Decoded::Relation(_) | Decoded::Ignored => {}

@@ -73,6 +73,7 @@ fn event(schema: &Arc<TableSchema>, change: &Change) -> ChangeEvent {
         schema: schema.clone(),
         data,
         before,
+        before_is_whole_row: false,
         commit_timestamp: chrono::Utc::now(),
         metadata: EventMetadata {
             database: "db".into(),
@@ -381,13 +382,13 @@ async fn purging_rewrites_mostly_deleted_files_and_changes_no_row_or_change() {
         .await
         .unwrap();
     assert!(
-        super::purge_deleted_rows(&table, 0.5)
+        super::purge_deleted_rows(&table, 0.5, 0)
             .await
             .unwrap()
             .is_none(),
         "3 of 10 is under half"
     );
-    let (purged, files) = super::purge_deleted_rows(&table, 0.2)
+    let (purged, files) = super::purge_deleted_rows(&table, 0.2, 0)
         .await
         .unwrap()
         .unwrap();

@@ -90,7 +90,7 @@ pub(super) async fn apply(
     let key_columns = key_columns(&target, changes, &rows)?;
     let keys = index.batch_keys(&key_columns).map_err(&delta_err)?;
     let found = index.locate(&keys);
-    let old = read_rows(&target, &found).await.map_err(&delta_err)?;
+    let old = old_rows(&target, changes, &rows, &found).await?;
     let plan = Plan::new(&rows, &found);
     let new = new_images(&target, &rows, &plan.upserts, &old)?;
 
@@ -198,6 +198,50 @@ fn key_columns(
             })
         })
         .collect()
+}
+
+/// The row the table holds for each batch row (a null row where it holds none): from the
+/// source where it sent the whole old row (REPLICA IDENTITY FULL), else from the data files
+/// at the located positions.
+async fn old_rows(
+    target: &Target<'_>,
+    changes: &TableChanges,
+    rows: &[(&Vec<Cell>, &RowChange)],
+    found: &[Option<RowLocation>],
+) -> Result<RecordBatch, SinkError> {
+    let sent: Vec<Option<&Vec<Cell>>> = rows
+        .iter()
+        .zip(found)
+        .map(|((key, _), location)| location.as_ref().and(changes.old_row(key)))
+        .collect();
+    let to_read: Vec<Option<RowLocation>> = found
+        .iter()
+        .zip(&sent)
+        .map(|(location, sent)| location.clone().filter(|_| sent.is_none()))
+        .collect();
+    let delta_err = target.delta_err();
+    let read = read_rows(target, &to_read).await.map_err(&delta_err)?;
+    if sent.iter().all(Option::is_none) {
+        return Ok(read);
+    }
+    let from_source: BooleanArray = sent.iter().map(|s| Some(s.is_some())).collect();
+    let mut columns = Vec::with_capacity(read.num_columns());
+    for (index, field) in target.schema.fields().iter().enumerate() {
+        let values: Vec<Option<&str>> = sent
+            .iter()
+            .map(|row| row.and_then(|cells| cells[index].as_text()))
+            .collect();
+        let sent_column =
+            build_array(field.data_type(), &values).map_err(|source| SinkError::Convert {
+                table: target.source_table.clone(),
+                column: field.name().clone(),
+                source: Box::new(source),
+            })?;
+        let column =
+            zip(&from_source, &sent_column, read.column(index)).map_err(|e| delta_err(e.into()))?;
+        columns.push(column);
+    }
+    RecordBatch::try_new(target.schema.clone(), columns).map_err(|e| delta_err(e.into()))
 }
 
 /// The table's current row for each batch row (a null row where it holds none), read from
@@ -352,13 +396,15 @@ fn live_rows(deleted: &RoaringTreemap, rows: u64) -> RowSelection {
     RowSelection::from(selectors)
 }
 
-/// Rewrites the data files whose deletion vectors remove at least `fraction` of their rows,
+/// Rewrites the data files of at least `min_bytes` whose deletion vectors remove at least
+/// `fraction` of their rows,
 /// without those rows, as one commit that changes no data (`dataChange = false`, like
 /// OPTIMIZE): readers and the change data feed see nothing new. Returns the table at its
 /// new version and how many files were rewritten, or `None` when no file is due.
 pub async fn purge_deleted_rows(
     table: &DeltaTable,
     fraction: f64,
+    min_bytes: u64,
 ) -> Result<Option<(DeltaTable, usize)>, DeltaTableError> {
     let snapshot = table.snapshot()?;
     let schema = snapshot.snapshot().arrow_schema();
@@ -371,7 +417,8 @@ pub async fn purge_deleted_rows(
             continue;
         };
         let rows = view.num_records().unwrap_or(0) as u64;
-        if rows == 0 || (descriptor.cardinality as f64) < fraction * rows as f64 {
+        let small = (view.size() as u64) < min_bytes;
+        if small || rows == 0 || (descriptor.cardinality as f64) < fraction * rows as f64 {
             continue;
         }
         let deleted = format::read(&descriptor, &*store, table.table_url())
