@@ -8,6 +8,8 @@ snapshot), then a stream of changes in 1,000-change transactions:
   uniform: updates of uniformly random keys;
   skewed:  updates of random keys among the newest 1%;
   mixed:   700 inserts of new keys, 200 updates and 100 deletes of random keys per transaction.
+With --identity full the tables have REPLICA IDENTITY FULL (the WAL carries whole old rows,
+which the deletion-vector mode then uses instead of reading them from the data files).
 The same WAL is read by pg_recvlogical (the limit), by a copy-on-write pipeline and by a
 deletion-vector pipeline, each alone, under /usr/bin/time. Per run: rows/s and its ratio to
 pg_recvlogical, the mean write time of a batch, Parquet and deletion-vector bytes written per
@@ -78,7 +80,7 @@ class WriteModeBench:
         self.size = SIZES[args.size]
         self.work = Path(args.work)
         self.cluster = Cluster(self.work)
-        self.results = {"size": args.size, "rows": self.size["rows"], "runs": []}
+        self.results = {"size": args.size, "rows": self.size["rows"], "identity": args.identity, "runs": []}
 
     def config(self, run, table, mode):
         path = self.work / f"{run}.toml"
@@ -115,6 +117,8 @@ write_mode = "{mode}"
         table = f"wm_{name}"
         c.psql("bench", f"CALL bench_create_narrow('{table}'); CREATE PUBLICATION pub_{table} FOR TABLE {table}")
         c.psql("bench", f"CALL bench_insert('{table}', {s['rows']}, 10000, false)")
+        if self.args.identity == "full":
+            c.psql("bench", f"ALTER TABLE {table} REPLICA IDENTITY FULL")
         runs = {}
         for mode in self.args.modes:
             run = f"{table}_{mode}"
@@ -153,7 +157,7 @@ write_mode = "{mode}"
             written = tree_bytes(delta, "*.parquet") - parquet_before
             vectors = tree_bytes(delta, "deletion_vector_*.bin") - vectors_before
             result = {
-                "workload": name, "mode": mode, "table_rows": s["rows"], "changes": changes,
+                "workload": name, "mode": mode, "identity": self.args.identity, "table_rows": s["rows"], "changes": changes,
                 "limit_rows_per_s": limit_rate, "rows_per_s": changes / usage["wall_s"],
                 "vs_limit": changes / usage["wall_s"] / limit_rate, "wall_s": usage["wall_s"],
                 "batches": len(writes), "mean_write_s": sum(writes) / len(writes) if writes else float("nan"),
@@ -185,7 +189,8 @@ write_mode = "{mode}"
 
 
 def render(results):
-    lines = [f"pgdelta write-mode benchmark, size {results['size']}, {results['rows']:,}-row tables", "",
+    lines = [f"pgdelta write-mode benchmark, size {results['size']}, {results['rows']:,}-row tables, "
+             f"replica identity {results['identity']}", "",
              "| workload | write mode | changes | pg_recvlogical rows/s | pgdelta rows/s | vs limit | batches | "
              "mean batch write s | Parquet bytes per change | DV bytes per change | Parquet bytes per table row | "
              "peak RSS MB | CPU s | rows equal |",
@@ -206,6 +211,8 @@ def main():
     parser.add_argument("--work", required=True)
     parser.add_argument("--pgdelta", required=True)
     parser.add_argument("--workloads", nargs="+", default=WORKLOADS, choices=WORKLOADS)
+    parser.add_argument("--identity", choices=["default", "full"], default="default",
+                        help="REPLICA IDENTITY of the tables (full: the WAL carries whole old rows)")
     parser.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
     parser.add_argument("--override", nargs="*", default=[], metavar="KEY=N",
                         help="change one size, e.g. rows=10000000")
