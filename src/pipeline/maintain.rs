@@ -15,8 +15,7 @@ use crate::config::Maintenance;
 use crate::event::TableName;
 use crate::sink::delta::deletion_vectors::purge_deleted_rows;
 use crate::sink::delta::maintenance::{
-    compact_table, plan_compaction, vacuum_table, Compaction, FileStats, PURGE_FRACTION,
-    PURGE_MIN_BYTES,
+    compact_table, plan_compaction, vacuum_table, Compaction, FileStats, PURGE,
 };
 use crate::source::ChangeSource;
 
@@ -48,7 +47,7 @@ impl MaintenanceJob {
 
     fn purge(table: DeltaTable) -> MaintenanceJob {
         MaintenanceJob::spawn("purge", async move {
-            let purged = purge_deleted_rows(&table, PURGE_FRACTION, PURGE_MIN_BYTES).await?;
+            let purged = purge_deleted_rows(&table, PURGE).await?;
             Ok(Outcome::Purged(purged.map_or(0, |(_, files)| files)))
         })
     }

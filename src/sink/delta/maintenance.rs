@@ -15,6 +15,7 @@ use deltalake::parquet::file::properties::WriterProperties;
 
 use deltalake::{DeltaTable, DeltaTableError};
 
+use super::deletion_vectors::PurgeThreshold;
 use super::writer::{commit_properties, DeltaTableWriter, SinkError};
 
 /// The table's data files at the loaded version.
@@ -24,16 +25,18 @@ pub struct FileStats {
     pub bytes: u64,
     /// The size of every file, for [`plan_compaction`].
     pub sizes: Vec<u64>,
-    /// Files whose deletion vectors remove at least [`PURGE_FRACTION`] of their rows.
+    /// Files [`PURGE`] covers.
     pub mostly_deleted: usize,
 }
 
-/// A data file whose deletion vector removes at least this share of its rows is rewritten
+/// A data file whose deletion vector removes at least a fifth of its rows is rewritten
 /// without them (see `deletion_vectors::purge_deleted_rows`): readers stop reading them and
-/// the vector stops growing.
-pub const PURGE_FRACTION: f64 = 0.2;
-/// Smaller files are left to compaction, which drops their deleted rows as it merges them.
-pub const PURGE_MIN_BYTES: u64 = 2 << 20;
+/// the vector stops growing. Files under 2 MiB are left to compaction, which drops their
+/// deleted rows as it merges them.
+pub const PURGE: PurgeThreshold = PurgeThreshold {
+    fraction: 0.2,
+    min_bytes: 2 << 20,
+};
 
 /// How many times smaller each compaction tier's files are than the next tier's.
 const TIER_FANOUT: u64 = 8;
@@ -185,17 +188,7 @@ impl DeltaTableWriter {
             .iter()
             .map(|file| u64::try_from(file.size()).unwrap_or(0))
             .collect();
-        let mostly_deleted = files
-            .iter()
-            .filter(|file| {
-                let rows = file.num_records().unwrap_or(0) as f64;
-                let large = u64::try_from(file.size()).unwrap_or(0) >= PURGE_MIN_BYTES;
-                large
-                    && file.deletion_vector_descriptor().is_some_and(|dv| {
-                        rows > 0.0 && dv.cardinality as f64 >= PURGE_FRACTION * rows
-                    })
-            })
-            .count();
+        let mostly_deleted = files.iter().filter(|file| PURGE.covers(file)).count();
         Ok(FileStats {
             files: sizes.len(),
             bytes: sizes.iter().sum(),

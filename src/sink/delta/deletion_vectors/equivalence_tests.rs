@@ -346,6 +346,13 @@ async fn an_existing_copy_on_write_table_is_upgraded_and_keeps_its_rows() {
     );
 }
 
+fn threshold(fraction: f64) -> super::PurgeThreshold {
+    super::PurgeThreshold {
+        fraction,
+        min_bytes: 0,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn purging_rewrites_mostly_deleted_files_and_changes_no_row_or_change() {
     let dir = tempfile::tempdir().unwrap();
@@ -382,13 +389,13 @@ async fn purging_rewrites_mostly_deleted_files_and_changes_no_row_or_change() {
         .await
         .unwrap();
     assert!(
-        super::purge_deleted_rows(&table, 0.5, 0)
+        super::purge_deleted_rows(&table, threshold(0.5))
             .await
             .unwrap()
             .is_none(),
         "3 of 10 is under half"
     );
-    let (purged, files) = super::purge_deleted_rows(&table, 0.2, 0)
+    let (purged, files) = super::purge_deleted_rows(&table, threshold(0.2))
         .await
         .unwrap()
         .unwrap();

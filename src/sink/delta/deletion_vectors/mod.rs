@@ -20,7 +20,7 @@ use deltalake::arrow::compute::kernels::zip::zip;
 use deltalake::arrow::compute::{cast, concat_batches, take_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, AddCDCFile};
+use deltalake::kernel::{Action, Add, AddCDCFile, LogicalFileView};
 use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
 use deltalake::parquet::file::metadata::PageIndexPolicy;
@@ -396,15 +396,31 @@ fn live_rows(deleted: &RoaringTreemap, rows: u64) -> RowSelection {
     RowSelection::from(selectors)
 }
 
-/// Rewrites the data files of at least `min_bytes` whose deletion vectors remove at least
-/// `fraction` of their rows,
-/// without those rows, as one commit that changes no data (`dataChange = false`, like
+/// Which data files a purge rewrites: those of at least `min_bytes` whose deletion vector
+/// removes at least `fraction` of their rows.
+#[derive(Debug, Clone, Copy)]
+pub struct PurgeThreshold {
+    pub fraction: f64,
+    pub min_bytes: u64,
+}
+
+impl PurgeThreshold {
+    pub fn covers(&self, file: &LogicalFileView) -> bool {
+        let rows = file.num_records().unwrap_or(0) as f64;
+        let large = u64::try_from(file.size()).unwrap_or(0) >= self.min_bytes;
+        large
+            && file
+                .deletion_vector_descriptor()
+                .is_some_and(|dv| rows > 0.0 && dv.cardinality as f64 >= self.fraction * rows)
+    }
+}
+
+/// Rewrites the data files `threshold` covers without the rows their vectors remove, as one commit that changes no data (`dataChange = false`, like
 /// OPTIMIZE): readers and the change data feed see nothing new. Returns the table at its
 /// new version and how many files were rewritten, or `None` when no file is due.
 pub async fn purge_deleted_rows(
     table: &DeltaTable,
-    fraction: f64,
-    min_bytes: u64,
+    threshold: PurgeThreshold,
 ) -> Result<Option<(DeltaTable, usize)>, DeltaTableError> {
     let snapshot = table.snapshot()?;
     let schema = snapshot.snapshot().arrow_schema();
@@ -412,15 +428,11 @@ pub async fn purge_deleted_rows(
     let mut actions = Vec::new();
     let mut writer = RecordBatchWriter::for_table(table)?;
     let mut rewritten = 0;
-    for view in snapshot.log_data().iter() {
-        let Some(descriptor) = view.deletion_vector_descriptor() else {
-            continue;
-        };
+    for view in snapshot.log_data().iter().filter(|f| threshold.covers(f)) {
+        let descriptor = view
+            .deletion_vector_descriptor()
+            .expect("the threshold covers only files with a vector");
         let rows = view.num_records().unwrap_or(0) as u64;
-        let small = (view.size() as u64) < min_bytes;
-        if small || rows == 0 || (descriptor.cardinality as f64) < fraction * rows as f64 {
-            continue;
-        }
         let deleted = format::read(&descriptor, &*store, table.table_url())
             .await
             .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
