@@ -13,7 +13,7 @@ use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use deltalake::arrow::compute::{cast, concat};
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use deltalake::arrow::row::{RowConverter, Rows, SortField};
-use deltalake::kernel::DeletionVectorDescriptor;
+use deltalake::kernel::{Add, DeletionVectorDescriptor, LogicalFileView};
 // Deprecated in parquet 59 for a hand-written reader; it is what delta-rs itself reads with.
 #[allow(deprecated)]
 use deltalake::parquet::arrow::async_reader::ParquetObjectReader;
@@ -22,7 +22,7 @@ use deltalake::{DeltaTable, DeltaTableError, ObjectStore};
 use futures::TryStreamExt;
 use roaring::RoaringTreemap;
 
-use super::format::{self, unique_id};
+use super::format;
 
 /// A row of one data file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -37,8 +37,39 @@ enum FileKeys {
     Encoded { keys: Rows, sorted: Vec<u32> },
 }
 
+/// A data file as the log describes it: what reading its rows takes.
+#[derive(Debug, Clone)]
+pub struct DataFile {
+    /// The path as the log names it (the index's key).
+    pub path: Arc<str>,
+    pub location: deltalake::Path,
+    pub size: u64,
+    /// Partition columns are kept in the log, not in the file.
+    pub partition_values: HashMap<String, Option<String>>,
+}
+
+impl DataFile {
+    pub fn of(view: &LogicalFileView) -> Self {
+        DataFile {
+            path: view.path().as_ref().into(),
+            location: view.object_store_path(),
+            size: view.size() as u64,
+            partition_values: view.partition_values_map(),
+        }
+    }
+
+    fn written(add: &Add) -> Self {
+        DataFile {
+            path: add.path.as_str().into(),
+            location: deltalake::Path::from(add.path.as_str()),
+            size: add.size as u64,
+            partition_values: add.partition_values.clone(),
+        }
+    }
+}
+
 struct IndexedFile {
-    path: Arc<str>,
+    file: DataFile,
     keys: FileKeys,
     /// Rows the file's current deletion vector removes.
     deleted: RoaringTreemap,
@@ -110,7 +141,7 @@ impl KeyIndex {
             .map(|i| {
                 self.files.values().find_map(|file| {
                     file.live_row(keys, i).map(|row| RowLocation {
-                        file: file.path.clone(),
+                        file: file.file.path.clone(),
                         row,
                     })
                 })
@@ -118,10 +149,14 @@ impl KeyIndex {
             .collect()
     }
 
-    /// The rows `file`'s deletion vector removes, and its descriptor.
-    pub fn deleted_rows(&self, file: &str) -> (&RoaringTreemap, Option<&DeletionVectorDescriptor>) {
-        let indexed = &self.files[file];
-        (&indexed.deleted, indexed.descriptor.as_ref())
+    /// The rows `file`'s deletion vector removes.
+    pub fn deleted_rows(&self, file: &str) -> &RoaringTreemap {
+        &self.files[file].deleted
+    }
+
+    /// The indexed data file at `path`.
+    pub fn file(&self, path: &str) -> Option<&DataFile> {
+        self.files.get(path).map(|indexed| &indexed.file)
     }
 
     /// Records what a commit of this writer did to `file`: its new deletion vector, or, with
@@ -145,13 +180,13 @@ impl KeyIndex {
     }
 
     /// Adds a data file this writer just wrote, whose rows hold `keys` in order.
-    pub fn add_written(&mut self, file: &str, keys: &[ArrayRef]) -> Result<(), DeltaTableError> {
-        let path: Arc<str> = file.into();
+    pub fn add_written(&mut self, add: &Add, keys: &[ArrayRef]) -> Result<(), DeltaTableError> {
+        let file = DataFile::written(add);
         let keys = self.file_keys(keys)?;
         self.files.insert(
-            path.clone(),
+            file.path.clone(),
             IndexedFile {
-                path,
+                file,
                 keys,
                 deleted: RoaringTreemap::new(),
                 descriptor: None,
@@ -169,40 +204,30 @@ impl KeyIndex {
         let mut live = HashSet::new();
         let mut to_read = Vec::new();
         for view in snapshot.log_data().iter() {
-            let path = view.path().to_string();
+            let path = view.path();
             let descriptor = view.deletion_vector_descriptor();
-            match self.files.get_mut(path.as_str()) {
+            match self.files.get_mut(path.as_ref()) {
                 Some(indexed) => {
-                    let changed = indexed.descriptor.as_ref().map(unique_id)
-                        != descriptor.as_ref().map(unique_id);
-                    if changed {
+                    if indexed.descriptor != descriptor {
                         indexed.deleted = read_deleted(descriptor.as_ref(), &*store, &root).await?;
                         indexed.descriptor = descriptor;
                     }
                 }
-                None => to_read.push(FileToRead {
-                    file: path.clone(),
-                    path: view.object_store_path(),
-                    size: view.size() as u64,
-                    partition_values: view.partition_values_map(),
-                    descriptor,
-                }),
+                None => to_read.push((DataFile::of(&view), descriptor)),
             }
-            live.insert(path);
+            live.insert(path.into_owned());
         }
         self.files.retain(|path, _| live.contains(path.as_ref()));
         let started = std::time::Instant::now();
         let reading = to_read.len();
-        for read in to_read {
-            let columns = self.read_key_columns(&store, &read).await?;
+        for (file, descriptor) in to_read {
+            let columns = self.read_key_columns(&store, &file).await?;
             let keys = self.file_keys(&columns)?;
-            let file: Arc<str> = read.file.into();
-            let descriptor = read.descriptor;
             let deleted = read_deleted(descriptor.as_ref(), &*store, &root).await?;
             self.files.insert(
-                file.clone(),
+                file.path.clone(),
                 IndexedFile {
-                    path: file,
+                    file,
                     keys,
                     deleted,
                     descriptor,
@@ -219,12 +244,12 @@ impl KeyIndex {
     async fn read_key_columns(
         &self,
         store: &Arc<dyn ObjectStore>,
-        read: &FileToRead,
+        file: &DataFile,
     ) -> Result<Vec<ArrayRef>, DeltaTableError> {
-        let path = &read.path;
+        let path = &file.location;
         #[allow(deprecated)]
         let reader =
-            ParquetObjectReader::new(store.clone(), path.clone()).with_file_size(read.size);
+            ParquetObjectReader::new(store.clone(), path.clone()).with_file_size(file.size);
         let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
         let roots = self
             .key_columns
@@ -243,7 +268,7 @@ impl KeyIndex {
                     .filter_map(|b| b.column_by_name(name).map(|c| c.as_ref()))
                     .collect();
                 if parts.len() < batches.len() || batches.is_empty() {
-                    return column_not_in_file(name, data_type, rows, &read.partition_values)
+                    return column_not_in_file(name, data_type, rows, &file.partition_values)
                         .unwrap_or_else(|| {
                             Err(DeltaTableError::Generic(format!(
                                 "data file {path} has no key column '{name}'"
@@ -278,15 +303,6 @@ impl KeyIndex {
             }
         })
     }
-}
-
-/// A data file the index has not seen.
-struct FileToRead {
-    file: String,
-    path: deltalake::Path,
-    size: u64,
-    partition_values: HashMap<String, Option<String>>,
-    descriptor: Option<DeletionVectorDescriptor>,
 }
 
 /// `rows` values of column `name`, which a data file does not hold: its partition value when
@@ -362,6 +378,13 @@ mod tests {
     use deltalake::arrow::array::{Int32Array, StringArray};
     use deltalake::arrow::datatypes::{Field, Schema};
 
+    fn written(path: &str) -> Add {
+        Add {
+            path: path.into(),
+            ..Default::default()
+        }
+    }
+
     fn schema(key_type: DataType) -> SchemaRef {
         Arc::new(Schema::new(vec![
             Field::new("id", key_type, true),
@@ -374,8 +397,8 @@ mod tests {
         let mut index = KeyIndex::new(&schema(DataType::Int32), &["id".into()]).unwrap();
         let old: ArrayRef = Arc::new(Int32Array::from(vec![5, 3, 9]));
         let new: ArrayRef = Arc::new(Int32Array::from(vec![3, 7]));
-        index.add_written("a.parquet", &[old]).unwrap();
-        index.add_written("b.parquet", &[new]).unwrap();
+        index.add_written(&written("a.parquet"), &[old]).unwrap();
+        index.add_written(&written("b.parquet"), &[new]).unwrap();
         // Key 3 was updated: its row in a.parquet is deleted, the live one is in b.parquet.
         let deleted: RoaringTreemap = [1u64].into_iter().collect();
         let descriptor = format::inline(&deleted);
@@ -404,7 +427,9 @@ mod tests {
         let mut index = KeyIndex::new(&schema, &["id".into(), "name".into()]).unwrap();
         let ids: ArrayRef = Arc::new(Int32Array::from(vec![1, 1, 2]));
         let names: ArrayRef = Arc::new(StringArray::from(vec!["x", "y", "x"]));
-        index.add_written("a.parquet", &[ids, names]).unwrap();
+        index
+            .add_written(&written("a.parquet"), &[ids, names])
+            .unwrap();
         let ids: ArrayRef = Arc::new(Int32Array::from(vec![1, 2, 2]));
         let names: ArrayRef = Arc::new(StringArray::from(vec!["y", "x", "y"]));
         let keys = index.batch_keys(&[ids, names]).unwrap();

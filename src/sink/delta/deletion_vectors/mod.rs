@@ -10,7 +10,7 @@ mod equivalence_tests;
 mod format;
 mod index;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
@@ -34,13 +34,13 @@ use deltalake::parquet::arrow::async_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use deltalake::{DeltaTable, DeltaTableError, Path};
+use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
 use roaring::RoaringTreemap;
 
 pub use format::DeletionVectorError;
 pub use index::KeyIndex;
-use index::RowLocation;
+use index::{DataFile, RowLocation};
 
 use super::changes::{RowChange, TableChanges};
 use super::convert::build_array;
@@ -90,7 +90,7 @@ pub(super) async fn apply(
     let key_columns = key_columns(&target, changes, &rows)?;
     let keys = index.batch_keys(&key_columns).map_err(&delta_err)?;
     let found = index.locate(&keys);
-    let old = old_rows(&target, changes, &rows, &found).await?;
+    let old = old_rows(&target, index, changes, &rows, &found).await?;
     let plan = Plan::new(&rows, &found);
     let new = new_images(&target, &rows, &plan.upserts, &old)?;
 
@@ -128,7 +128,7 @@ pub(super) async fn apply(
             .iter()
             .map(|&p| new.column(p).clone())
             .collect();
-        index.add_written(&add.path, &keys).map_err(&delta_err)?;
+        index.add_written(add, &keys).map_err(&delta_err)?;
     }
     let mut updated = target.table.clone();
     updated.update_state().await.map_err(&delta_err)?;
@@ -205,6 +205,7 @@ fn key_columns(
 /// at the located positions.
 async fn old_rows(
     target: &Target<'_>,
+    index: &KeyIndex,
     changes: &TableChanges,
     rows: &[(&Vec<Cell>, &RowChange)],
     found: &[Option<RowLocation>],
@@ -220,7 +221,9 @@ async fn old_rows(
         .map(|(location, sent)| location.clone().filter(|_| sent.is_none()))
         .collect();
     let delta_err = target.delta_err();
-    let read = read_rows(target, &to_read).await.map_err(&delta_err)?;
+    let read = read_rows(target, index, &to_read)
+        .await
+        .map_err(&delta_err)?;
     if sent.iter().all(Option::is_none) {
         return Ok(read);
     }
@@ -248,6 +251,7 @@ async fn old_rows(
 /// the data files at the located positions only.
 async fn read_rows(
     target: &Target<'_>,
+    index: &KeyIndex,
     found: &[Option<RowLocation>],
 ) -> Result<RecordBatch, DeltaTableError> {
     let schema = target.schema;
@@ -263,30 +267,17 @@ async fn read_rows(
     if by_file.is_empty() {
         return Ok(null_rows(schema, found.len()));
     }
-    let files: HashMap<String, (i64, HashMap<String, Option<String>>)> = target
-        .table
-        .snapshot()?
-        .log_data()
-        .iter()
-        .filter(|f| by_file.contains_key(&Arc::<str>::from(f.path().as_ref())))
-        .map(|f| (f.path().to_string(), (f.size(), f.partition_values_map())))
-        .collect();
     let mut parts = Vec::new();
     let mut position_of = vec![None; found.len()];
     let mut next = 0u32;
     for (file, mut wanted) in by_file {
         wanted.sort_unstable();
-        let (size, partition_values) = files.get(file.as_ref()).ok_or_else(|| {
+        let at = index.file(file).ok_or_else(|| {
             DeltaTableError::Generic(format!("data file {file} is not in the table"))
         })?;
         let positions: Vec<u64> = wanted.iter().map(|(row, _)| *row).collect();
-        let at = FileRows {
-            file,
-            size: *size as u64,
-            partition_values,
-        };
         let rows = selection(&positions);
-        parts.push(read_file_rows(target.table, schema, &at, rows).await?);
+        parts.push(read_file_rows(target.table, schema, at, rows).await?);
         for (_, i) in wanted {
             position_of[i] = Some(next);
             next += 1;
@@ -297,27 +288,20 @@ async fn read_rows(
     Ok(take_record_batch(&read, &indices)?)
 }
 
-/// One data file as the log describes it.
-struct FileRows<'a> {
-    file: &'a str,
-    size: u64,
-    partition_values: &'a HashMap<String, Option<String>>,
-}
-
-/// The rows at `positions` (sorted, distinct) of one data file, with the table's columns
+/// The rows `rows` selects of one data file, with the table's columns
 /// (partition columns from the file's partition values, null for columns added after the
 /// file was written).
 async fn read_file_rows(
     table: &DeltaTable,
     schema: &SchemaRef,
-    at: &FileRows<'_>,
+    at: &DataFile,
     rows: RowSelection,
 ) -> Result<RecordBatch, DeltaTableError> {
-    let file = at.file;
+    let file = &at.path;
     let expected = rows.row_count();
     let store = table.object_store();
     #[allow(deprecated)]
-    let reader = ParquetObjectReader::new(store, Path::from(file)).with_file_size(at.size);
+    let reader = ParquetObjectReader::new(store, at.location.clone()).with_file_size(at.size);
     // With the page index, only the pages that hold selected rows are fetched and decoded.
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options).await?;
@@ -354,7 +338,7 @@ async fn read_file_rows(
                     name,
                     field.data_type(),
                     rows,
-                    at.partition_values,
+                    &at.partition_values,
                 )
                 .unwrap_or_else(|| Ok(new_null_array(field.data_type(), rows)));
             }
@@ -436,13 +420,7 @@ pub async fn purge_deleted_rows(
         let deleted = format::read(&descriptor, &*store, table.table_url())
             .await
             .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
-        let path = view.path().to_string();
-        let partition_values = view.partition_values_map();
-        let at = FileRows {
-            file: &path,
-            size: view.size() as u64,
-            partition_values: &partition_values,
-        };
+        let at = DataFile::of(&view);
         let live = read_file_rows(table, &schema, &at, live_rows(&deleted, rows)).await?;
         if live.num_rows() > 0 {
             writer.write(live).await?;
@@ -636,12 +614,11 @@ async fn mark_deleted(
     let mut vectors = format::DeletionVectorFile::default();
     let snapshot = target.table.snapshot()?;
     for view in snapshot.log_data().iter() {
-        let path: Arc<str> = view.path().as_ref().into();
-        let Some(rows) = deleted.get(&path) else {
+        let Some((path, rows)) = deleted.get_key_value(view.path().as_ref()) else {
             continue;
         };
-        let (already, _) = index.deleted_rows(&path);
-        let mut now = already.clone();
+        let path = path.clone();
+        let mut now = index.deleted_rows(&path).clone();
         now.extend(rows.iter().copied());
         actions.push(Action::Remove(view.remove_action(true)));
         let physical_rows = view.num_records().unwrap_or(usize::MAX) as u64;
