@@ -19,6 +19,7 @@ use deltalake::arrow::array::{
 use deltalake::arrow::compute::kernels::zip::zip;
 use deltalake::arrow::compute::{cast, concat_batches, take_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::arrow::error::ArrowError;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, AddCDCFile, LogicalFileView};
 use deltalake::logstore::object_store::ObjectStoreExt;
@@ -75,6 +76,20 @@ impl Target<'_> {
             source,
         }
     }
+
+    fn arrow_err(&self) -> impl Fn(ArrowError) -> SinkError + '_ {
+        |error| (self.delta_err())(error.into())
+    }
+
+    /// The values of `field` as its Delta type; a value that does not convert names the
+    /// table and column (and may go to the dead-letter file).
+    fn column(&self, field: &Field, values: &[Option<&str>]) -> Result<ArrayRef, SinkError> {
+        build_array(field.data_type(), values).map_err(|source| SinkError::Convert {
+            table: self.source_table.clone(),
+            column: field.name().clone(),
+            source: Box::new(source),
+        })
+    }
 }
 
 /// Applies `changes` (no TRUNCATE) as one commit; returns the table at its new version.
@@ -97,7 +112,7 @@ pub(super) async fn apply(
     let mut actions = Vec::new();
     let written = write_rows(target.table, &new).await.map_err(&delta_err)?;
     actions.extend(written.iter().cloned().map(Action::Add));
-    let (vector_actions, updates) = mark_deleted(&target, index, &plan.deleted_rows(&found))
+    let (vector_actions, updates) = mark_deleted(&target, index, &rows_by_file(&found))
         .await
         .map_err(&delta_err)?;
     actions.extend(vector_actions);
@@ -164,18 +179,18 @@ impl Plan {
         }
         plan
     }
+}
 
-    /// The old rows to mark deleted, by file.
-    fn deleted_rows(&self, found: &[Option<RowLocation>]) -> BTreeMap<Arc<str>, Vec<u64>> {
-        let mut by_file: BTreeMap<Arc<str>, Vec<u64>> = BTreeMap::new();
-        for location in found.iter().flatten() {
-            by_file
-                .entry(location.file.clone())
-                .or_default()
-                .push(location.row);
-        }
+/// The located old rows (all of which the batch replaces or deletes), by file.
+fn rows_by_file(found: &[Option<RowLocation>]) -> BTreeMap<Arc<str>, Vec<u64>> {
+    let mut by_file: BTreeMap<Arc<str>, Vec<u64>> = BTreeMap::new();
+    for location in found.iter().flatten() {
         by_file
+            .entry(location.file.clone())
+            .or_default()
+            .push(location.row);
     }
+    by_file
 }
 
 /// The key columns of the batch, typed as in the table.
@@ -189,13 +204,8 @@ fn key_columns(
         .iter()
         .enumerate()
         .map(|(i, &position)| {
-            let field = target.schema.field(position);
             let values: Vec<Option<&str>> = rows.iter().map(|(key, _)| key[i].as_text()).collect();
-            build_array(field.data_type(), &values).map_err(|source| SinkError::Convert {
-                table: target.source_table.clone(),
-                column: field.name().clone(),
-                source: Box::new(source),
-            })
+            target.column(target.schema.field(position), &values)
         })
         .collect()
 }
@@ -221,6 +231,7 @@ async fn old_rows(
         .map(|(location, sent)| location.clone().filter(|_| sent.is_none()))
         .collect();
     let delta_err = target.delta_err();
+    let arrow_err = target.arrow_err();
     let read = read_rows(target, index, &to_read)
         .await
         .map_err(&delta_err)?;
@@ -234,17 +245,11 @@ async fn old_rows(
             .iter()
             .map(|row| row.and_then(|cells| cells[index].as_text()))
             .collect();
-        let sent_column =
-            build_array(field.data_type(), &values).map_err(|source| SinkError::Convert {
-                table: target.source_table.clone(),
-                column: field.name().clone(),
-                source: Box::new(source),
-            })?;
-        let column =
-            zip(&from_source, &sent_column, read.column(index)).map_err(|e| delta_err(e.into()))?;
+        let sent_column = target.column(field, &values)?;
+        let column = zip(&from_source, &sent_column, read.column(index)).map_err(&arrow_err)?;
         columns.push(column);
     }
-    RecordBatch::try_new(target.schema.clone(), columns).map_err(|e| delta_err(e.into()))
+    RecordBatch::try_new(target.schema.clone(), columns).map_err(arrow_err)
 }
 
 /// The table's current row for each batch row (a null row where it holds none), read from
@@ -465,11 +470,9 @@ fn new_images(
     upserts: &[usize],
     old: &RecordBatch,
 ) -> Result<RecordBatch, SinkError> {
+    let arrow_err = target.arrow_err();
     let indices = UInt32Array::from_iter_values(upserts.iter().map(|&i| i as u32));
-    let old = take_record_batch(old, &indices).map_err(|e| SinkError::Delta {
-        location: target.location.to_string(),
-        source: e.into(),
-    })?;
+    let old = take_record_batch(old, &indices).map_err(&arrow_err)?;
     let cells: Vec<&Vec<Cell>> = upserts
         .iter()
         .map(|&i| match rows[i].1 {
@@ -480,28 +483,17 @@ fn new_images(
     let mut columns = Vec::with_capacity(target.schema.fields().len());
     for (index, field) in target.schema.fields().iter().enumerate() {
         let values: Vec<Option<&str>> = cells.iter().map(|c| c[index].as_text()).collect();
-        let mut column =
-            build_array(field.data_type(), &values).map_err(|source| SinkError::Convert {
-                table: target.source_table.clone(),
-                column: field.name().clone(),
-                source: Box::new(source),
-            })?;
+        let mut column = target.column(field, &values)?;
         let keep: BooleanArray = cells
             .iter()
             .map(|c| Some(c[index] == Cell::UnchangedToast))
             .collect();
         if keep.true_count() > 0 {
-            column = zip(&keep, old.column(index), &column).map_err(|e| SinkError::Delta {
-                location: target.location.to_string(),
-                source: e.into(),
-            })?;
+            column = zip(&keep, old.column(index), &column).map_err(&arrow_err)?;
         }
         columns.push(column);
     }
-    RecordBatch::try_new(target.schema.clone(), columns).map_err(|e| SinkError::Delta {
-        location: target.location.to_string(),
-        source: e.into(),
-    })
+    RecordBatch::try_new(target.schema.clone(), columns).map_err(arrow_err)
 }
 
 /// Writes the new row images as Parquet (not yet committed).
