@@ -122,6 +122,23 @@ async fn apply(
         .unwrap();
 }
 
+/// Inserts of rows `id`, `<prefix><id>`.
+fn inserts(
+    writer: &DeltaTableWriter,
+    schema: &Arc<TableSchema>,
+    ids: std::ops::RangeInclusive<u32>,
+    prefix: &str,
+) -> TableChanges {
+    let mut batch = writer.new_changes();
+    for id in ids {
+        let (id, name) = (id.to_string(), format!("{prefix}{id}"));
+        batch
+            .push(event(schema, &Change::Insert(&[&id, &name])))
+            .unwrap();
+    }
+    batch
+}
+
 async fn truncate(writer: &mut DeltaTableWriter, lsn: u64, schema: &Arc<TableSchema>) {
     let mut batch: TableChanges = writer.new_changes();
     let mut event = event(schema, &Change::Delete("1"));
@@ -161,22 +178,8 @@ async fn replay(mode: WriteMode) -> (Vec<String>, Vec<String>, tempfile::TempDir
     let path = format!("{}/t", dir.path().display());
     let two = schema(false);
     let mut writer = open(&path, mode).await;
-    let rows_a: Vec<Vec<String>> = (1..=6)
-        .map(|i| vec![i.to_string(), format!("a{i}")])
-        .collect();
-    let rows_b: Vec<Vec<String>> = (7..=12)
-        .map(|i| vec![i.to_string(), format!("b{i}")])
-        .collect();
-    for (lsn, rows) in [(10, &rows_a), (20, &rows_b)] {
-        let refs: Vec<Vec<&str>> = rows
-            .iter()
-            .map(|r| r.iter().map(String::as_str).collect())
-            .collect();
-        let changes: Vec<Change> = refs.iter().map(|r| Change::Insert(r)).collect();
-        let mut batch = writer.new_changes();
-        for change in &changes {
-            batch.push(event(&two, change)).unwrap();
-        }
+    for (lsn, ids, prefix) in [(10, 1..=6, "a"), (20, 7..=12, "b")] {
+        let batch = inserts(&writer, &two, ids, prefix);
         writer.append_inserts(&batch, Lsn(lsn)).await.unwrap();
     }
     // Updates in both files, a delete, an insert, a key change, an untouched TOAST value.
@@ -359,15 +362,8 @@ async fn purging_rewrites_mostly_deleted_files_and_changes_no_row_or_change() {
     let path = format!("{}/t", dir.path().display());
     let two = schema(false);
     let mut writer = open(&path, WriteMode::DeletionVectors).await;
-    let rows: Vec<Vec<String>> = (1..=10)
-        .map(|i| vec![i.to_string(), format!("r{i}")])
-        .collect();
-    let inserts: Vec<Vec<&str>> = rows
-        .iter()
-        .map(|r| r.iter().map(String::as_str).collect())
-        .collect();
-    let changes: Vec<Change> = inserts.iter().map(|r| Change::Insert(r)).collect();
-    apply(&mut writer, 10, &two, &changes).await;
+    let batch = inserts(&writer, &two, 1..=10, "r");
+    writer.apply_from(&batch, Some(Lsn(10)), &[]).await.unwrap();
     apply(
         &mut writer,
         20,
