@@ -1,4 +1,4 @@
-# Sourced by the benchmark scripts (bench/maintenance.sh, bench/deletion_vectors.sh): installs
+# Sourced by the benchmark scripts (bench/run.sh, maintenance.sh, deletion_vectors.sh): installs
 # what they need, builds the release binaries and makes a work directory.
 #   source bench/release.sh <work-dir-prefix> "$@"
 # sets $size (default, or quick with --quick), $args (the other arguments), $BIN and $WORK.
