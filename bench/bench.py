@@ -503,9 +503,7 @@ snapshot_mode = "never"
         return {"insert": s["insert"], "wide": s["wide"], "big_tx": s["big"]}[name]
 
     def pgdelta_rows(self, config, pipeline):
-        out = subprocess.run([self.args.pgdelta, "--config", str(config), "pipeline", "status", pipeline, "--json"],
-                             check=True, capture_output=True, text=True).stdout
-        return json.loads(out)[0]["rows"]
+        return delta_rows(self.args.pgdelta, config, pipeline)
 
     # ---- commit-to-visible latency -------------------------------------------------------
 
@@ -586,6 +584,22 @@ snapshot_mode = "never"
             self.cluster.stop()
         (self.work / "results.json").write_text(json.dumps(self.results, indent=2))
         print(render(self.results))
+
+
+def delta_rows(pgdelta, config, pipeline):
+    """The rows of the pipeline's first Delta table, as `pipeline status` counts them."""
+    out = subprocess.run([pgdelta, "--config", str(config), "pipeline", "status", pipeline, "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)[0]["rows"]
+
+
+def catch_up(pgdelta, config, pipeline, name, work, log_filter):
+    """`pipeline start --exit-when-caught-up`, measured; only malloc settings of the environment
+    pass through, so every run allocates alike."""
+    env = {"PGDELTA_LOG": log_filter, "PATH": "/usr/bin:/bin",
+           **{k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
+    return Measured(name, [pgdelta, "--config", str(config), "pipeline", "start", pipeline,
+                           "--exit-when-caught-up"], work, env=env)
 
 
 def wait_until(check, timeout, what):

@@ -18,15 +18,13 @@ changed row, peak RSS, and whether the Delta table equals PostgreSQL.
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import Cluster, Measured, log  # noqa: E402
+from bench import Cluster, Measured, catch_up, delta_rows, log  # noqa: E402
 from maintenance import parse_log  # noqa: E402
 
 SIZES = {
@@ -98,10 +96,8 @@ write_mode = "{mode}"
         return path
 
     def pgdelta(self, config, run, name):
-        env = {"PGDELTA_LOG": "warn,pgdelta=info,pgdelta::sink::delta::deletion_vectors=debug",
-               "PATH": "/usr/bin:/bin", **{k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
-        return Measured(name, [self.args.pgdelta, "--config", str(config), "pipeline", "start", run,
-                               "--exit-when-caught-up"], self.work, env=env)
+        return catch_up(self.args.pgdelta, config, run, name, self.work,
+                        "warn,pgdelta=info,pgdelta::sink::delta::deletion_vectors=debug")
 
     def changes_sql(self, name, table):
         s = self.size
@@ -151,9 +147,7 @@ write_mode = "{mode}"
             batches, _, _ = parse_log(err)
             writes = [b[2] for b in batches]
             index = [float(x) for x in re.findall(r"key index brought up to date.*?rows=(\d+)", err)]
-            rows = json.loads(subprocess.run(
-                [self.args.pgdelta, "--config", str(config), "pipeline", "status", run, "--json"],
-                check=True, capture_output=True, text=True).stdout)[0]["rows"]
+            rows = delta_rows(self.args.pgdelta, config, run)
             written = tree_bytes(delta, "*.parquet") - parquet_before
             vectors = tree_bytes(delta, "deletion_vector_*.bin") - vectors_before
             result = {

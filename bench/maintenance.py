@@ -16,16 +16,14 @@ the table at the end and the most seen while it ran, compactions, bytes on disk,
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import Cluster, Measured, log, summarize_rss  # noqa: E402
+from bench import Cluster, catch_up, delta_rows, log, summarize_rss  # noqa: E402
 
 SIZES = {
     "quick": dict(insert=200_000, per_tx=10_000, update_rows=20_000, update_steps=50, per_update_tx=1000),
@@ -101,10 +99,8 @@ class MaintenanceBench:
         self.results = {"size": args.size, "runs": []}
 
     def pgdelta(self, config, pipeline, name):
-        env = {"PGDELTA_LOG": "warn,pgdelta=info,pgdelta::pipeline::maintain=debug", "PATH": "/usr/bin:/bin",
-               **{k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
-        return Measured(name, [self.args.pgdelta, "--config", str(config), "pipeline", "start", pipeline,
-                               "--exit-when-caught-up"], self.work, env=env)
+        return catch_up(self.args.pgdelta, config, pipeline, name, self.work,
+                        "warn,pgdelta=info,pgdelta::pipeline::maintain=debug")
 
     def config(self, name, table, slot, maintenance, snapshot=False):
         path = self.work / f"{name}.toml"
@@ -155,9 +151,7 @@ enabled = {"true" if maintenance else "false"}
             usage = m.usage()
             batches, files_seen, compactions = parse_log(m.err_file.read_text())
             active, on_disk = delta_files(self.work / f"delta-{run}" / "public" / table)
-            rows = json.loads(subprocess.run(
-                [self.args.pgdelta, "--config", str(config), "pipeline", "status", run, "--json"],
-                check=True, capture_output=True, text=True).stdout)[0]["rows"]
+            rows = delta_rows(self.args.pgdelta, config, run)
             result = {
                 "workload": name, "maintenance": maintenance, "changes": changes,
                 "rows_per_s": changes / usage["wall_s"], "wall_s": usage["wall_s"], "cpu_s": usage["cpu_s"],
