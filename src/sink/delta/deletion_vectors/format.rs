@@ -28,6 +28,13 @@ pub enum DeletionVectorError {
     },
 }
 
+/// How the Delta writer reports it (the sink's errors are Delta errors).
+impl From<DeletionVectorError> for deltalake::DeltaTableError {
+    fn from(error: DeletionVectorError) -> Self {
+        deltalake::DeltaTableError::Generic(error.to_string())
+    }
+}
+
 /// The id readers use to tell a file's deletion vectors apart (`uniqueId` in the protocol).
 pub fn unique_id(descriptor: &DeletionVectorDescriptor) -> String {
     match descriptor.offset {

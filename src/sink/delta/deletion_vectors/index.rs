@@ -325,9 +325,7 @@ async fn read_deleted(
 ) -> Result<RoaringTreemap, DeltaTableError> {
     match descriptor {
         None => Ok(RoaringTreemap::new()),
-        Some(descriptor) => format::read(descriptor, store, root)
-            .await
-            .map_err(|e| DeltaTableError::Generic(e.to_string())),
+        Some(descriptor) => Ok(format::read(descriptor, store, root).await?),
     }
 }
 

@@ -422,9 +422,7 @@ pub async fn purge_deleted_rows(
             .deletion_vector_descriptor()
             .expect("the threshold covers only files with a vector");
         let rows = view.num_records().unwrap_or(0) as u64;
-        let deleted = format::read(&descriptor, &*store, table.table_url())
-            .await
-            .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+        let deleted = format::read(&descriptor, &*store, table.table_url()).await?;
         let at = DataFile::of(&view);
         let live = read_file_rows(table, &schema, &at, live_rows(&deleted, rows)).await?;
         if live.num_rows() > 0 {
