@@ -28,10 +28,17 @@ pub enum DeletionVectorError {
     },
 }
 
-/// How the Delta writer reports it (the sink's errors are Delta errors).
+/// How the Delta writer reports it (the sink's errors are Delta errors): a store that could
+/// not be read stays an object-store error, which the pipeline retries; a malformed vector
+/// does not get better by trying again.
 impl From<DeletionVectorError> for deltalake::DeltaTableError {
     fn from(error: DeletionVectorError) -> Self {
-        deltalake::DeltaTableError::Generic(error.to_string())
+        match error {
+            DeletionVectorError::Store { source, .. } => {
+                deltalake::DeltaTableError::ObjectStore { source }
+            }
+            malformed => deltalake::DeltaTableError::Generic(malformed.to_string()),
+        }
     }
 }
 
@@ -294,6 +301,26 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains("checksum"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_vector_the_store_cannot_give_is_a_store_error_a_corrupt_one_is_not() {
+        let store = InMemory::new();
+        let mut file = DeletionVectorFile::default();
+        let descriptor = file.add(&bitmap(&[1]));
+        let missing = read(&descriptor, &store, &root()).await.unwrap_err();
+        assert!(matches!(
+            deltalake::DeltaTableError::from(missing),
+            deltalake::DeltaTableError::ObjectStore { .. }
+        ));
+        let corrupt = DeletionVectorError::Malformed {
+            id: "x".into(),
+            reason: "checksum does not match".into(),
+        };
+        assert!(matches!(
+            deltalake::DeltaTableError::from(corrupt),
+            deltalake::DeltaTableError::Generic(_)
+        ));
     }
 
     #[test]
