@@ -172,10 +172,21 @@ fn lines(batches: &[RecordBatch], skip: &[&str]) -> Vec<String> {
     lines
 }
 
-/// The rows and the change feed (without commit times) after the same batches.
-async fn replay(mode: WriteMode) -> (Vec<String>, Vec<String>, tempfile::TempDir) {
+/// A temporary directory and the path of table `t` in it.
+fn table_dir() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = format!("{}/t", dir.path().display());
+    (dir, path)
+}
+
+/// The table's latest rows, one `a|b|...` line each.
+async fn live_rows(path: &str) -> Vec<String> {
+    lines(&read_rows(path, &Default::default()).await.unwrap(), &[])
+}
+
+/// The rows and the change feed (without commit times) after the same batches.
+async fn replay(mode: WriteMode) -> (Vec<String>, Vec<String>, tempfile::TempDir) {
+    let (dir, path) = table_dir();
     let two = schema(false);
     let mut writer = open(&path, mode).await;
     for (lsn, ids, prefix) in [(10, 1..=6, "a"), (20, 7..=12, "b")] {
@@ -236,7 +247,7 @@ async fn replay(mode: WriteMode) -> (Vec<String>, Vec<String>, tempfile::TempDir
         ],
     )
     .await;
-    let rows = lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]);
+    let rows = live_rows(&path).await;
     let changes = read_changes(&path, &Default::default(), 0).await.unwrap();
     let mut feed = lines(&changes, &["_commit_timestamp"]);
     feed.sort();
@@ -251,7 +262,7 @@ async fn replay(mode: WriteMode) -> (Vec<String>, Vec<String>, tempfile::TempDir
         ],
     )
     .await;
-    let mut after = lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]);
+    let mut after = live_rows(&path).await;
     after.insert(0, "after truncate:".into());
     let mut all = rows;
     all.extend(after);
@@ -307,8 +318,7 @@ async fn deletion_vectors_give_the_rows_and_change_feed_of_copy_on_write() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_existing_copy_on_write_table_is_upgraded_and_keeps_its_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = format!("{}/t", dir.path().display());
+    let (_dir, path) = table_dir();
     let two = schema(false);
     let mut writer = open(&path, WriteMode::CopyOnWrite).await;
     apply(
@@ -321,7 +331,7 @@ async fn an_existing_copy_on_write_table_is_upgraded_and_keeps_its_rows() {
     drop(writer);
     let mut writer = open(&path, WriteMode::DeletionVectors).await;
     apply(&mut writer, 20, &two, &[Change::Update(&["1", "x'"])]).await;
-    let rows = lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]);
+    let rows = live_rows(&path).await;
     assert_eq!(rows, vec!["1|x'", "2|y"]);
     let table = crate::sink::delta::storage::open(&path, &Default::default())
         .await
@@ -358,8 +368,7 @@ fn threshold(fraction: f64) -> super::PurgeThreshold {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn purging_rewrites_mostly_deleted_files_and_changes_no_row_or_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = format!("{}/t", dir.path().display());
+    let (_dir, path) = table_dir();
     let two = schema(false);
     let mut writer = open(&path, WriteMode::DeletionVectors).await;
     let batch = inserts(&writer, &two, 1..=10, "r");
@@ -375,7 +384,7 @@ async fn purging_rewrites_mostly_deleted_files_and_changes_no_row_or_change() {
         ],
     )
     .await;
-    let before_rows = lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]);
+    let before_rows = live_rows(&path).await;
     let before_feed = lines(
         &read_changes(&path, &Default::default(), 0).await.unwrap(),
         &["_commit_timestamp"],
@@ -401,10 +410,7 @@ async fn purging_rewrites_mostly_deleted_files_and_changes_no_row_or_change() {
         .log_data()
         .iter()
         .all(|f| f.deletion_vector_descriptor().is_none()));
-    assert_eq!(
-        lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]),
-        before_rows
-    );
+    assert_eq!(live_rows(&path).await, before_rows);
     let feed = lines(
         &read_changes(&path, &Default::default(), 0).await.unwrap(),
         &["_commit_timestamp"],
@@ -423,7 +429,7 @@ async fn purging_rewrites_mostly_deleted_files_and_changes_no_row_or_change() {
         &[Change::Update(&["4", "z"]), Change::Delete("1")],
     )
     .await;
-    let after = lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]);
+    let after = live_rows(&path).await;
     assert_eq!(
         after,
         vec!["2|y", "4|z", "5|r5", "6|r6", "7|r7", "8|r8", "9|r9", "10|r10"]
@@ -432,8 +438,7 @@ async fn purging_rewrites_mostly_deleted_files_and_changes_no_row_or_change() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn compaction_of_files_with_deletion_vectors_keeps_only_the_live_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = format!("{}/t", dir.path().display());
+    let (_dir, path) = table_dir();
     let two = schema(false);
     let mut writer = open(&path, WriteMode::DeletionVectors).await;
     apply(
@@ -457,7 +462,7 @@ async fn compaction_of_files_with_deletion_vectors_keeps_only_the_live_rows() {
         &[Change::Delete("2"), Change::Update(&["3", "c'"])],
     )
     .await;
-    let before = lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]);
+    let before = live_rows(&path).await;
     let table = crate::sink::delta::storage::open(&path, &Default::default())
         .await
         .unwrap();
@@ -470,10 +475,7 @@ async fn compaction_of_files_with_deletion_vectors_keeps_only_the_live_rows() {
         .log_data()
         .iter()
         .all(|f| f.deletion_vector_descriptor().is_none()));
-    assert_eq!(
-        lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]),
-        before
-    );
+    assert_eq!(live_rows(&path).await, before);
     writer.reload().await.unwrap();
     apply(
         &mut writer,
@@ -482,8 +484,5 @@ async fn compaction_of_files_with_deletion_vectors_keeps_only_the_live_rows() {
         &[Change::Update(&["1", "a''"]), Change::Delete("3")],
     )
     .await;
-    assert_eq!(
-        lines(&read_rows(&path, &Default::default()).await.unwrap(), &[]),
-        vec!["1|a''"]
-    );
+    assert_eq!(live_rows(&path).await, vec!["1|a''"]);
 }
