@@ -122,7 +122,9 @@ where
                     lsn: Some(lsn),
                     offsets: Vec::new(),
                 };
-                self.commit(&table, &mut entry.pending, &position).await?;
+                self.committer
+                    .commit(&mut self.tables, &table, &mut entry.pending, &position)
+                    .await?;
             }
             self.observer.table_committed(&table, started.elapsed());
             self.summary.delta_commits += 1;

@@ -7,10 +7,12 @@
 //! table's commit holds it.
 
 mod batch;
+mod commit;
 pub mod dead_letter;
 mod large;
 mod maintain;
 mod prepare;
+mod read_ahead;
 mod snapshot;
 pub mod status;
 mod tables;
@@ -27,14 +29,17 @@ use crate::config::{ConfigError, ErrorPolicy, ResolvedPipeline};
 use crate::event::{Lsn, Origin, TableName, TableSchema, Transaction};
 use crate::observe::{Observer, TransactionCounts};
 use crate::sink::delta::evolution::plan_schema_change;
-use crate::sink::delta::{ChangeError, DeltaTableWriter, KafkaOffset, SinkError, TableChanges};
+use crate::sink::delta::{ChangeError, DeltaTableWriter, KafkaOffset, SinkError};
 use crate::source::kafka::KafkaSourceError;
 use crate::source::postgres::SourceError;
 use crate::source::{ChangeSource, SourceItem};
 use batch::Batch;
+use commit::Committer;
 use dead_letter::{DeadLetter, DeadLetterError, DeadLetterFile, RecordPosition};
 pub use prepare::{prepare, Prepared};
+use read_ahead::ReadAhead;
 pub use tables::{TableState, Tables};
+use tokio_util::task::AbortOnDropHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -86,10 +91,6 @@ impl PipelineError {
     }
 }
 
-/// Tries of one Delta commit while the store fails (backoff from 0.25 s doubling up to 30 s:
-/// about a minute and a half in all).
-const SINK_ATTEMPTS: usize = 10;
-
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
     /// Apply everything the source held at start, then exit.
@@ -106,14 +107,14 @@ pub struct RunSummary {
 }
 
 /// A prepared pipeline over one source: tables open, the source ready to stream.
-pub struct Pipeline<S> {
+pub struct Pipeline<S: ChangeSource> {
     resolved: ResolvedPipeline,
     source: S,
     tables: Tables,
     observer: Arc<Observer>,
     summary: RunSummary,
-    /// Tries of one Delta commit (or table reload) while the store fails.
-    sink_attempts: usize,
+    committer: Committer,
+    ahead: ReadAhead<S::Error>,
 }
 
 /// What the streaming loop does after an item.
@@ -148,12 +149,13 @@ where
     ) -> Pipeline<S> {
         observer.sink_opened();
         Pipeline {
+            committer: Committer::new(&resolved, observer.clone()),
             resolved,
             source,
             tables,
             observer,
             summary: RunSummary::default(),
-            sink_attempts: SINK_ATTEMPTS,
+            ahead: ReadAhead::default(),
         }
     }
 
@@ -188,10 +190,13 @@ where
         let mut large: Option<large::LargeTransaction> = None;
         loop {
             let deadline = batch.started.map(|s| s + self.resolved.batch_interval);
-            let wake = tokio::select! {
-                item = self.source.next() => Wake::Item(item),
-                _ = sleep_until(deadline) => Wake::BatchDue,
-                _ = shutdown.as_mut() => Wake::Shutdown,
+            let wake = match self.ahead.pop() {
+                Some(item) => Wake::Item(item),
+                None => tokio::select! {
+                    item = self.source.next() => Wake::Item(item),
+                    _ = sleep_until(deadline) => Wake::BatchDue,
+                    _ = shutdown.as_mut() => Wake::Shutdown,
+                },
             };
             let flow = match wake {
                 Wake::Item(item) => self.handle(item?, &mut batch, &mut large).await,
@@ -208,6 +213,7 @@ where
                 Ok(Flow::Done(stop)) => return Ok(stop),
                 Err(PipelineError::ReceiveWhole { xid }) => {
                     large = None;
+                    self.ahead.clear();
                     self.source.receive_whole(xid).await?;
                 }
                 Err(error) => return Err(error),
@@ -314,39 +320,12 @@ where
     /// Writes every table of the batch (one Delta commit each), then confirms the batch's
     /// positions to the source.
     async fn flush(&mut self, batch: &mut Batch) -> Result<(), PipelineError> {
-        let mut done = std::mem::take(batch);
+        let done = std::mem::take(batch);
         if done.is_empty() {
             return Ok(());
         }
         let started = Instant::now();
-        for (table, part) in done.tables.iter_mut() {
-            if part.changes.is_empty() {
-                continue;
-            }
-            let commit_started = Instant::now();
-            let position = SourcePosition {
-                lsn: done.progress.lsn.or(part.lsn),
-                offsets: part
-                    .next_offsets
-                    .iter()
-                    .map(|(partition, next)| KafkaOffset {
-                        partition: partition.clone(),
-                        next_offset: *next,
-                    })
-                    .collect(),
-            };
-            self.commit(table, &mut part.changes, &position).await?;
-            let state = self
-                .tables
-                .get_mut(table)
-                .expect("batches hold open tables");
-            for (partition, next) in std::mem::take(&mut part.next_offsets) {
-                state.applied(partition, next);
-            }
-            self.observer
-                .table_committed(table, commit_started.elapsed());
-            self.summary.delta_commits += 1;
-        }
+        let done = self.write_reading_ahead(done).await?;
         self.source.confirm(&done.progress);
         let lsn = done.newest_lsn();
         self.observer
@@ -363,148 +342,37 @@ where
         Ok(())
     }
 
-    /// [`Tables::reload`], tried again with backoff while the store is unreachable.
-    async fn reload_tables(&mut self) -> Result<(), PipelineError> {
-        let mut attempt = 0;
-        loop {
-            let error = match self.tables.reload().await {
-                Ok(()) => return Ok(()),
-                Err(error) if error.is_transient() && attempt + 1 < self.sink_attempts => error,
-                Err(error) => return Err(error.into()),
-            };
-            attempt += 1;
-            let delay = crate::source::postgres::backoff_delay(attempt);
-            self.observer.record_errors("sink", 1);
-            self.observer.sink_probed(Err(error.to_string()));
-            tracing::warn!(%error, attempt, retry_in = ?delay, "cannot read the Delta tables; trying again");
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    /// [`Pipeline::apply`], tried again with backoff while the store is unreachable or
-    /// failing; before each retry the table is read again, since a commit whose answer was
-    /// lost may have landed.
-    async fn commit(
-        &mut self,
-        table: &TableName,
-        changes: &mut TableChanges,
-        position: &SourcePosition,
-    ) -> Result<(), PipelineError> {
-        let mut attempt = 0;
-        loop {
-            let error = match self.apply(table, changes, position).await {
-                Ok(()) => return Ok(()),
-                Err(PipelineError::Sink(error)) if error.is_transient() || error.is_conflict() => {
-                    error
-                }
-                Err(error) => return Err(error),
-            };
-            attempt += 1;
-            if attempt >= self.sink_attempts {
-                // Counted once, as the error that stops the run (see `run`).
-                return Err(error.into());
+    /// Writes the batch on a task of its own (another core) while the source goes on
+    /// reading and decoding into [`ReadAhead`], up to about one more batch.
+    async fn write_reading_ahead(&mut self, mut batch: Batch) -> Result<Batch, PipelineError> {
+        let mut tables = std::mem::take(&mut self.tables);
+        let committer = self.committer.clone();
+        let mut write = AbortOnDropHandle::new(tokio::spawn(async move {
+            let written = committer.write_batch(&mut tables, &mut batch).await;
+            (tables, batch, written)
+        }));
+        let joined = loop {
+            if !self.ahead.wants_more(self.resolved.batch_size) {
+                break (&mut write).await;
             }
-            let delay = crate::source::postgres::backoff_delay(attempt);
-            match error.is_conflict() {
-                true => {
-                    tracing::info!(%table, %error, attempt, "the Delta commit lost a race with another writer's; trying again on the new version")
-                }
-                false => {
-                    self.observer.record_errors("sink", 1);
-                    self.observer.sink_probed(Err(error.to_string()));
-                    tracing::warn!(%table, %error, attempt, retry_in = ?delay, "Delta commit failed; trying again");
-                }
+            tokio::select! {
+                biased;
+                joined = &mut write => break joined,
+                item = self.source.next() => self.ahead.push(item),
             }
-            tokio::time::sleep(delay).await;
-            let state = self
-                .tables
-                .get_mut(table)
-                .expect("batches hold open tables");
-            match state.reload().await {
-                Ok(()) if state.holds_commit(position).await? => {
-                    tracing::info!(%table, "the commit had landed before its answer was lost");
-                    return Ok(());
-                }
-                Ok(()) => {}
-                Err(error) => tracing::warn!(%table, %error, "cannot read the Delta table yet"),
-            }
-        }
-    }
-
-    /// One Delta commit for one table; under `on_error = "dead_letter"`, rows whose values
-    /// cannot be converted are written to the dead-letter file and the rest is applied.
-    async fn apply(
-        &mut self,
-        table: &TableName,
-        changes: &mut TableChanges,
-        position: &SourcePosition,
-    ) -> Result<(), PipelineError> {
-        let state = self
-            .tables
-            .get_mut(table)
-            .expect("batches hold open tables");
-        let writer = &mut state.writer;
-        // Kafka mode always MERGEs: Debezium may send a row again (a new snapshot).
-        let from_wal = position.offsets.is_empty();
-        if let (true, true, Some(lsn)) = (
-            state.keyed_by_primary_key && from_wal,
-            changes.only_inserts,
-            position.lsn,
-        ) {
-            match writer.append_inserts(changes, lsn).await {
-                Ok(rows) => {
-                    tracing::debug!(%table, %lsn, rows, version = ?writer.version(), "appended to Delta");
-                    return Ok(());
-                }
-                // The MERGE path below sorts out (or dead-letters) what does not convert.
-                Err(SinkError::Convert { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
-        }
-        let error = match writer
-            .apply_from(changes, position.lsn, &position.offsets)
-            .await
-        {
-            Ok(()) => {
-                tracing::debug!(%table, lsn = ?position.lsn, events = changes.events, version = ?writer.version(), "committed to Delta");
-                return Ok(());
-            }
-            Err(error @ SinkError::Convert { .. })
-                if self.resolved.on_error == ErrorPolicy::DeadLetter =>
-            {
-                error
-            }
-            Err(error) => return Err(error.into()),
         };
-        let rejected = writer.unconvertible_rows(changes);
-        if rejected.is_empty() {
-            return Err(error.into());
-        }
-        let letters: Vec<DeadLetter> = rejected
-            .iter()
-            .map(|(key, reason)| DeadLetter {
-                pipeline: &self.resolved.name,
-                table: table.to_string(),
-                lsn: position.lsn,
-                record: None,
-                error: reason.clone(),
-                operation: "upsert",
-                payload: dead_letter::payload_of(changes, key),
-                recorded_at: chrono::Utc::now(),
-            })
-            .collect();
-        let file = DeadLetterFile::new(&self.resolved.dead_letter_path);
-        file.append(&letters)?;
-        tracing::error!(%table, lsn = ?position.lsn, rows = letters.len(), file = %file.path().display(), "changes that cannot be applied went to the dead-letter file");
-        self.observer
-            .record_errors("dead_letter", rejected.len() as u64);
-        for (key, _) in &rejected {
-            changes.remove(key);
-        }
-        writer
-            .apply_from(changes, position.lsn, &position.offsets)
-            .await?;
-        Ok(())
+        let (tables, batch, written) = match joined {
+            Ok(done) => done,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        self.tables = tables;
+        self.summary.delta_commits += written?;
+        Ok(batch)
+    }
+
+    /// Reads every table's latest version again, tried again while the store fails.
+    async fn reload_tables(&mut self) -> Result<(), PipelineError> {
+        self.committer.reload(&mut self.tables).await
     }
 
     /// A record that cannot become a change: to the dead-letter file (and counted), or, with

@@ -19,6 +19,9 @@ const TEXT: u32 = 25;
 /// table as it was when the confirm arrived.
 type Confirms = Arc<Mutex<Vec<(Progress, Option<i64>)>>>;
 
+/// How many items the test source had delivered when each confirm arrived.
+type ReadsAtConfirm = Arc<Mutex<Vec<usize>>>;
+
 /// Hands out `items`, then [`SourceItem::CaughtUp`]; `E` is the kind of error the source
 /// fails with (PostgreSQL's or Kafka's).
 struct MemorySource<E = SourceError> {
@@ -26,6 +29,8 @@ struct MemorySource<E = SourceError> {
     confirms: Confirms,
     /// The table whose Delta position each confirm records.
     watched: Option<(String, String)>,
+    delivered: usize,
+    reads_at_confirm: ReadsAtConfirm,
 }
 
 #[async_trait::async_trait]
@@ -33,6 +38,7 @@ impl<E: std::error::Error + Send + Sync + 'static> ChangeSource for MemorySource
     type Error = E;
 
     async fn next(&mut self) -> Result<SourceItem, E> {
+        self.delivered += 1;
         match self.items.pop_front() {
             Some(item) => item,
             None => Ok(SourceItem::CaughtUp),
@@ -46,6 +52,7 @@ impl<E: std::error::Error + Send + Sync + 'static> ChangeSource for MemorySource
             })
         });
         self.confirms.lock().unwrap().push((progress.clone(), seen));
+        self.reads_at_confirm.lock().unwrap().push(self.delivered);
     }
 
     async fn close(self) {}
@@ -169,6 +176,7 @@ struct Harness {
     resolved: ResolvedPipeline,
     observer: Arc<Observer>,
     confirms: Confirms,
+    reads_at_confirm: ReadsAtConfirm,
 }
 
 impl Harness {
@@ -187,6 +195,7 @@ impl Harness {
             dir,
             resolved,
             confirms: Arc::default(),
+            reads_at_confirm: Arc::default(),
         }
     }
 
@@ -271,6 +280,8 @@ impl Harness {
             items: items.into(),
             confirms: self.confirms.clone(),
             watched,
+            delivered: 0,
+            reads_at_confirm: self.reads_at_confirm.clone(),
         };
         Pipeline::new(self.resolved.clone(), tables, source, self.observer.clone())
     }
@@ -362,6 +373,24 @@ async fn a_full_batch_is_written_and_confirmed_before_the_next_one_starts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_source_is_read_ahead_while_a_batch_is_written_and_handled_in_order_after_it() {
+    let h = Harness::new(&["a"], "batch_size = 2\n");
+    let a = two_columns("a");
+    let summary = h.run(&["a"], single_inserts(&a, 5)).await.unwrap();
+    assert_eq!(summary.delta_commits, 3);
+    assert_eq!(summary.events, 5);
+    let reads = h.reads_at_confirm.lock().unwrap().clone();
+    // Batch {1, 2} is confirmed once written; meanwhile rows 3 and 4 were already read.
+    assert_eq!(reads[0], 4, "{reads:?}");
+    let confirmed: Vec<Option<Lsn>> = h.confirms().into_iter().map(|(p, _)| p.lsn).collect();
+    assert_eq!(confirmed, vec![Some(Lsn(20)), Some(Lsn(40)), Some(Lsn(50))]);
+    assert_eq!(
+        rows(&h.path("a")).await,
+        ["1=n", "2=n", "3=n", "4=n", "5=n"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_failed_commit_confirms_nothing_and_counts_a_sink_error() {
     let h = Harness::new(&["a"], "");
     let a = two_columns("a");
@@ -438,7 +467,7 @@ async fn a_kafka_fed_table_whose_path_became_unwritable_is_counted_as_a_sink_err
     let items: Vec<Result<SourceItem, crate::source::kafka::KafkaSourceError>> =
         vec![record_change(&a, 0, 7, &["1", "x"])];
     let mut pipeline = h.pipeline(tables, items, None);
-    pipeline.sink_attempts = 2;
+    pipeline.committer.sink_attempts = 2;
     let error = pipeline.run(std::future::pending()).await.unwrap_err();
     assert!(
         matches!(&error, PipelineError::Sink(sink) if sink.is_transient()),
