@@ -299,29 +299,6 @@ fn core_path(major: u32) {
     check_kinds(&pgdelta, 6, major);
 }
 
-/// PostgreSQL 13's pgoutput cannot stream logical messages (and refuses the `messages`
-/// option the replication client sends): pgdelta says so before it creates anything.
-fn refused_before_14(major: u32) {
-    let cluster = PgCluster::start_version(major);
-    assert_eq!(cluster.major(), major);
-    cluster.create_database(DB);
-    create_tables(&cluster);
-    let pgdelta = Pgdelta::new(&cluster, PIPELINE);
-    let output = pgdelta.run(&["pipeline", "start", "core", "--exit-when-caught-up"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains(&format!("PostgreSQL {major}."))
-            && stderr.contains("needs PostgreSQL 14 or later"),
-        "{stderr}"
-    );
-    assert_eq!(
-        cluster.psql(DB, "SELECT count(*) FROM pg_replication_slots"),
-        "0\n"
-    );
-    println!("PostgreSQL {major}: refused before a slot exists (needs 14 or later)");
-}
-
 /// The majors `PGDELTA_TEST_PG_VERSIONS` names (commas or spaces), or all.
 fn selected(major: u32) -> bool {
     match std::env::var("PGDELTA_TEST_PG_VERSIONS") {
@@ -344,11 +321,7 @@ fn run_on(major: u32) {
         );
         return;
     }
-    if major < 14 {
-        refused_before_14(major);
-    } else {
-        core_path(major);
-    }
+    core_path(major);
 }
 
 macro_rules! on_versions {

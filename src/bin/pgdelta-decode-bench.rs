@@ -51,6 +51,7 @@ async fn main() -> Result<()> {
             events_per_part: resolved.large_transaction_events,
             whole: Default::default(),
         },
+        pg::server_version_num(&client).await? >= pg::MESSAGES_SINCE,
     )
     .await
     .context("start the replication stream")?;

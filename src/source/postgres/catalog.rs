@@ -224,19 +224,28 @@ async fn server_readiness(client: &Client, slot: &str) -> Result<Readiness, Sour
 }
 
 /// The oldest server the replication stream works with (`server_version_num`).
-const MIN_SERVER_VERSION: i32 = 140_000;
+const MIN_SERVER_VERSION: i32 = 130_000;
 
-/// PostgreSQL 13's pgoutput refuses the `messages` option that the replication client
-/// (pgwire-replication 0.5) always sends in START_REPLICATION ("unrecognized pgoutput
-/// option: messages"), and it never decodes the logical message that ends an
-/// `--exit-when-caught-up` run: refuse it before a slot exists rather than retry.
+/// The first server whose pgoutput streams logical messages (the `messages` option); on older
+/// ones a caught-up run ends at the server's report that it sent everything past the marker.
+pub const MESSAGES_SINCE: i32 = 140_000;
+
 fn version_problem(version_num: i32, version: &str) -> Option<String> {
     (version_num < MIN_SERVER_VERSION).then(|| {
         format!(
-            "PostgreSQL {version} is too old: pgdelta needs PostgreSQL 14 or later (the pgoutput \
-             plugin of 13 and older cannot stream logical messages)"
+            "PostgreSQL {version} is too old: pgdelta needs PostgreSQL 13 or later (logical \
+             replication with pgoutput)"
         )
     })
+}
+
+/// The server's `server_version_num` (e.g. 130023 for 13.23).
+pub async fn server_version_num(client: &Client) -> Result<i32, SourceError> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(query_error("read the server version"))?;
+    Ok(row.get(0))
 }
 
 fn table_problems(request: &TableRequest<'_>) -> Vec<ReadinessProblem> {
@@ -540,10 +549,11 @@ mod tests {
     }
 
     #[test]
-    fn servers_before_14_are_refused_by_name() {
-        let refusal = version_problem(130_023, "13.23").unwrap();
-        assert!(refusal.contains("PostgreSQL 13.23 is too old"), "{refusal}");
-        assert!(refusal.contains("14 or later"), "{refusal}");
+    fn servers_before_13_are_refused_by_name() {
+        let refusal = version_problem(120_022, "12.22").unwrap();
+        assert!(refusal.contains("PostgreSQL 12.22 is too old"), "{refusal}");
+        assert!(refusal.contains("13 or later"), "{refusal}");
+        assert_eq!(version_problem(130_023, "13.23"), None);
         assert_eq!(version_problem(140_000, "14.0"), None);
         assert_eq!(version_problem(180_004, "18.4"), None);
     }

@@ -9,9 +9,9 @@ pub mod snapshot;
 
 pub use catalog::{
     check_readiness, current_wal_lsn, drop_slot_and_publication, emit_marker, ensure_publication,
-    ensure_slot, introspect_table, published_tables, slot_position, slot_state,
+    ensure_slot, introspect_table, published_tables, server_version_num, slot_position, slot_state,
     warn_when_wal_retention_is_unbounded, ColumnInfo, Readiness, ReadinessProblem, SlotState,
-    SourceTable, TableRequest,
+    SourceTable, TableRequest, MESSAGES_SINCE,
 };
 pub use connection::{backoff_delay, parse_url, ConnectionSettings};
 pub use replication::{ChangeStream, PartPolicy, StreamItem, TransactionPart};

@@ -82,12 +82,14 @@ impl ChangeStream {
         start: Lsn,
         key_overrides: HashMap<TableName, Vec<String>>,
         parts: PartPolicy,
+        messages: bool,
     ) -> Result<Self, SourceError> {
         let target = settings.describe();
         // `publication_names` is a list of SQL identifiers: quote so case and spaces survive.
         let config = settings
             .replication_config(slot, &crate::event::quote_ident(publication))
-            .with_start_lsn(WireLsn::from_u64(start.0));
+            .with_start_lsn(WireLsn::from_u64(start.0))
+            .with_messages(messages);
         let replication_error = |e: pgwire_replication::PgWireError| SourceError::Replication {
             target: target.clone(),
             message: e.to_string(),

@@ -1,6 +1,7 @@
 //! The replication slot as a [`ChangeSource`]: streams committed transactions, reconnects
 //! with backoff when the server goes away, and ends a `--exit-when-caught-up` run at a
-//! logical message it wrote itself.
+//! logical message it wrote itself (or, on PostgreSQL 13, whose pgoutput does not stream
+//! messages, once the server reports it has sent everything past that message).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -8,8 +9,8 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::{
-    backoff_delay, emit_marker, slot_position, ChangeStream, ConnectionSettings, PartPolicy,
-    SourceError, StreamItem,
+    backoff_delay, emit_marker, server_version_num, slot_position, ChangeStream,
+    ConnectionSettings, PartPolicy, SourceError, StreamItem, MESSAGES_SINCE,
 };
 use crate::event::{Lsn, Origin, TableName};
 use crate::source::{ChangeSource, Progress, SourceItem};
@@ -37,8 +38,8 @@ pub struct SlotSource {
     client: Client,
     stream: Option<ChangeStream>,
     whole: std::collections::HashSet<u32>,
-    /// The token of this run's caught-up marker, and whether it was written yet.
-    marker: Option<(String, bool)>,
+    /// The token of this run's caught-up marker, and where it was written (once it was).
+    marker: Option<(String, Option<Lsn>)>,
     queue: VecDeque<SourceItem>,
     failures: usize,
     retry_at: Option<Instant>,
@@ -56,7 +57,7 @@ impl SlotSource {
                 std::process::id(),
                 chrono::Utc::now().timestamp_micros()
             );
-            (token, false)
+            (token, None)
         });
         SlotSource {
             connection,
@@ -91,6 +92,7 @@ impl SlotSource {
             events_per_part: self.settings.large_transaction_events,
             whole: self.whole.clone(),
         };
+        let messages = server_version_num(&self.client).await? >= MESSAGES_SINCE;
         let stream = ChangeStream::start(
             &self.connection,
             &self.settings.slot,
@@ -98,13 +100,14 @@ impl SlotSource {
             start,
             self.settings.keys.clone(),
             parts,
+            messages,
         )
         .await?;
         self.stream = Some(stream);
-        if let Some((token, written @ false)) = self.marker.as_mut() {
+        if let Some((token, written @ None)) = self.marker.as_mut() {
             let lsn = emit_marker(&self.client, MARKER_PREFIX, token).await?;
             tracing::info!(target_lsn = %lsn, "will exit once caught up to this position");
-            *written = true;
+            *written = Some(lsn);
         }
         Ok(())
     }
@@ -154,6 +157,16 @@ impl SlotSource {
     }
 }
 
+/// The server sent everything up to `wal_end` with no transaction open, and that is past
+/// the written marker (`pg_logical_emit_message` returns the end of its record): every
+/// transaction committed before the marker was delivered. The only sign on PostgreSQL 13.
+fn sent_past(marker: &Option<(String, Option<Lsn>)>, wal_end: Lsn) -> bool {
+    marker
+        .as_ref()
+        .and_then(|(_, written)| *written)
+        .is_some_and(|marker| wal_end >= marker)
+}
+
 #[async_trait::async_trait]
 impl ChangeSource for SlotSource {
     type Error = SourceError;
@@ -186,6 +199,10 @@ impl ChangeSource for SlotSource {
                 Ok(StreamItem::TransactionPart(part)) => {
                     self.unconfirmed = Some(part.final_lsn);
                     return Ok(SourceItem::Part(part));
+                }
+                Ok(StreamItem::Idle { wal_end }) if sent_past(&self.marker, wal_end) => {
+                    tracing::info!(%wal_end, "caught up");
+                    return Ok(SourceItem::CaughtUp);
                 }
                 // Nothing pending: let the server recycle WAL that held no changes for us
                 // (and finish a shutdown without waiting on us).
@@ -232,5 +249,21 @@ impl ChangeSource for SlotSource {
     async fn close(mut self) {
         self.wait_for_confirmation().await;
         self.close_stream().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_sent_past_the_marker_only_once_it_reports_the_marker_s_end() {
+        let unwritten = Some(("token".to_string(), None));
+        assert!(!sent_past(&unwritten, Lsn(u64::MAX)));
+        assert!(!sent_past(&None, Lsn(u64::MAX)));
+        let written = Some(("token".to_string(), Some(Lsn(100))));
+        assert!(!sent_past(&written, Lsn(99)));
+        assert!(sent_past(&written, Lsn(100)));
+        assert!(sent_past(&written, Lsn(180)));
     }
 }
