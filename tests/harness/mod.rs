@@ -17,6 +17,7 @@ use crate::support::{self, PgCluster};
 #[allow(unused_imports)]
 pub use crate::support::{delta_as_strings, pg_as_strings};
 
+pub mod azure;
 pub mod kafka;
 pub mod s3;
 
