@@ -8,7 +8,10 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{cluster_with_db, terminate, wait_for, Pgdelta, DB};
+use harness::{
+    assert_txn_versions_strictly_increase, cluster_with_db, delta_as_strings, pg_as_strings,
+    terminate, wait_for, Pgdelta, DB,
+};
 
 const PIPELINE: &str = r#"
 [pipelines.shop]
@@ -35,7 +38,7 @@ fn write_unpublished_wal(cluster: &support::PgCluster, segments: usize) {
 }
 
 #[test]
-fn a_slot_postgres_invalidated_is_one_clear_error_naming_it() {
+fn a_slot_postgres_invalidated_is_one_clear_error_and_resnapshot_recovers_it() {
     let cluster = cluster_with_db();
     cluster.psql(
         DB,
@@ -76,6 +79,82 @@ fn a_slot_postgres_invalidated_is_one_clear_error_naming_it() {
     assert!(
         !stderr.contains("reconnecting"),
         "an invalidated slot is not retried: {stderr}"
+    );
+
+    // Recovery: a new slot, every table copied again in one replacing commit each.
+    cluster.psql(
+        DB,
+        "UPDATE items SET v = 'a2' WHERE id = 1; INSERT INTO items VALUES (3, 'c')",
+    );
+    let items = pg.table_path("public", "items");
+    let version_before = support::read_delta_meta(&items)["version"]
+        .as_i64()
+        .unwrap();
+    let output = pg.run(&[
+        "pipeline",
+        "start",
+        "shop",
+        "--resnapshot",
+        "--exit-when-caught-up",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains(" ERROR ") && !stderr.contains(" WARN "),
+        "{stderr}"
+    );
+    let query = "SELECT id::text, v FROM items";
+    assert_eq!(delta_as_strings(&items), pg_as_strings(&cluster, DB, query));
+    assert_eq!(the_slot(&cluster, "wal_status"), "reserved");
+    // The change feed of the replacing commit: the old row out, the copied rows in.
+    let cdf = support::read_delta_cdf(&items, version_before + 1);
+    let mut changes: Vec<String> = cdf["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["_change_type"] != "update_preimage")
+        .map(|row| {
+            format!(
+                "{} {}={}",
+                row["_change_type"].as_str().unwrap(),
+                row["id"],
+                row["v"].as_str().unwrap()
+            )
+        })
+        .collect();
+    changes.sort();
+    assert_eq!(
+        changes,
+        ["delete 1=a", "insert 1=a2", "insert 2=b", "insert 3=c"],
+        "{cdf}"
+    );
+
+    // Streaming goes on from the new slot, exactly once.
+    cluster.psql(
+        DB,
+        "INSERT INTO items VALUES (4, 'd'); DELETE FROM items WHERE id = 2",
+    );
+    pg.catch_up("shop");
+    assert_eq!(delta_as_strings(&items), pg_as_strings(&cluster, DB, query));
+    assert_txn_versions_strictly_increase(&items);
+
+    // A re-copy that did not finish (here: marked by hand) is never streamed on.
+    let marked = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, deltalake; deltalake.DeltaTable(sys.argv[1]).alter.set_table_properties({'pgdelta.resnapshotPending': 'true'}, raise_if_not_exists=False)",
+        ])
+        .arg(&items)
+        .status()
+        .unwrap();
+    assert!(marked.success());
+    let output = pg.run(&["pipeline", "start", "shop", "--exit-when-caught-up"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("did not finish copying public.items")
+            && stderr.contains("pgdelta pipeline start shop --resnapshot` again"),
+        "{stderr}"
     );
 }
 

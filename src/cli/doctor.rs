@@ -220,7 +220,7 @@ async fn slot(client: &Client, pipeline: &ResolvedPipeline, out: &mut Vec<Findin
         out.push(Finding::fail(
             check,
             format!("invalidated by PostgreSQL ({reason})"),
-            "README 'Replication slot safety': drop the pipeline, move its Delta tables away, start again",
+            "`pgdelta pipeline start <pipeline> --resnapshot`: a new slot, every table copied again (README 'Replication slot safety')",
         ));
         return;
     }

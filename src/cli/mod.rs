@@ -112,6 +112,10 @@ pub enum PipelineCommand {
         /// Apply everything up to the server's current WAL position, commit, confirm, exit 0.
         #[arg(long)]
         exit_when_caught_up: bool,
+        /// Drop the replication slot (e.g. one PostgreSQL invalidated), create a new one and
+        /// copy every table again; each Delta table's rows are replaced in one commit.
+        #[arg(long)]
+        resnapshot: bool,
         /// Serve /metrics and /health on this IP:PORT instead of [http] listen (port 0: any
         /// free port, logged at start).
         #[arg(long, env = "PGDELTA_HTTP_LISTEN", value_name = "IP:PORT")]
@@ -149,6 +153,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Pipeline(PipelineCommand::Start {
             name,
             exit_when_caught_up,
+            resnapshot,
             http_listen,
             no_http,
         }) => {
@@ -158,7 +163,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                 no_http,
                 exit_when_caught_up,
             )?;
-            start(&config, &name, exit_when_caught_up, http).await
+            let options = RunOptions {
+                exit_when_caught_up,
+                resnapshot,
+            };
+            start(&config, &name, options, http).await
         }
         Command::Pipeline(PipelineCommand::Status { name, json }) => {
             let statuses = pipeline_status(&config.pipeline(&name)?).await;
@@ -262,7 +271,7 @@ const MONITOR_INTERVAL: Duration = Duration::from_secs(10);
 async fn start(
     config: &Config,
     name: &str,
-    exit_when_caught_up: bool,
+    options: RunOptions,
     http: Option<SocketAddr>,
 ) -> Result<()> {
     let resolved = config.pipeline(name)?;
@@ -272,9 +281,6 @@ async fn start(
         tracing::info!(addr = %server.local_addr()?, "serving /metrics, /health, /health/live, /health/ready");
         server.spawn(observer.clone());
     }
-    let options = RunOptions {
-        exit_when_caught_up,
-    };
     let pipeline = pgdelta::pipeline::prepare(config, name, options, observer.clone())
         .await
         .with_context(|| format!("cannot start pipeline {name}"))?;

@@ -59,6 +59,13 @@ pub enum PipelineError {
     Rejected { pipeline: String, reason: String },
     #[error("pipeline {pipeline}: {table} has no primary key: set key = [...] in [pipelines.{pipeline}.table.\"{table}\"]")]
     NoKey { pipeline: String, table: TableName },
+    #[error("pipeline {pipeline}: --resnapshot copies from a replication slot, which only mode = \"direct\" has; a Kafka-mode pipeline gets a new snapshot from Debezium (its snapshot signal or a new connector)")]
+    ResnapshotInKafkaMode { pipeline: String },
+    #[error("pipeline {pipeline}: a `pipeline start --resnapshot` did not finish copying {}: their positions belong to the dropped slot, so streaming would skip changes; run `pgdelta pipeline start {pipeline} --resnapshot` again", .tables.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "))]
+    ResnapshotUnfinished {
+        pipeline: String,
+        tables: Vec<TableName>,
+    },
     #[error("pipeline {pipeline}: partition_by column '{column}' is not a column of {table}")]
     NoPartitionColumn {
         pipeline: String,
@@ -85,7 +92,10 @@ impl PipelineError {
             PipelineError::Sink(_) | PipelineError::DeadLetter(_) => "sink",
             PipelineError::Change(_) => "change",
             PipelineError::Rejected { .. } => "malformed_event",
-            PipelineError::NoKey { .. } | PipelineError::NoPartitionColumn { .. } => "setup",
+            PipelineError::NoKey { .. }
+            | PipelineError::NoPartitionColumn { .. }
+            | PipelineError::ResnapshotInKafkaMode { .. }
+            | PipelineError::ResnapshotUnfinished { .. } => "setup",
             PipelineError::TablesStopped { .. } => "table_stopped",
         }
     }
@@ -95,6 +105,9 @@ impl PipelineError {
 pub struct RunOptions {
     /// Apply everything the source held at start, then exit.
     pub exit_when_caught_up: bool,
+    /// Direct mode: drop the replication slot (e.g. one PostgreSQL invalidated), create a new
+    /// one and copy every table again, each replacing its Delta rows in one commit.
+    pub resnapshot: bool,
 }
 
 /// What a run did.

@@ -81,14 +81,21 @@ async fn prepare_source_and_tables(
         PipelineMode::Direct => {
             check_source(&client, &resolved, &sources).await?;
             let mut tables = open_tables(&resolved, &sources, &keys).await?;
+            if !options.resnapshot {
+                refuse_an_unfinished_resnapshot(&resolved, &tables)?;
+            }
             let names: Vec<TableName> = resolved.tables.iter().map(|t| t.name.clone()).collect();
             pg::ensure_publication(&client, &resolved.publication, &names).await?;
+            if options.resnapshot {
+                start_resnapshot(&client, &resolved.slot, &mut tables).await?;
+            }
             take_initial_snapshot(
                 &client,
                 &connection,
                 &resolved,
                 &mut tables,
                 sources,
+                options.resnapshot,
                 &observer,
             )
             .await?;
@@ -107,6 +114,9 @@ async fn prepare_source_and_tables(
                 resolved, tables, source, observer,
             ))))
         }
+        PipelineMode::Kafka if options.resnapshot => Err(PipelineError::ResnapshotInKafkaMode {
+            pipeline: resolved.name.clone(),
+        }),
         PipelineMode::Kafka => {
             if let Some(table) = resolved.tables.iter().find(|t| keys[&t.name].is_empty()) {
                 return Err(PipelineError::NoKey {
@@ -198,29 +208,81 @@ async fn open_tables(
     Ok(tables)
 }
 
-/// Creates the slot if needed and copies the tables that have no pgdelta position yet: under
-/// the new slot's own snapshot, or, when the slot already exists (an interrupted snapshot, a
-/// table added later), under a temporary slot's snapshot. Streaming then skips, per table,
-/// every transaction the copy already holds.
+/// `--resnapshot`: each table records that its rows are to be replaced, then the slot goes
+/// (whatever its state; an active one is refused by the server), so that a new one and its
+/// snapshot start from the server's current position. The record makes a later start
+/// without `--resnapshot` refuse until a copy replaced the table's rows.
+async fn start_resnapshot(
+    client: &Client,
+    slot: &str,
+    tables: &mut Tables,
+) -> Result<(), PipelineError> {
+    let names: Vec<TableName> = tables.names().cloned().collect();
+    for name in &names {
+        let state = tables.get_mut(name).expect("listed");
+        if state.writer.last_applied_lsn().is_some() {
+            state.writer.set_resnapshot_pending(true).await?;
+        }
+    }
+    if pg::drop_slot(client, slot).await? {
+        tracing::info!(slot, "--resnapshot: dropped the replication slot; a new one is created and every table copied again");
+    }
+    Ok(())
+}
+
+fn refuse_an_unfinished_resnapshot(
+    resolved: &ResolvedPipeline,
+    tables: &Tables,
+) -> Result<(), PipelineError> {
+    let unfinished: Vec<TableName> = tables
+        .names()
+        .filter(|name| {
+            tables
+                .get(name)
+                .is_some_and(|t| t.writer.resnapshot_pending())
+        })
+        .cloned()
+        .collect();
+    match unfinished.is_empty() {
+        true => Ok(()),
+        false => Err(PipelineError::ResnapshotUnfinished {
+            pipeline: resolved.name.clone(),
+            tables: unfinished,
+        }),
+    }
+}
+
+/// Creates the slot if needed and copies the tables that have no pgdelta position yet (every
+/// table with `resnapshot`): under the new slot's own snapshot, or, when the slot already
+/// exists (an interrupted snapshot, a table added later), under a temporary slot's snapshot.
+/// Streaming then skips, per table, every transaction the copy already holds.
 async fn take_initial_snapshot(
     client: &Client,
     settings: &ConnectionSettings,
     resolved: &ResolvedPipeline,
     tables: &mut Tables,
     sources: Vec<SourceTable>,
+    resnapshot: bool,
     observer: &Arc<Observer>,
 ) -> Result<(), PipelineError> {
     let slot_exists = pg::slot_position(client, &resolved.slot).await?.is_some();
     let mut jobs = Vec::new();
-    if resolved.snapshot_mode != SnapshotMode::Never {
+    if resolved.snapshot_mode != SnapshotMode::Never || resnapshot {
         for source in sources {
-            let needs_copy = tables
+            let held = tables
                 .get(&source.name)
-                .is_some_and(|t| t.writer.last_applied_lsn().is_none());
-            if needs_copy {
-                let state = tables.take(&source.name).expect("a state per table");
-                jobs.push(snapshot::CopyJob { state, source });
-            }
+                .map(|t| t.writer.last_applied_lsn().is_some());
+            let replace = match held {
+                Some(held) if held && resnapshot => true,
+                Some(false) => false,
+                _ => continue,
+            };
+            let state = tables.take(&source.name).expect("a state per table");
+            jobs.push(snapshot::CopyJob {
+                state,
+                source,
+                replace,
+            });
         }
     }
     if jobs.is_empty() {

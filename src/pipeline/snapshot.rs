@@ -22,6 +22,8 @@ const CHUNK_ROWS: usize = 50_000;
 pub(super) struct CopyJob {
     pub state: TableState,
     pub source: SourceTable,
+    /// The copy replaces the rows the table holds (`--resnapshot`) instead of being its first.
+    pub replace: bool,
 }
 
 /// Copies every job's table as of `snapshot`, each into one Delta commit tagged with the
@@ -56,7 +58,11 @@ async fn copy_table(
     job: CopyJob,
     observer: Arc<Observer>,
 ) -> Result<TableState, PipelineError> {
-    let CopyJob { mut state, source } = job;
+    let CopyJob {
+        mut state,
+        source,
+        replace,
+    } = job;
     let writer = &mut state.writer;
     let table = source.name.clone();
     let estimated = u64::try_from(source.estimated_rows).ok();
@@ -90,8 +96,11 @@ async fn copy_table(
     }
     result?;
     progress.finish();
-    let rows = writer.commit_snapshot(appender, lsn).await?;
-    tracing::info!(%table, rows, %lsn, elapsed = ?started.elapsed(), "initial snapshot committed");
+    let rows = match replace {
+        true => writer.commit_resnapshot(appender, lsn).await?,
+        false => writer.commit_snapshot(appender, lsn).await?,
+    };
+    tracing::info!(%table, rows, %lsn, replace, elapsed = ?started.elapsed(), "snapshot committed");
     Ok(state)
 }
 

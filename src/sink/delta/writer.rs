@@ -7,9 +7,10 @@ use deltalake::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
 use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use deltalake::datafusion::common::Column;
 use deltalake::datafusion::prelude::{lit, when, Expr, SessionContext};
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::{StructField, Transaction};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, StructField, Transaction};
 use deltalake::operations::merge::MergeBuilder;
+use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
@@ -570,6 +571,81 @@ impl DeltaTableWriter {
             .await
     }
 
+    /// Whether a `--resnapshot` started on this table and has not replaced its rows yet: the
+    /// slot its position belongs to is gone, so streaming on would skip changes.
+    pub fn resnapshot_pending(&self) -> bool {
+        self.table.snapshot().is_ok_and(|s| {
+            s.metadata()
+                .configuration()
+                .get(RESNAPSHOT_PENDING)
+                .is_some_and(|v| v == "true")
+        })
+    }
+
+    /// Records in the table (before the slot is dropped) that a `--resnapshot` is under way,
+    /// or, once its copy is committed, that it is done.
+    pub async fn set_resnapshot_pending(&mut self, pending: bool) -> Result<(), SinkError> {
+        if self.resnapshot_pending() == pending {
+            return Ok(());
+        }
+        let updated = self
+            .table
+            .clone()
+            .set_tbl_properties()
+            .with_properties(std::collections::HashMap::from([(
+                RESNAPSHOT_PENDING.to_string(),
+                pending.to_string(),
+            )]))
+            // A property of pgdelta's own, not one of Delta's.
+            .with_raise_if_not_exists(false)
+            .with_commit_properties(commit_properties())
+            .await;
+        self.table = self.delta(updated)?;
+        self.read_state().await
+    }
+
+    /// Commits a copy that replaces the table's rows (`pipeline start --resnapshot`): one
+    /// commit removes every current file and adds the copied ones, tagged with the new
+    /// slot's position. Readers of the change data feed see every old row deleted and every
+    /// copied row inserted at that version.
+    pub async fn commit_resnapshot(
+        &mut self,
+        mut appender: SnapshotAppender,
+        lsn: Lsn,
+    ) -> Result<u64, SinkError> {
+        let location = self.location.clone();
+        let delta_err = |source| SinkError::Delta {
+            location: location.clone(),
+            source,
+        };
+        let snapshot = self.table.snapshot().map_err(delta_err)?;
+        let mut actions: Vec<Action> = snapshot
+            .log_data()
+            .iter()
+            .map(|file| Action::Remove(file.remove_action(true)))
+            .collect();
+        let added = appender.writer.flush().await.map_err(delta_err)?;
+        actions.extend(added.into_iter().map(Action::Add));
+        let partition_columns = snapshot.metadata().partition_columns().to_vec();
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Overwrite,
+            partition_by: (!partition_columns.is_empty()).then_some(partition_columns),
+            predicate: None,
+        };
+        let commit = commit_properties()
+            .with_application_transaction(Transaction::new(&self.app_id, lsn.as_i64()))
+            .with_metadata([("pgdelta.snapshot_lsn".to_string(), lsn.to_string().into())]);
+        CommitBuilder::from(commit)
+            .with_actions(actions)
+            .build(Some(snapshot), self.table.log_store(), operation)
+            .await
+            .map_err(delta_err)?;
+        self.reload().await?;
+        self.last_applied = Some(lsn);
+        self.set_resnapshot_pending(false).await?;
+        Ok(appender.rows)
+    }
+
     /// Starts a bulk append of rows that cannot be in the table yet (a transaction's
     /// inserts); nothing is visible until [`DeltaTableWriter::commit_append`].
     pub fn begin_append(&self) -> Result<SnapshotAppender, SinkError> {
@@ -762,6 +838,9 @@ fn keep_flags(rows: &[(&Vec<Cell>, &RowChange)], index: usize) -> Option<Boolean
 /// entries after each commit, listing the whole `_delta_log` (on a local disk, a stat of
 /// every entry): a commit would cost more with every commit in the log retention. VACUUM
 /// cleans the log instead (see `maintenance::vacuum_table`).
+/// The table property that marks an unfinished `--resnapshot`.
+const RESNAPSHOT_PENDING: &str = "pgdelta.resnapshotPending";
+
 pub(super) fn commit_properties() -> CommitProperties {
     CommitProperties::default().with_cleanup_expired_logs(Some(false))
 }

@@ -473,17 +473,24 @@ pub async fn drop_slot_and_publication(
     slot: &str,
     publication: &str,
 ) -> Result<(), SourceError> {
-    if slot_position(client, slot).await?.is_some() {
-        client
-            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-            .await
-            .map_err(query_error(format!("drop replication slot {slot}")))?;
-    }
+    drop_slot(client, slot).await?;
     let sql = format!("DROP PUBLICATION IF EXISTS {}", quote_ident(publication));
     client
         .batch_execute(&sql)
         .await
         .map_err(query_error(format!("drop publication {publication}")))
+}
+
+/// Drops the replication slot, also one PostgreSQL invalidated; `false` when there was none.
+pub async fn drop_slot(client: &Client, slot: &str) -> Result<bool, SourceError> {
+    if slot_state(client, slot).await?.is_none() {
+        return Ok(false);
+    }
+    client
+        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+        .await
+        .map_err(query_error(format!("drop replication slot {slot}")))?;
+    Ok(true)
 }
 
 /// The server's current WAL insert position.

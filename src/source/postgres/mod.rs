@@ -8,10 +8,10 @@ mod slot_source;
 pub mod snapshot;
 
 pub use catalog::{
-    check_readiness, current_wal_lsn, drop_slot_and_publication, emit_marker, ensure_publication,
-    ensure_slot, introspect_table, published_tables, server_version_num, slot_position, slot_state,
-    warn_when_wal_retention_is_unbounded, ColumnInfo, Readiness, ReadinessProblem, SlotState,
-    SourceTable, TableRequest, MESSAGES_SINCE,
+    check_readiness, current_wal_lsn, drop_slot, drop_slot_and_publication, emit_marker,
+    ensure_publication, ensure_slot, introspect_table, published_tables, server_version_num,
+    slot_position, slot_state, warn_when_wal_retention_is_unbounded, ColumnInfo, Readiness,
+    ReadinessProblem, SlotState, SourceTable, TableRequest, MESSAGES_SINCE,
 };
 pub use connection::{backoff_delay, parse_url, ConnectionSettings};
 pub use replication::{ChangeStream, PartPolicy, StreamItem, TransactionPart};
@@ -53,9 +53,10 @@ pub enum SourceError {
     #[error(
         "replication slot {slot} was invalidated by PostgreSQL ({reason}); the changes after its \
          confirmed position {confirmed} are no longer in the WAL, so replicating on would lose them. \
-         To recover: `pgdelta pipeline drop <pipeline>` (drops the slot and the publication, keeps \
-         the Delta tables), move the pipeline's Delta tables away, and start again to copy the \
-         tables afresh; raise max_slot_wal_keep_size so that a stopped pipeline has more time"
+         To recover: `pgdelta pipeline start <pipeline> --resnapshot` (drops the slot, creates a \
+         new one and copies every table again, replacing its Delta rows in one commit), or \
+         `pgdelta pipeline drop <pipeline>`, move the Delta tables away and start again; raise \
+         max_slot_wal_keep_size so that a stopped pipeline has more time"
     )]
     SlotInvalidated {
         slot: String,
