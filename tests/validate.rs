@@ -131,6 +131,13 @@ fn equal_tables_pass_and_changes_behind_the_pipelines_back_are_named() {
         .as_str()
         .unwrap()
         .contains("2503 rows in 3 chunks"));
+    // The read of the Delta side reports its progress (a log line when not on a terminal).
+    let output = pgdelta.run(&["validate", "shop", "--check", "checksum"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("validate done: public.items: 2,503 of ~2,503 rows (100.0%)"),
+        "{stderr}"
+    );
 
     python_delta(
         &items_path(&pgdelta),

@@ -1,6 +1,7 @@
 //! Command-line interface. The command names and flags here are a contract with users'
 //! scripts: add to them, never rename them.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 mod connector;
 mod doctor;
@@ -14,6 +15,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use pgdelta::config::{parse_listen, Config};
+use pgdelta::event::TableName;
+use pgdelta::observe::progress::Progress;
 use pgdelta::observe::server::{HttpServer, DEFAULT_LISTEN};
 use pgdelta::observe::sink_probe::{probe_targets, spawn_sink_probe};
 use pgdelta::observe::slot::spawn_slot_monitor;
@@ -208,6 +211,30 @@ async fn doctor(config: &Config, pipeline: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `validate`'s reads of Delta tables as progress lines: one live line on a terminal, a log
+/// line every 10 s otherwise.
+#[derive(Default)]
+struct ValidateProgress {
+    tables: std::sync::Mutex<HashMap<TableName, Progress>>,
+}
+
+impl pgdelta::quality::ReadProgress for ValidateProgress {
+    fn advance(&self, table: &TableName, rows: u64, estimated: Option<u64>) {
+        let mut tables = self.tables.lock().expect("progress lock");
+        tables
+            .entry(table.clone())
+            .or_insert_with(|| Progress::new(table.clone(), estimated).with_activity("validate"))
+            .advance(rows);
+    }
+
+    fn finish(&self, table: &TableName) {
+        let progress = self.tables.lock().expect("progress lock").remove(table);
+        if let Some(progress) = progress {
+            progress.finish();
+        }
+    }
+}
+
 async fn validate(config: &Config, args: ValidateArgs) -> Result<()> {
     use pgdelta::quality::{self, Check};
     let mut options = quality::ValidateOptions::from_config(config, &args.pipeline);
@@ -222,7 +249,8 @@ async fn validate(config: &Config, args: ValidateArgs) -> Result<()> {
     options.max_lag_seconds = args.max_lag_seconds.unwrap_or(options.max_lag_seconds);
     options.max_lag_bytes = args.max_lag_bytes.unwrap_or(options.max_lag_bytes);
     options.chunk_rows = args.chunk_rows.unwrap_or(options.chunk_rows).max(1);
-    let report = quality::validate(config, &args.pipeline, &options)
+    let progress = ValidateProgress::default();
+    let report = quality::validate_with_progress(config, &args.pipeline, &options, &progress)
         .await
         .with_context(|| format!("cannot validate pipeline {}", args.pipeline))?;
     match args.json {

@@ -1,4 +1,5 @@
-//! Progress of a long copy (the initial snapshot): rows copied of estimated, rate, ETA.
+//! Progress of a long read (the initial snapshot, `validate`): rows done of estimated, rate,
+//! ETA.
 //!
 //! On a terminal it keeps one live line on stderr; otherwise it logs a line through
 //! `tracing` every `log_every`. Optionally it also feeds the snapshot gauges of an
@@ -44,6 +45,8 @@ pub struct Progress {
     output: ProgressOutput,
     log_every: Duration,
     observer: Option<Arc<Observer>>,
+    /// What the log lines call the work ("snapshot").
+    activity: &'static str,
 }
 
 impl Progress {
@@ -58,6 +61,7 @@ impl Progress {
             output: ProgressOutput::detect(),
             log_every: DEFAULT_LOG_EVERY,
             observer: None,
+            activity: "snapshot",
         }
     }
 
@@ -70,6 +74,12 @@ impl Progress {
 
     pub fn with_output(mut self, output: ProgressOutput) -> Progress {
         self.output = output;
+        self
+    }
+
+    /// What the log lines call the work, e.g. "validate".
+    pub fn with_activity(mut self, activity: &'static str) -> Progress {
+        self.activity = activity;
         self
     }
 
@@ -127,8 +137,8 @@ impl Progress {
                 let _ = write!(stderr, "\r\x1b[2K{line}{end}");
                 let _ = stderr.flush();
             }
-            ProgressOutput::Log if done => tracing::info!("snapshot done: {line}"),
-            ProgressOutput::Log => tracing::info!("snapshot: {line}"),
+            ProgressOutput::Log if done => tracing::info!("{} done: {line}", self.activity),
+            ProgressOutput::Log => tracing::info!("{}: {line}", self.activity),
         }
     }
 }

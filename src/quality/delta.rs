@@ -66,12 +66,24 @@ impl DeltaSide {
         Ok(count as u64)
     }
 
+    /// Rows in the table's files (deleted rows of files with deletion vectors included): an
+    /// estimate for progress lines.
+    pub fn estimated_rows(&self) -> Option<u64> {
+        let snapshot = self.table.snapshot().ok()?;
+        let files = snapshot.log_data();
+        files
+            .iter()
+            .map(|file| file.num_records().map(|n| n as u64))
+            .sum()
+    }
+
     /// Calls `visit(key, row_hash)` for every row, rendering the source table's columns
-    /// (a column Delta lacks counts as NULL).
+    /// (a column Delta lacks counts as NULL), and `read(rows)` after each batch of rows.
     async fn for_each_row(
         &self,
         spec: &TableSpec,
         mut visit: impl FnMut(Key, i64),
+        read: &mut (dyn FnMut(u64) + Send),
     ) -> Result<(), DeltaTableError> {
         let present: HashSet<String> = self.columns()?.into_iter().map(|(n, _)| n).collect();
         let selected: Vec<&str> = spec
@@ -103,19 +115,26 @@ impl DeltaSide {
                     .collect();
                 visit(key, row_hash(&row_text(&values)));
             }
+            read(batch.num_rows() as u64);
         }
         Ok(())
     }
 
-    /// Per-chunk sums, the chunks cut where PostgreSQL cut them.
+    /// Per-chunk sums, the chunks cut where PostgreSQL cut them; `read(rows)` after each
+    /// batch of rows.
     pub async fn chunk_sums(
         &self,
         spec: &TableSpec,
         chunking: &Chunking,
+        read: &mut (dyn FnMut(u64) + Send),
     ) -> Result<Vec<ChunkSum>, DeltaTableError> {
         let mut sums = vec![ChunkSum::default(); chunking.chunk_count()];
-        self.for_each_row(spec, |key, hash| sums[chunking.chunk_of(&key)].add(hash))
-            .await?;
+        self.for_each_row(
+            spec,
+            |key, hash| sums[chunking.chunk_of(&key)].add(hash),
+            read,
+        )
+        .await?;
         Ok(sums)
     }
 
@@ -127,12 +146,12 @@ impl DeltaSide {
         chunks: &[usize],
     ) -> Result<HashMap<Key, i64>, DeltaTableError> {
         let mut rows = HashMap::new();
-        self.for_each_row(spec, |key, hash| {
+        let collect = |key, hash| {
             if chunks.contains(&chunking.chunk_of(&key)) {
                 rows.insert(key, hash);
             }
-        })
-        .await?;
+        };
+        self.for_each_row(spec, collect, &mut |_| {}).await?;
         Ok(rows)
     }
 }

@@ -175,12 +175,38 @@ impl ValidateOptions {
     }
 }
 
+/// Told how far the long reads of a validation are (the CLI draws a progress line).
+pub trait ReadProgress: Send + Sync {
+    /// `rows` more rows of `table`'s Delta side were read, of about `estimated`.
+    fn advance(&self, table: &TableName, rows: u64, estimated: Option<u64>);
+    /// The read of `table` is done.
+    fn finish(&self, table: &TableName);
+}
+
+/// A [`ReadProgress`] that shows nothing.
+pub struct NoProgress;
+
+impl ReadProgress for NoProgress {
+    fn advance(&self, _table: &TableName, _rows: u64, _estimated: Option<u64>) {}
+    fn finish(&self, _table: &TableName) {}
+}
+
 /// Runs the requested checks on a pipeline's tables. Check failures are in the report;
 /// `Err` only when the validation could not start (configuration, connection).
 pub async fn validate(
     config: &Config,
     pipeline: &str,
     options: &ValidateOptions,
+) -> Result<ValidationReport, QualityError> {
+    validate_with_progress(config, pipeline, options, &NoProgress).await
+}
+
+/// [`validate`], telling `progress` how far the reads of the Delta tables are.
+pub async fn validate_with_progress(
+    config: &Config,
+    pipeline: &str,
+    options: &ValidateOptions,
+    progress: &dyn ReadProgress,
 ) -> Result<ValidationReport, QualityError> {
     let resolved = config.pipeline(pipeline)?;
     let tables: Vec<&ResolvedTable> = resolved
@@ -199,6 +225,7 @@ pub async fn validate(
         client,
         resolved: &resolved,
         options,
+        progress,
     };
     let mut report = ValidationReport {
         pipeline: pipeline.to_string(),
@@ -238,6 +265,7 @@ struct Context<'a> {
     client: Client,
     resolved: &'a ResolvedPipeline,
     options: &'a ValidateOptions,
+    progress: &'a dyn ReadProgress,
 }
 
 /// One side's measurement of a table.
@@ -464,7 +492,13 @@ impl Context<'_> {
             let side = self.open_delta(table).await?;
             let delta = match &chunking {
                 None => Measure::Count(side.count_rows().await?),
-                Some(chunking) => Measure::Chunks(side.chunk_sums(spec, chunking).await?),
+                Some(chunking) => {
+                    let estimated = side.estimated_rows();
+                    let mut read = |rows| self.progress.advance(&spec.name, rows, estimated);
+                    let sums = side.chunk_sums(spec, chunking, &mut read).await?;
+                    self.progress.finish(&spec.name);
+                    Measure::Chunks(sums)
+                }
             };
             if postgres.matches(&delta) {
                 return Ok(Verdict::Equal(postgres));
