@@ -267,8 +267,10 @@ fn default_delta_root() -> String {
 fn default_batch_size() -> usize {
     10_000
 }
+/// Half a second, as Debezium's `poll.interval.ms`: a committed change is visible in Delta
+/// well within a second at low rates; at high rates `batch_size` closes batches first.
 fn default_batch_interval_ms() -> u64 {
-    1_000
+    500
 }
 fn default_large_transaction_events() -> usize {
     100_000
@@ -705,7 +707,7 @@ key = ["order_id"]
         assert_eq!(pipeline.slot, "pgdelta_postgres_cdc");
         assert_eq!(pipeline.publication, "pgdelta_postgres_cdc");
         assert_eq!(pipeline.batch_size, 500);
-        assert_eq!(pipeline.batch_interval, Duration::from_millis(1000));
+        assert_eq!(pipeline.batch_interval, Duration::from_millis(500));
         assert_eq!(pipeline.tables[0].path, "./delta-lake/public/customers");
         assert_eq!(pipeline.tables[1].path, "./delta-lake/orders");
         assert_eq!(pipeline.tables[1].partition_by, vec!["region"]);
