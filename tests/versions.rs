@@ -216,11 +216,29 @@ fn core_path(major: u32) {
     create_tables(&cluster);
     insert_kinds(&cluster, 1);
 
-    // Initial snapshot of tables that already hold rows.
-    let pgdelta = Pgdelta::new(&cluster, PIPELINE);
+    // Initial snapshot of tables that already hold rows; from 17 on into a failover slot.
+    let failover = format!("{PIPELINE}slot_failover = true\n");
+    let pgdelta = match major >= 17 {
+        true => Pgdelta::new(&cluster, &failover),
+        false => {
+            let refused = Pgdelta::new(&cluster, &failover);
+            let output = refused.run(&["pipeline", "start", "core", "--exit-when-caught-up"]);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                !output.status.success()
+                    && stderr.contains("slot_failover = true needs PostgreSQL 17"),
+                "PostgreSQL {major}: {stderr}"
+            );
+            Pgdelta::new(&cluster, PIPELINE)
+        }
+    };
     pgdelta.catch_up("core");
     assert_equal(&pgdelta, &cluster, "items", ITEMS, "initial snapshot");
     check_kinds(&pgdelta, 3, major);
+    if major >= 17 {
+        let slot = cluster.psql(DB, "SELECT failover FROM pg_replication_slots");
+        assert_eq!(slot.trim(), "t", "PostgreSQL {major}: not a failover slot");
+    }
 
     // Inserts, updates and deletes, alone and together in one transaction.
     insert_kinds(&cluster, 4);

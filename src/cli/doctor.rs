@@ -139,7 +139,14 @@ async fn readiness(
             config_section: format!("[pipelines.{}.table.\"{}\"]", pipeline.name, table.name),
         })
         .collect();
-    let readiness = match pg::check_readiness(client, &pipeline.slot, &requests).await {
+    let readiness = match pg::check_readiness(
+        client,
+        &pipeline.slot,
+        pipeline.slot_failover,
+        &requests,
+    )
+    .await
+    {
         Ok(readiness) => readiness,
         Err(error) => {
             out.push(Finding::fail(

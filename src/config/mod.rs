@@ -197,6 +197,11 @@ pub struct PipelineConfig {
     /// can then overwrite each other's commits.
     #[serde(default)]
     pub unsafe_single_writer: bool,
+    /// Direct mode, PostgreSQL 17+: create the replication slot as a failover slot, which
+    /// the server syncs to standbys (`sync_replication_slots`), so the pipeline survives a
+    /// failover to one (Debezium's `slot.failover`).
+    #[serde(default)]
+    pub slot_failover: bool,
     /// How updates and deletes are written (per table: `table.<name>.write_mode`).
     #[serde(default)]
     pub write_mode: WriteMode,
@@ -301,6 +306,7 @@ const PIPELINE_KEYS: &[&str] = &[
     "on_error",
     "dead_letter_path",
     "unsafe_single_writer",
+    "slot_failover",
     "write_mode",
 ];
 /// Keys of `[pipelines.<name>.kafka]`, overridden by `PGDELTA_PIPELINES_<PIPELINE>_KAFKA_<KEY>`.
@@ -330,7 +336,13 @@ const MAINTENANCE_KEYS: &[&str] = &[
     "vacuum_retention_hours",
 ];
 const LIST_KEYS: &[&str] = &["tables", "topics", "zorder_by"];
-const BOOLEAN_KEYS: &[&str] = &["unwrap", "schemas", "unsafe_single_writer", "enabled"];
+const BOOLEAN_KEYS: &[&str] = &[
+    "unwrap",
+    "schemas",
+    "unsafe_single_writer",
+    "slot_failover",
+    "enabled",
+];
 const NUMERIC_KEYS: &[&str] = &[
     "heartbeat_interval_ms",
     "large_transaction_events",
@@ -362,6 +374,7 @@ pub struct ResolvedPipeline {
     pub on_error: ErrorPolicy,
     pub dead_letter_path: String,
     pub unsafe_single_writer: bool,
+    pub slot_failover: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -537,6 +550,7 @@ impl PipelineConfig {
                 )
             }),
             unsafe_single_writer: self.unsafe_single_writer,
+            slot_failover: self.slot_failover,
         })
     }
 

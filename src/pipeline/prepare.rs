@@ -99,6 +99,9 @@ async fn prepare_source_and_tables(
                 &observer,
             )
             .await?;
+            if resolved.slot_failover {
+                ensure_failover_slot(&client, &connection, &resolved.slot).await?;
+            }
             if resolved.snapshot_mode == SnapshotMode::InitialOnly {
                 return Ok(Prepared::Copied);
             }
@@ -158,7 +161,8 @@ async fn check_source(
             config_section: format!("[pipelines.{}.table.\"{}\"]", resolved.name, table.name),
         })
         .collect();
-    let readiness = pg::check_readiness(client, &resolved.slot, &requests).await?;
+    let readiness =
+        pg::check_readiness(client, &resolved.slot, resolved.slot_failover, &requests).await?;
     pg::warn_when_wal_retention_is_unbounded(&readiness, &resolved.slot);
     match readiness.problems.is_empty() {
         true => Ok(()),
@@ -226,6 +230,19 @@ async fn start_resnapshot(
     }
     if pg::drop_slot(client, slot).await? {
         tracing::info!(slot, "--resnapshot: dropped the replication slot; a new one is created and every table copied again");
+    }
+    Ok(())
+}
+
+/// `slot_failover = true`: the slot (just created, or older) is a failover slot.
+async fn ensure_failover_slot(
+    client: &Client,
+    settings: &ConnectionSettings,
+    slot: &str,
+) -> Result<(), PipelineError> {
+    let state = pg::slot_state(client, slot).await?;
+    if state.and_then(|s| s.failover) != Some(true) {
+        pg::snapshot::make_failover_slot(settings, slot).await?;
     }
     Ok(())
 }

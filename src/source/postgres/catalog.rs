@@ -150,9 +150,10 @@ impl Readiness {
 pub async fn check_readiness(
     client: &Client,
     slot: &str,
+    slot_failover: bool,
     tables: &[TableRequest<'_>],
 ) -> Result<Readiness, SourceError> {
-    let mut readiness = server_readiness(client, slot).await?;
+    let mut readiness = server_readiness(client, slot, slot_failover).await?;
     for request in tables {
         readiness.problems.extend(table_problems(request));
     }
@@ -171,7 +172,11 @@ pub fn warn_when_wal_retention_is_unbounded(readiness: &Readiness, slot: &str) {
     }
 }
 
-async fn server_readiness(client: &Client, slot: &str) -> Result<Readiness, SourceError> {
+async fn server_readiness(
+    client: &Client,
+    slot: &str,
+    slot_failover: bool,
+) -> Result<Readiness, SourceError> {
     let row = client
         .query_one(
             "SELECT current_setting('wal_level'), \
@@ -198,6 +203,12 @@ async fn server_readiness(client: &Client, slot: &str) -> Result<Readiness, Sour
     let mut problem = |text: String| problems.push(ReadinessProblem(text));
     if let Some(text) = version_problem(version_num, &version) {
         problem(text);
+    }
+    if slot_failover && version_num < FAILOVER_SINCE {
+        problem(format!(
+            "slot_failover = true needs PostgreSQL 17 or later (failover slots); this server is \
+             {version}: remove the setting"
+        ));
     }
     if wal_level != "logical" {
         problem(format!(
@@ -229,6 +240,9 @@ const MIN_SERVER_VERSION: i32 = 130_000;
 /// The first server whose pgoutput streams logical messages (the `messages` option); on older
 /// ones a caught-up run ends at the server's report that it sent everything past the marker.
 pub const MESSAGES_SINCE: i32 = 140_000;
+
+/// The first server with failover slots (synced to standbys).
+const FAILOVER_SINCE: i32 = 170_000;
 
 fn version_problem(version_num: i32, version: &str) -> Option<String> {
     (version_num < MIN_SERVER_VERSION).then(|| {
@@ -408,7 +422,7 @@ pub async fn slot_position(client: &Client, slot: &str) -> Result<Option<Lsn>, S
 
 /// A replication slot as `pg_replication_slots` shows it; the columns that only some
 /// versions have are `None` on the others (`wal_status`, `safe_wal_size`: 13+;
-/// `conflicting`: 16+; `invalidation_reason`: 17+).
+/// `conflicting`: 16+; `invalidation_reason`, `failover`: 17+).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SlotState {
     pub plugin: Option<String>,
@@ -423,6 +437,8 @@ pub struct SlotState {
     pub safe_wal_size: Option<i64>,
     pub conflicting: Option<bool>,
     pub invalidation_reason: Option<String>,
+    /// Synced to standbys (17+).
+    pub failover: Option<bool>,
 }
 
 impl SlotState {
@@ -449,7 +465,8 @@ pub async fn slot_state(client: &Client, slot: &str) -> Result<Option<SlotState>
             "SELECT plugin::text, confirmed_flush_lsn::text, active, \
                     coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, \
                     to_jsonb(s) ->> 'wal_status', (to_jsonb(s) ->> 'safe_wal_size')::bigint, \
-                    (to_jsonb(s) ->> 'conflicting')::boolean, to_jsonb(s) ->> 'invalidation_reason' \
+                    (to_jsonb(s) ->> 'conflicting')::boolean, to_jsonb(s) ->> 'invalidation_reason', \
+                    (to_jsonb(s) ->> 'failover')::boolean \
              FROM pg_replication_slots s WHERE slot_name = $1",
             &[&slot],
         )
@@ -464,6 +481,7 @@ pub async fn slot_state(client: &Client, slot: &str) -> Result<Option<SlotState>
         safe_wal_size: row.get(5),
         conflicting: row.get(6),
         invalidation_reason: row.get(7),
+        failover: row.get(8),
     }))
 }
 

@@ -61,6 +61,32 @@ pub async fn create_slot_with_snapshot(
     })
 }
 
+/// Makes `slot` a failover slot (PostgreSQL 17+: the server syncs it to standbys that set
+/// `sync_replication_slots`), through the replication protocol's ALTER_REPLICATION_SLOT.
+pub async fn make_failover_slot(
+    settings: &ConnectionSettings,
+    slot: &str,
+) -> Result<(), SourceError> {
+    let target = settings.describe();
+    let failed = |e: pgwire_replication::PgWireError| SourceError::Replication {
+        target: target.clone(),
+        message: format!("make replication slot {slot} a failover slot: {e}"),
+    };
+    let mut session = ReplicationClient::connect_gated(settings.replication_config(slot, "unused"))
+        .await
+        .map_err(failed)?;
+    let command = format!(
+        "ALTER_REPLICATION_SLOT {} (FAILOVER true)",
+        quote_ident(slot)
+    );
+    session.simple_query(&command).await.map_err(failed)?;
+    tracing::info!(
+        slot,
+        "replication slot is a failover slot: standbys with sync_replication_slots keep a copy"
+    );
+    Ok(())
+}
+
 /// Rows of one table, as PostgreSQL text values (`None` = NULL), in chunks.
 pub type RowChunk = Vec<Vec<Option<String>>>;
 
