@@ -217,7 +217,7 @@ fn core_path(major: u32) {
     insert_kinds(&cluster, 1);
 
     // Initial snapshot of tables that already hold rows; from 17 on into a failover slot.
-    let failover = format!("{PIPELINE}slot_failover = true\n");
+    let failover = format!("{PIPELINE}failover = true\n");
     let pgdelta = match major >= 17 {
         true => Pgdelta::new(&cluster, &failover),
         false => {
@@ -226,7 +226,7 @@ fn core_path(major: u32) {
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert!(
                 !output.status.success()
-                    && stderr.contains("slot_failover = true needs PostgreSQL 17"),
+                    && stderr.contains("failover = true needs PostgreSQL 17"),
                 "PostgreSQL {major}: {stderr}"
             );
             Pgdelta::new(&cluster, PIPELINE)

@@ -201,7 +201,7 @@ pub struct PipelineConfig {
     /// the server syncs to standbys (`sync_replication_slots`), so the pipeline survives a
     /// failover to one (Debezium's `slot.failover`).
     #[serde(default)]
-    pub slot_failover: bool,
+    pub failover: bool,
     /// How updates and deletes are written (per table: `table.<name>.write_mode`).
     #[serde(default)]
     pub write_mode: WriteMode,
@@ -306,7 +306,7 @@ const PIPELINE_KEYS: &[&str] = &[
     "on_error",
     "dead_letter_path",
     "unsafe_single_writer",
-    "slot_failover",
+    "failover",
     "write_mode",
 ];
 /// Keys of `[pipelines.<name>.kafka]`, overridden by `PGDELTA_PIPELINES_<PIPELINE>_KAFKA_<KEY>`.
@@ -340,7 +340,7 @@ const BOOLEAN_KEYS: &[&str] = &[
     "unwrap",
     "schemas",
     "unsafe_single_writer",
-    "slot_failover",
+    "failover",
     "enabled",
 ];
 const NUMERIC_KEYS: &[&str] = &[
@@ -550,7 +550,7 @@ impl PipelineConfig {
                 )
             }),
             unsafe_single_writer: self.unsafe_single_writer,
-            slot_failover: self.slot_failover,
+            slot_failover: self.failover,
         })
     }
 

@@ -234,7 +234,7 @@ async fn start_resnapshot(
     Ok(())
 }
 
-/// `slot_failover = true`: the slot (just created, or older) is a failover slot.
+/// `failover = true`: the slot (just created, or older) is a failover slot.
 async fn ensure_failover_slot(
     client: &Client,
     settings: &ConnectionSettings,

@@ -206,7 +206,7 @@ async fn server_readiness(
     }
     if slot_failover && version_num < FAILOVER_SINCE {
         problem(format!(
-            "slot_failover = true needs PostgreSQL 17 or later (failover slots); this server is \
+            "failover = true needs PostgreSQL 17 or later (failover slots); this server is \
              {version}: remove the setting"
         ));
     }
