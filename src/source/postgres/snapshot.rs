@@ -18,20 +18,38 @@ pub struct ExportedSnapshot {
     pub consistent_point: Lsn,
 }
 
+/// A replication session of its own for commands on `slot`, and how its failures read:
+/// `what` names the work.
+async fn command_session(
+    settings: &ConnectionSettings,
+    slot: &str,
+    what: String,
+) -> Result<
+    (
+        ReplicationClient,
+        impl Fn(pgwire_replication::PgWireError) -> SourceError,
+    ),
+    SourceError,
+> {
+    let target = settings.describe();
+    let failed = move |e: pgwire_replication::PgWireError| SourceError::Replication {
+        target: target.clone(),
+        message: format!("{what}: {e}"),
+    };
+    let session = ReplicationClient::connect_gated(settings.replication_config(slot, "unused"))
+        .await
+        .map_err(&failed)?;
+    Ok((session, failed))
+}
+
 /// Creates `slot` (or, with `temporary`, a throwaway slot) and exports its snapshot.
 pub async fn create_slot_with_snapshot(
     settings: &ConnectionSettings,
     slot: &str,
     temporary: bool,
 ) -> Result<ExportedSnapshot, SourceError> {
-    let target = settings.describe();
-    let failed = |e: pgwire_replication::PgWireError| SourceError::Replication {
-        target: target.clone(),
-        message: format!("create replication slot {slot} with an exported snapshot: {e}"),
-    };
-    let mut session = ReplicationClient::connect_gated(settings.replication_config(slot, "unused"))
-        .await
-        .map_err(failed)?;
+    let what = format!("create replication slot {slot} with an exported snapshot");
+    let (mut session, failed) = command_session(settings, slot, what).await?;
     // The unparenthesised form: the only one PostgreSQL 13 and 14 know, and still accepted
     // by 15 to 18 (which added `(SNAPSHOT 'export')`).
     let command = format!(
@@ -50,7 +68,7 @@ pub async fn create_slot_with_snapshot(
         text(1)
             .parse()
             .map_err(|e: crate::event::ParseLsnError| SourceError::Replication {
-                target: target.clone(),
+                target: settings.describe(),
                 message: e.to_string(),
             })?;
     tracing::info!(slot, temporary, %consistent_point, snapshot = %text(2), "replication slot created with exported snapshot");
@@ -67,14 +85,8 @@ pub async fn make_failover_slot(
     settings: &ConnectionSettings,
     slot: &str,
 ) -> Result<(), SourceError> {
-    let target = settings.describe();
-    let failed = |e: pgwire_replication::PgWireError| SourceError::Replication {
-        target: target.clone(),
-        message: format!("make replication slot {slot} a failover slot: {e}"),
-    };
-    let mut session = ReplicationClient::connect_gated(settings.replication_config(slot, "unused"))
-        .await
-        .map_err(failed)?;
+    let what = format!("make replication slot {slot} a failover slot");
+    let (mut session, failed) = command_session(settings, slot, what).await?;
     let command = format!(
         "ALTER_REPLICATION_SLOT {} (FAILOVER true)",
         quote_ident(slot)
