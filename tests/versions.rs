@@ -225,8 +225,7 @@ fn core_path(major: u32) {
             let output = refused.run(&["pipeline", "start", "core", "--exit-when-caught-up"]);
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert!(
-                !output.status.success()
-                    && stderr.contains("failover = true needs PostgreSQL 17"),
+                !output.status.success() && stderr.contains("failover = true needs PostgreSQL 17"),
                 "PostgreSQL {major}: {stderr}"
             );
             Pgdelta::new(&cluster, PIPELINE)
