@@ -96,11 +96,14 @@ async fn copy_table(
     }
     result?;
     progress.finish();
-    let rows = match replace {
-        true => writer.commit_resnapshot(appender, lsn).await?,
-        false => writer.commit_snapshot(appender, lsn).await?,
-    };
-    tracing::info!(%table, rows, %lsn, replace, elapsed = ?started.elapsed(), "snapshot committed");
+    let elapsed = started.elapsed();
+    if replace {
+        let rows = writer.commit_resnapshot(appender, lsn).await?;
+        tracing::info!(%table, rows, %lsn, ?elapsed, "re-snapshot committed: the table's rows are replaced");
+    } else {
+        let rows = writer.commit_snapshot(appender, lsn).await?;
+        tracing::info!(%table, rows, %lsn, ?elapsed, "initial snapshot committed");
+    }
     Ok(state)
 }
 
