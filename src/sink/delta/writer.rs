@@ -604,6 +604,14 @@ impl DeltaTableWriter {
         self.read_state().await
     }
 
+    /// Commit properties that record `lsn` as this table's position (its `txn` version) and
+    /// in the commit's metadata under `metadata_key`.
+    fn tagged_with(&self, lsn: Lsn, metadata_key: &str) -> CommitProperties {
+        commit_properties()
+            .with_application_transaction(Transaction::new(&self.app_id, lsn.as_i64()))
+            .with_metadata([(metadata_key.to_string(), lsn.to_string().into())])
+    }
+
     /// Commits a copy that replaces the table's rows (`pipeline start --resnapshot`): one
     /// commit removes every current file and adds the copied ones, tagged with the new
     /// slot's position. Readers of the change data feed see every old row deleted and every
@@ -632,9 +640,7 @@ impl DeltaTableWriter {
             partition_by: (!partition_columns.is_empty()).then_some(partition_columns),
             predicate: None,
         };
-        let commit = commit_properties()
-            .with_application_transaction(Transaction::new(&self.app_id, lsn.as_i64()))
-            .with_metadata([("pgdelta.snapshot_lsn".to_string(), lsn.to_string().into())]);
+        let commit = self.tagged_with(lsn, "pgdelta.snapshot_lsn");
         CommitBuilder::from(commit)
             .with_actions(actions)
             .build(Some(snapshot), self.table.log_store(), operation)
@@ -688,9 +694,7 @@ impl DeltaTableWriter {
         lsn: Lsn,
         metadata_key: &str,
     ) -> Result<u64, SinkError> {
-        let commit = commit_properties()
-            .with_application_transaction(Transaction::new(&self.app_id, lsn.as_i64()))
-            .with_metadata([(metadata_key.to_string(), lsn.to_string().into())]);
+        let commit = self.tagged_with(lsn, metadata_key);
         appender.writer = appender.writer.with_commit_properties(commit);
         appender
             .writer
