@@ -161,9 +161,17 @@ async fn check_source(
             config_section: format!("[pipelines.{}.table.\"{}\"]", resolved.name, table.name),
         })
         .collect();
-    let readiness =
+    let mut readiness =
         pg::check_readiness(client, &resolved.slot, resolved.slot_failover, &requests).await?;
+    if readiness.standby {
+        let names: Vec<TableName> = resolved.tables.iter().map(|t| t.name.clone()).collect();
+        if let Some(sql) = pg::publication_change(client, &resolved.publication, &names).await? {
+            let problem = pg::publication_on_standby_problem(&resolved.publication, &sql);
+            readiness.problems.push(problem);
+        }
+    }
     pg::warn_when_wal_retention_is_unbounded(&readiness, &resolved.slot);
+    pg::warn_when_standby_drops_catalog_rows(&readiness, &resolved.slot);
     match readiness.problems.is_empty() {
         true => Ok(()),
         false => Err(SourceError::NotReady(readiness.problems)),

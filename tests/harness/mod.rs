@@ -55,6 +55,13 @@ impl Pgdelta {
         pgdelta
     }
 
+    /// Points `[source]` at `cluster`'s `DB` (a promoted standby, say) and writes the config
+    /// file again with `pipelines_toml`.
+    pub fn switch_source(&mut self, cluster: &PgCluster, pipelines_toml: &str) {
+        self.source_toml = Pgdelta::new(cluster, "").source_toml;
+        self.configure(pipelines_toml);
+    }
+
     /// Writes the config file again with `pipelines_toml` (and the same `[source]`).
     pub fn configure(&self, pipelines_toml: &str) {
         let root = self.delta_root();

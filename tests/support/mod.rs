@@ -38,6 +38,8 @@ pub struct PgCluster {
     port: u16,
     /// Where initdb, pg_ctl and postgres of this cluster's version are (`None`: PATH).
     server_bin: Option<PathBuf>,
+    /// Lines added to the settings every start writes (a standby's, for one).
+    extra_settings: String,
 }
 
 impl PgCluster {
@@ -76,10 +78,82 @@ impl PgCluster {
             dir,
             port: 0,
             server_bin,
+            extra_settings: String::new(),
         };
         cluster.init_data_dir();
         cluster.start_on_free_port();
         cluster
+    }
+
+    /// A hot standby of `primary`, streaming through the physical slot `slot` it creates
+    /// there, with `settings` added to its configuration. The standby starts from a copy of
+    /// the primary's data directory, taken while the primary is stopped for a moment (the
+    /// server packages here have no pg_basebackup).
+    pub fn start_standby_of(primary: &PgCluster, slot: &str, settings: &str) -> PgCluster {
+        primary.psql(
+            "postgres",
+            &format!("SELECT pg_create_physical_replication_slot('{slot}')"),
+        );
+        primary.stop_fast();
+        let dir = tempfile::Builder::new()
+            .prefix("pgdelta-pg-standby-")
+            .tempdir()
+            .expect("create temp dir for the standby");
+        give_to_postgres(dir.path());
+        let data_dir = dir.path().join("data");
+        run_checked(
+            Command::new("cp")
+                .arg("-a")
+                .arg(&primary.data_dir)
+                .arg(&data_dir),
+            "copy the primary's data directory",
+        );
+        primary.start_again();
+        for stale in ["postmaster.pid", "postmaster.opts"] {
+            let _ = fs::remove_file(data_dir.join(stale));
+        }
+        let slots = data_dir.join("pg_replslot");
+        for entry in fs::read_dir(&slots).expect("read pg_replslot") {
+            let _ = fs::remove_dir_all(entry.expect("slot entry").path());
+        }
+        let signal = data_dir.join("standby.signal");
+        fs::write(&signal, "").expect("write standby.signal");
+        give_to_postgres(&signal);
+        let mut standby = PgCluster {
+            log_file: dir.path().join("postgres.log"),
+            data_dir,
+            dir,
+            port: 0,
+            server_bin: primary.server_bin.clone(),
+            extra_settings: format!(
+                "hot_standby = on\n\
+                 hot_standby_feedback = on\n\
+                 primary_slot_name = '{slot}'\n\
+                 primary_conninfo = 'host=127.0.0.1 port={port} user={PG_USER} \
+                 password={PG_PASSWORD} dbname=postgres application_name=standby'\n\
+                 {settings}\n",
+                port = primary.port,
+            ),
+        };
+        standby.start_on_free_port();
+        standby
+    }
+
+    /// Ends a standby's recovery: it becomes a primary.
+    pub fn promote(&self) {
+        let mut cmd = self.server_command("pg_ctl");
+        cmd.args(["promote", "-w", "-t", "60", "-D"])
+            .arg(&self.data_dir);
+        output_of(&mut cmd, "pg_ctl promote").expect_success("pg_ctl promote");
+    }
+
+    /// Waits until the standby `standby` replayed everything this server wrote so far.
+    pub fn wait_replayed_by(&self, standby: &PgCluster) {
+        let target = self.psql("postgres", "SELECT pg_current_wal_lsn()");
+        let query = format!("SELECT pg_last_wal_replay_lsn() >= '{}'", target.trim());
+        wait_until("the standby to replay the primary's WAL", || {
+            standby.psql("postgres", &query).trim() == "t"
+        });
     }
 
     /// The server's major version (`server_version_num / 10000`).
@@ -231,9 +305,11 @@ impl PgCluster {
              fsync = off\n\
              full_page_writes = off\n\
              shared_buffers = 64MB\n\
-             log_line_prefix = '%m [%p] %q%a '\n",
+             log_line_prefix = '%m [%p] %q%a '\n\
+             {extra}",
             port = self.port,
             socket_dir = self.dir.path().display(),
+            extra = self.extra_settings,
         );
         let path = self.data_dir.join("pgdelta_test.conf");
         fs::write(&path, settings).expect("write pgdelta_test.conf");

@@ -842,20 +842,21 @@ fn keep_flags(rows: &[(&Vec<Cell>, &RowChange)], index: usize) -> Option<Boolean
 /// entries after each commit, listing the whole `_delta_log` (on a local disk, a stat of
 /// every entry): a commit would cost more with every commit in the log retention. VACUUM
 /// cleans the log instead (see `maintenance::vacuum_table`).
-/// The table property that marks an unfinished `--resnapshot`.
-const RESNAPSHOT_PENDING: &str = "pgdelta.resnapshotPending";
-
 pub(super) fn commit_properties() -> CommitProperties {
     CommitProperties::default().with_cleanup_expired_logs(Some(false))
 }
 
+/// The table property that marks an unfinished `--resnapshot`.
+const RESNAPSHOT_PENDING: &str = "pgdelta.resnapshotPending";
+
 /// The table another process created at `location` while this one tried to: its first
-/// commit can take a moment to be listed after it made ours fail, so this looks a few times.
+/// commit can take a moment to be listed after it made ours fail (seconds on a loaded
+/// machine), so this looks for up to 10 s.
 async fn created_by_another(location: &str, storage: &StorageOptions) -> Option<DeltaTable> {
-    const LOOKS: u32 = 10;
+    const LOOKS: u32 = 50;
     for look in 0..LOOKS {
         if look > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
         match storage::open_or_empty(location, storage).await {
             Ok(existing) if existing.version().is_some() => return Some(existing),

@@ -136,6 +136,9 @@ pub struct Readiness {
     pub problems: Vec<ReadinessProblem>,
     /// The server's `max_slot_wal_keep_size` (`-1`: unlimited).
     pub max_slot_wal_keep_size: String,
+    /// The server is a standby (in recovery): changes are decoded from the WAL it replays.
+    pub standby: bool,
+    pub hot_standby_feedback: bool,
 }
 
 impl Readiness {
@@ -158,6 +161,18 @@ pub async fn check_readiness(
         readiness.problems.extend(table_problems(request));
     }
     Ok(readiness)
+}
+
+/// Says at start what a standby source without `hot_standby_feedback` risks.
+pub fn warn_when_standby_drops_catalog_rows(readiness: &Readiness, slot: &str) {
+    if readiness.standby && !readiness.hot_standby_feedback {
+        tracing::warn!(
+            slot,
+            "the source is a standby with hot_standby_feedback = off: when the primary vacuums \
+             catalog rows the slot still needs, PostgreSQL invalidates slot {slot} (a conflict); \
+             set hot_standby_feedback = on and primary_slot_name on the standby"
+        );
+    }
 }
 
 /// Says at start what an unlimited `max_slot_wal_keep_size` risks.
@@ -187,7 +202,8 @@ async fn server_readiness(
                     (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user), \
                     EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1), \
                     current_setting('server_version_num')::int, current_setting('server_version'), \
-                    current_setting('max_slot_wal_keep_size')",
+                    current_setting('max_slot_wal_keep_size'), pg_is_in_recovery(), \
+                    current_setting('hot_standby_feedback')",
             &[&slot],
         )
         .await
@@ -199,11 +215,17 @@ async fn server_readiness(
     let slot_exists: bool = row.get(6);
     let (version_num, version): (i32, String) = (row.get(7), row.get(8));
     let max_slot_wal_keep_size: String = row.get(9);
+    let standby: bool = row.get(10);
+    let hot_standby_feedback = row.get::<_, String>(11) == "on";
     let mut problems = Vec::new();
     let mut problem = |text: String| problems.push(ReadinessProblem(text));
     if let Some(text) = version_problem(version_num, &version) {
         problem(text);
     }
+    if standby {
+        problems.extend(standby_problems(version_num, &version, slot_failover));
+    }
+    let mut problem = |text: String| problems.push(ReadinessProblem(text));
     if slot_failover && version_num < FAILOVER_SINCE {
         problem(format!(
             "failover = true needs PostgreSQL 17 or later (failover slots); this server is \
@@ -231,7 +253,28 @@ async fn server_readiness(
     Ok(Readiness {
         problems,
         max_slot_wal_keep_size,
+        standby,
+        hot_standby_feedback,
     })
+}
+
+/// What keeps a standby (a server in recovery) from being the source.
+fn standby_problems(version_num: i32, version: &str, slot_failover: bool) -> Vec<ReadinessProblem> {
+    let mut problems = Vec::new();
+    if version_num < DECODING_ON_STANDBY_SINCE {
+        problems.push(ReadinessProblem(format!(
+            "this server is a standby (in recovery) and runs PostgreSQL {version}: logical \
+             decoding on a standby needs PostgreSQL 16 or later; point pgdelta at the primary"
+        )));
+    }
+    if slot_failover {
+        problems.push(ReadinessProblem(
+            "failover = true cannot be used on a standby (a standby cannot make failover \
+             slots): remove the setting, or point pgdelta at the primary"
+                .into(),
+        ));
+    }
+    problems
 }
 
 /// The oldest server the replication stream works with (`server_version_num`).
@@ -243,6 +286,22 @@ pub const MESSAGES_SINCE: i32 = 140_000;
 
 /// The first server with failover slots (synced to standbys).
 const FAILOVER_SINCE: i32 = 170_000;
+
+/// The first server that decodes logical changes on a standby.
+const DECODING_ON_STANDBY_SINCE: i32 = 160_000;
+
+/// The end of the WAL this server has: where it inserts, or on a standby what it replayed.
+const WAL_END: &str =
+    "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END";
+
+/// Whether the server is a standby (in recovery).
+pub async fn in_recovery(client: &Client) -> Result<bool, SourceError> {
+    let row = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .map_err(query_error("ask whether the server is a standby"))?;
+    Ok(row.get(0))
+}
 
 fn version_problem(version_num: i32, version: &str) -> Option<String> {
     (version_num < MIN_SERVER_VERSION).then(|| {
@@ -309,8 +368,29 @@ pub async fn ensure_publication(
     publication: &str,
     tables: &[TableName],
 ) -> Result<(), SourceError> {
-    let context = format!("set up publication {publication}");
-    let published = published_tables(client, publication).await?;
+    let Some(sql) = publication_change(client, publication, tables).await? else {
+        return Ok(());
+    };
+    // A standby is read-only; the publication reaches it from the primary through the WAL.
+    if in_recovery(client).await? {
+        return Err(SourceError::PublicationOnStandby {
+            publication: publication.to_string(),
+            sql,
+        });
+    }
+    tracing::info!(publication, %sql, "setting up publication");
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(query_error(format!("set up publication {publication}")))
+}
+
+/// The statement that gives `publication` every one of `tables`, `None` when it has them.
+pub async fn publication_change(
+    client: &Client,
+    publication: &str,
+    tables: &[TableName],
+) -> Result<Option<String>, SourceError> {
     let quoted = |tables: &[&TableName]| {
         tables
             .iter()
@@ -318,33 +398,31 @@ pub async fn ensure_publication(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let Some(published) = published else {
-        let all: Vec<&TableName> = tables.iter().collect();
-        let sql = format!(
-            "CREATE PUBLICATION {} FOR TABLE {}",
-            quote_ident(publication),
-            quoted(&all)
-        );
-        tracing::info!(publication, "creating publication");
-        return client
-            .batch_execute(&sql)
-            .await
-            .map_err(query_error(&context));
+    let (verb, missing) = match published_tables(client, publication).await? {
+        None => ("CREATE PUBLICATION {} FOR TABLE", tables.iter().collect()),
+        Some(published) => (
+            "ALTER PUBLICATION {} ADD TABLE",
+            tables
+                .iter()
+                .filter(|t| !published.contains(t))
+                .collect::<Vec<_>>(),
+        ),
     };
-    let missing: Vec<&TableName> = tables.iter().filter(|t| !published.contains(t)).collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    tracing::info!(publication, tables = %quoted(&missing), "adding tables to publication");
-    let sql = format!(
-        "ALTER PUBLICATION {} ADD TABLE {}",
-        quote_ident(publication),
-        quoted(&missing)
-    );
-    client
-        .batch_execute(&sql)
-        .await
-        .map_err(query_error(&context))
+    Ok((!missing.is_empty()).then(|| {
+        format!(
+            "{} {}",
+            verb.replace("{}", &quote_ident(publication)),
+            quoted(&missing)
+        )
+    }))
+}
+
+/// On a standby, which cannot change the publication: the statement to run on the primary.
+pub fn publication_on_standby_problem(publication: &str, sql: &str) -> ReadinessProblem {
+    ReadinessProblem(format!(
+        "publication {publication} lacks tables of the pipeline and the source is a standby \
+         (read-only): run on the primary: {sql}"
+    ))
 }
 
 /// The tables `publication` holds, `None` when there is no such publication.
@@ -462,12 +540,14 @@ impl SlotState {
 pub async fn slot_state(client: &Client, slot: &str) -> Result<Option<SlotState>, SourceError> {
     let row = client
         .query_opt(
-            "SELECT plugin::text, confirmed_flush_lsn::text, active, \
-                    coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, \
+            &format!(
+                "SELECT plugin::text, confirmed_flush_lsn::text, active, \
+                    coalesce(pg_wal_lsn_diff({WAL_END}, restart_lsn), 0)::bigint, \
                     to_jsonb(s) ->> 'wal_status', (to_jsonb(s) ->> 'safe_wal_size')::bigint, \
                     (to_jsonb(s) ->> 'conflicting')::boolean, to_jsonb(s) ->> 'invalidation_reason', \
                     (to_jsonb(s) ->> 'failover')::boolean \
-             FROM pg_replication_slots s WHERE slot_name = $1",
+             FROM pg_replication_slots s WHERE slot_name = $1"
+            ),
             &[&slot],
         )
         .await
@@ -493,6 +573,13 @@ pub async fn drop_slot_and_publication(
 ) -> Result<(), SourceError> {
     drop_slot(client, slot).await?;
     let sql = format!("DROP PUBLICATION IF EXISTS {}", quote_ident(publication));
+    if in_recovery(client).await? {
+        tracing::info!(
+            publication,
+            "the source is a standby: drop the publication on the primary ({sql})"
+        );
+        return Ok(());
+    }
     client
         .batch_execute(&sql)
         .await
@@ -511,10 +598,10 @@ pub async fn drop_slot(client: &Client, slot: &str) -> Result<bool, SourceError>
     Ok(true)
 }
 
-/// The server's current WAL insert position.
+/// The server's current WAL insert position; on a standby, the end of the WAL it replayed.
 pub async fn current_wal_lsn(client: &Client) -> Result<Lsn, SourceError> {
     let row = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .query_one(&format!("SELECT ({WAL_END})::text"), &[])
         .await
         .map_err(query_error("read the current WAL position"))?;
     let text: String = row.get(0);

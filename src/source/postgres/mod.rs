@@ -9,9 +9,10 @@ pub mod snapshot;
 
 pub use catalog::{
     check_readiness, current_wal_lsn, drop_slot, drop_slot_and_publication, emit_marker,
-    ensure_publication, ensure_slot, introspect_table, published_tables, server_version_num,
-    slot_position, slot_state, warn_when_wal_retention_is_unbounded, ColumnInfo, Readiness,
-    ReadinessProblem, SlotState, SourceTable, TableRequest, MESSAGES_SINCE,
+    ensure_publication, ensure_slot, in_recovery, introspect_table, publication_change,
+    publication_on_standby_problem, published_tables, server_version_num, slot_position,
+    slot_state, warn_when_standby_drops_catalog_rows, warn_when_wal_retention_is_unbounded,
+    ColumnInfo, Readiness, ReadinessProblem, SlotState, SourceTable, TableRequest, MESSAGES_SINCE,
 };
 pub use connection::{backoff_delay, parse_url, ConnectionSettings};
 pub use replication::{ChangeStream, PartPolicy, StreamItem, TransactionPart};
@@ -74,6 +75,8 @@ pub enum SourceError {
         "replication slot {slot} uses plugin {plugin}, not pgoutput: choose another slot name"
     )]
     WrongPlugin { slot: String, plugin: String },
+    #[error("{}", catalog::publication_on_standby_problem(.publication, .sql))]
+    PublicationOnStandby { publication: String, sql: String },
     #[error("copy of {table} stopped by a Delta write error")]
     CopyStopped { table: TableName },
 }

@@ -1,7 +1,8 @@
 //! The replication slot as a [`ChangeSource`]: streams committed transactions, reconnects
 //! with backoff when the server goes away, and ends a `--exit-when-caught-up` run at a
 //! logical message it wrote itself (or, on PostgreSQL 13, whose pgoutput does not stream
-//! messages, once the server reports it has sent everything past that message).
+//! messages, or on a standby, which cannot write one, once the server reports it has sent
+//! everything past that message or the WAL it had replayed).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::{
-    backoff_delay, emit_marker, server_version_num, slot_position, ChangeStream,
-    ConnectionSettings, PartPolicy, SourceError, StreamItem, MESSAGES_SINCE,
+    backoff_delay, current_wal_lsn, emit_marker, in_recovery, server_version_num, slot_position,
+    ChangeStream, ConnectionSettings, PartPolicy, SourceError, StreamItem, MESSAGES_SINCE,
 };
 use crate::event::{Lsn, Origin, TableName};
 use crate::source::{ChangeSource, Progress, SourceItem};
@@ -105,7 +106,11 @@ impl SlotSource {
         .await?;
         self.stream = Some(stream);
         if let Some((token, written @ None)) = self.marker.as_mut() {
-            let lsn = emit_marker(&self.client, MARKER_PREFIX, token).await?;
+            // A standby cannot write a marker; the end of what it replayed serves as one.
+            let lsn = match in_recovery(&self.client).await? {
+                true => current_wal_lsn(&self.client).await?,
+                false => emit_marker(&self.client, MARKER_PREFIX, token).await?,
+            };
             tracing::info!(target_lsn = %lsn, "will exit once caught up to this position");
             *written = Some(lsn);
         }
