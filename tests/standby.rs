@@ -38,11 +38,7 @@ fn installed(major: u32) -> bool {
 }
 
 /// A primary with `items` (500 rows) in the publication `cdc_pub`, and its hot standby.
-fn primary_and_standby(
-    major: u32,
-    primary_settings: &str,
-    standby_settings: &str,
-) -> (PgCluster, PgCluster) {
+fn primary_and_standby(major: u32, standby_settings: &str) -> (PgCluster, PgCluster) {
     let primary = PgCluster::start_version(major);
     primary.create_database(DB);
     primary.psql(
@@ -51,9 +47,6 @@ fn primary_and_standby(
          INSERT INTO items SELECT g, 'before ' || g FROM generate_series(1, 500) g;
          CREATE PUBLICATION cdc_pub FOR TABLE items;",
     );
-    if !primary_settings.is_empty() {
-        primary.psql("postgres", primary_settings);
-    }
     let standby = PgCluster::start_standby_of(&primary, "standby_phys", standby_settings);
     primary.wait_replayed_by(&standby);
     (primary, standby)
@@ -130,7 +123,7 @@ fn a_pipeline_decodes_its_changes_on_a_standby() {
 }
 
 fn decodes_on_a_standby(major: u32) {
-    let (primary, standby) = primary_and_standby(major, "", "");
+    let (primary, standby) = primary_and_standby(major, "");
     let pgdelta = Pgdelta::new(&standby, PIPELINE);
 
     // Snapshot and slot on the standby; nothing is created on the primary.
@@ -183,7 +176,7 @@ fn the_pipeline_goes_on_from_a_promoted_standby_through_its_failover_slot() {
     }
     // The primary holds logical changes back until the standby has their WAL, so the synced
     // slot never confirms more than the standby has.
-    let (primary, standby) = primary_and_standby(major, "", "sync_replication_slots = on");
+    let (primary, standby) = primary_and_standby(major, "sync_replication_slots = on");
     primary.psql(
         "postgres",
         "ALTER SYSTEM SET synchronized_standby_slots = 'standby_phys'; SELECT pg_reload_conf();",
@@ -231,4 +224,23 @@ fn the_pipeline_goes_on_from_a_promoted_standby_through_its_failover_slot() {
     assert_delta_equals(&pgdelta, &standby, "after the promotion");
     assert_inserted_once(&pgdelta, 500 + 7 * 300);
     assert_txn_versions_strictly_increase(&pgdelta.table_path("public", "items"));
+}
+
+#[test]
+fn a_standby_before_16_is_refused_before_anything_is_created() {
+    let major = 15;
+    if !installed(major) {
+        return;
+    }
+    let (_primary, standby) = primary_and_standby(major, "");
+    let pgdelta = Pgdelta::new(&standby, PIPELINE);
+    let output = pgdelta.run(&["pipeline", "start", "replica", "--exit-when-caught-up"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success()
+            && stderr.contains("logical decoding on a standby needs PostgreSQL 16 or later"),
+        "a standby of PostgreSQL 15 is not refused by name:\n{stderr}"
+    );
+    assert!(!slot_exists(&standby, "replica_slot"));
+    assert!(!pgdelta.table_path("public", "items").exists());
 }

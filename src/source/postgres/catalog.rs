@@ -661,6 +661,23 @@ mod tests {
     }
 
     #[test]
+    fn a_standby_source_needs_16_and_no_failover_slot() {
+        assert!(standby_problems(160_004, "16.4", false).is_empty());
+        let old = standby_problems(150_008, "15.8", false);
+        assert_eq!(old.len(), 1);
+        assert!(
+            old[0].0.contains("needs PostgreSQL 16 or later"),
+            "{}",
+            old[0]
+        );
+        let failover = standby_problems(170_000, "17.0", true);
+        assert_eq!(failover.len(), 1);
+        assert!(failover[0]
+            .0
+            .contains("failover = true cannot be used on a standby"));
+    }
+
+    #[test]
     fn servers_before_13_are_refused_by_name() {
         let refusal = version_problem(120_022, "12.22").unwrap();
         assert!(refusal.contains("PostgreSQL 12.22 is too old"), "{refusal}");
