@@ -12,3 +12,7 @@ cargo clippy --all-targets --locked -- -D warnings
 bash scripts/fuzz.sh 10   # the parsers must survive a bounded fuzzing run
 # --all-targets: no doc-test run (the crate has none) closing the output with "0 passed".
 cargo test --locked --no-fail-fast --all-targets "$@"
+# The version matrix: tests/versions.rs runs the core path on 13 to 18; the direct-mode,
+# snapshot and schema, type, TLS, reliability and slot-safety tests also run on the newest.
+PGDELTA_TEST_PG_VERSION=18 cargo test --locked --no-fail-fast --test direct_mode \
+    --test snapshot_and_schema --test types --test tls --test reliability --test slot_safety "$@"

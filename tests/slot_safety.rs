@@ -72,7 +72,8 @@ fn a_slot_postgres_invalidated_is_one_clear_error_and_resnapshot_recovers_it() {
     assert!(
         stderr.contains(&format!(
             "replication slot {slot} was invalidated by PostgreSQL"
-        )) && stderr.contains("wal_status = lost")
+        )) && (stderr.contains("wal_status = lost") // 17+ name the reason instead
+            || stderr.contains("invalidation_reason = wal_removed"))
             && stderr.contains("pgdelta pipeline drop"),
         "{stderr}"
     );
