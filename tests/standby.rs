@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use harness::{assert_txn_versions_strictly_increase, kill9, slot_exists, wait_for, Pgdelta, DB};
 use support::{
-    delta_as_strings, describe_row_differences, installed_majors, pg_as_strings, read_delta_cdf,
-    PgCluster,
+    delta_as_strings, describe_row_differences, installed_or_skipped, pg_as_strings,
+    read_delta_cdf, PgCluster,
 };
 
 const PIPELINE: &str = r#"
@@ -28,14 +28,6 @@ batch_interval_ms = 100
 "#;
 
 const ITEMS: &str = "SELECT id::text, label FROM items";
-
-fn installed(major: u32) -> bool {
-    let present = installed_majors().contains(&major);
-    if !present {
-        println!("PostgreSQL {major} is not installed: skipped (scripts/setup.sh installs it)");
-    }
-    present
-}
 
 /// A primary with `items` (500 rows) in the publication `cdc_pub`, and its hot standby.
 fn primary_and_standby(major: u32, standby_settings: &str) -> (PgCluster, PgCluster) {
@@ -116,7 +108,7 @@ fn hurrying_slot_creation<T>(primary: &PgCluster, work: impl FnOnce() -> T) -> T
 #[test]
 fn a_pipeline_decodes_its_changes_on_a_standby() {
     for major in [16, 18] {
-        if installed(major) {
+        if installed_or_skipped(major) {
             decodes_on_a_standby(major);
         }
     }
@@ -171,7 +163,7 @@ fn decodes_on_a_standby(major: u32) {
 #[test]
 fn the_pipeline_goes_on_from_a_promoted_standby_through_its_failover_slot() {
     let major = 17;
-    if !installed(major) {
+    if !installed_or_skipped(major) {
         return;
     }
     // The primary holds logical changes back until the standby has their WAL, so the synced
@@ -229,7 +221,7 @@ fn the_pipeline_goes_on_from_a_promoted_standby_through_its_failover_slot() {
 #[test]
 fn a_standby_before_16_is_refused_before_anything_is_created() {
     let major = 15;
-    if !installed(major) {
+    if !installed_or_skipped(major) {
         return;
     }
     let (_primary, standby) = primary_and_standby(major, "");

@@ -164,6 +164,7 @@ async fn check_source(
     let mut readiness =
         pg::check_readiness(client, &resolved.slot, resolved.slot_failover, &requests).await?;
     if readiness.standby {
+        tracing::info!(slot = %resolved.slot, "the source is a standby: creating a slot there waits for the primary's next running-transactions record (SELECT pg_log_standby_snapshot() on the primary hurries it)");
         let names: Vec<TableName> = resolved.tables.iter().map(|t| t.name.clone()).collect();
         if let Some(sql) = pg::publication_change(client, &resolved.publication, &names).await? {
             let problem = pg::publication_on_standby_problem(&resolved.publication, &sql);

@@ -37,11 +37,7 @@ impl Pgdelta {
 
     /// A plain-TCP source (`sslmode = "disable"`) on `cluster`'s database `db`.
     pub fn on_database(cluster: &PgCluster, db: &str, pipelines_toml: &str) -> Pgdelta {
-        let source = format!(
-            "url = \"{}\"\nsslmode = \"disable\"\nconnect_attempts = 12\n",
-            cluster.url_without_password(db)
-        );
-        Pgdelta::with_source(&source, pipelines_toml)
+        Pgdelta::with_source(&plain_source(cluster, db), pipelines_toml)
     }
 
     /// `source_toml` is the body of `[source]`; `DELTA_ROOT` in `pipelines_toml` becomes a
@@ -58,7 +54,7 @@ impl Pgdelta {
     /// Points `[source]` at `cluster`'s `DB` (a promoted standby, say) and writes the config
     /// file again with `pipelines_toml`.
     pub fn switch_source(&mut self, cluster: &PgCluster, pipelines_toml: &str) {
-        self.source_toml = Pgdelta::new(cluster, "").source_toml;
+        self.source_toml = plain_source(cluster, DB);
         self.configure(pipelines_toml);
     }
 
@@ -159,6 +155,14 @@ impl Pgdelta {
 /// A private copy of the pgdelta binary made once per test process, so that a rebuild of
 /// the shared target directory during a long test cannot swap or remove it mid-run. A
 /// static is never dropped, so the copies of test processes that ended are removed here.
+/// The body of `[source]` for `cluster`'s database `db` over plain TCP.
+fn plain_source(cluster: &PgCluster, db: &str) -> String {
+    format!(
+        "url = \"{}\"\nsslmode = \"disable\"\nconnect_attempts = 12\n",
+        cluster.url_without_password(db)
+    )
+}
+
 pub fn pgdelta_binary() -> &'static Path {
     static COPY: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_, path) = COPY.get_or_init(|| {

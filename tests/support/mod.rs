@@ -665,6 +665,18 @@ fn npm_install_dir(major: u32) -> PathBuf {
 }
 
 /// The installed majors among 13 to 18, ascending.
+/// Whether PostgreSQL `major` is installed; when it is not, a test says it skips it.
+pub fn installed_or_skipped(major: u32) -> bool {
+    let installed = installed_majors().contains(&major);
+    if !installed {
+        println!(
+            "skipped: PostgreSQL {major} is not installed (scripts/setup.sh installs it, \
+             see PGDELTA_PG_VERSIONS there)"
+        );
+    }
+    installed
+}
+
 pub fn installed_majors() -> Vec<u32> {
     KNOWN_MAJORS
         .into_iter()

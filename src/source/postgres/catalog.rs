@@ -222,10 +222,6 @@ async fn server_readiness(
     if let Some(text) = version_problem(version_num, &version) {
         problem(text);
     }
-    if standby {
-        problems.extend(standby_problems(version_num, &version, slot_failover));
-    }
-    let mut problem = |text: String| problems.push(ReadinessProblem(text));
     if slot_failover && version_num < FAILOVER_SINCE {
         problem(format!(
             "failover = true needs PostgreSQL 17 or later (failover slots); this server is \
@@ -249,6 +245,9 @@ async fn server_readiness(
     }
     if !can_replicate {
         problem("the connecting role lacks the REPLICATION attribute: ALTER ROLE <user> WITH REPLICATION".into());
+    }
+    if standby {
+        problems.extend(standby_problems(version_num, &version, slot_failover));
     }
     Ok(Readiness {
         problems,
@@ -398,10 +397,11 @@ pub async fn publication_change(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let (verb, missing) = match published_tables(client, publication).await? {
-        None => ("CREATE PUBLICATION {} FOR TABLE", tables.iter().collect()),
+    let (verb, add, missing) = match published_tables(client, publication).await? {
+        None => ("CREATE", "FOR", tables.iter().collect()),
         Some(published) => (
-            "ALTER PUBLICATION {} ADD TABLE",
+            "ALTER",
+            "ADD",
             tables
                 .iter()
                 .filter(|t| !published.contains(t))
@@ -410,8 +410,8 @@ pub async fn publication_change(
     };
     Ok((!missing.is_empty()).then(|| {
         format!(
-            "{} {}",
-            verb.replace("{}", &quote_ident(publication)),
+            "{verb} PUBLICATION {} {add} TABLE {}",
+            quote_ident(publication),
             quoted(&missing)
         )
     }))

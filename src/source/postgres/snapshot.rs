@@ -50,7 +50,6 @@ pub async fn create_slot_with_snapshot(
 ) -> Result<ExportedSnapshot, SourceError> {
     let what = format!("create replication slot {slot} with an exported snapshot");
     let (mut session, failed) = command_session(settings, slot, what).await?;
-    tracing::info!(slot, "creating replication slot (on a standby this waits for the primary's next running-transactions record; SELECT pg_log_standby_snapshot() on the primary hurries it)");
     // The unparenthesised form: the only one PostgreSQL 13 and 14 know, and still accepted
     // by 15 to 18 (which added `(SNAPSHOT 'export')`).
     let command = format!(
