@@ -449,3 +449,96 @@ fn restarting_postgres_while_streaming_reconnects_and_finishes_equal() {
         expected
     );
 }
+
+/// Scaling direct mode: one slot is one stream, so a database's tables are split over two
+/// pipelines (each with its own slot and publication), run as two processes at once, as on
+/// two machines. Each ends equal to PostgreSQL, and `pgdelta status` run anywhere with the
+/// same configuration shows both.
+#[test]
+fn tables_split_over_two_pipelines_stream_side_by_side_and_status_shows_both() {
+    let cluster = cluster_with_db();
+    cluster.psql(
+        DB,
+        "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2), active boolean);
+         CREATE TABLE orders (region text, order_id bigint, customer_id int, amount numeric(12,2),
+                              PRIMARY KEY (region, order_id));",
+    );
+    let pipelines = "[pipelines.people]\ntables = [\"public.customers\"]\ndelta_root = \"DELTA_ROOT\"\n\
+        batch_interval_ms = 100\n\
+        [pipelines.sales]\ntables = [\"public.orders\"]\ndelta_root = \"DELTA_ROOT\"\nbatch_interval_ms = 100\n";
+    let pgdelta = Pgdelta::new(&cluster, pipelines);
+    let listen = |port: u16| format!("127.0.0.1:{port}");
+    let (people_port, sales_port) = (support::free_port(), support::free_port());
+    let mut people = pgdelta.spawn_args(
+        &[
+            "pipeline",
+            "start",
+            "people",
+            "--http-listen",
+            &listen(people_port),
+        ],
+        "people.log",
+    );
+    let mut sales = pgdelta.spawn_args(
+        &[
+            "pipeline",
+            "start",
+            "sales",
+            "--http-listen",
+            &listen(sales_port),
+        ],
+        "sales.log",
+    );
+    for round in 0..5 {
+        cluster.psql(
+            DB,
+            &format!(
+                "INSERT INTO customers SELECT g, 'c' || g, g, true FROM generate_series({lo}, {hi}) g;
+                 INSERT INTO orders SELECT 'eu', g, g, g FROM generate_series({lo}, {hi}) g;
+                 UPDATE customers SET balance = balance + 1 WHERE id % 3 = {round} % 3;
+                 DELETE FROM orders WHERE order_id % 7 = {round};",
+                lo = round * 100,
+                hi = round * 100 + 99
+            ),
+        );
+    }
+    let expected = |query: &str| pg_as_strings(&cluster, DB, query);
+    let equal = || {
+        delta_as_strings(&pgdelta.table_path("public", "customers")) == expected(CUSTOMERS)
+            && delta_as_strings(&pgdelta.table_path("public", "orders")) == expected(ORDERS)
+    };
+    let caught_up = harness::wait_for(Duration::from_secs(120), equal);
+    harness::terminate(&mut people);
+    harness::terminate(&mut sales);
+    assert!(
+        caught_up,
+        "the two pipelines did not reach PostgreSQL\n--- people ---\n{}\n--- sales ---\n{}",
+        pgdelta.log("people.log"),
+        pgdelta.log("sales.log")
+    );
+    let slots = cluster.psql(DB, "SELECT slot_name FROM pg_replication_slots ORDER BY 1");
+    assert_eq!(slots, "pgdelta_people\npgdelta_sales\n");
+    let out = pgdelta.run_ok(&["status", "--json"]);
+    let statuses: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let shown: Vec<(String, String)> = statuses
+        .iter()
+        .map(|s| {
+            (
+                s["pipeline"].as_str().unwrap().to_string(),
+                s["table"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            ("people".to_string(), "public.customers".to_string()),
+            ("sales".to_string(), "public.orders".to_string())
+        ],
+        "{out}"
+    );
+    for status in &statuses {
+        assert!(status["last_committed_by"].is_string(), "{status}");
+        assert!(status["rows"].as_u64() > Some(0), "{status}");
+    }
+}

@@ -234,6 +234,117 @@ fn debezium_events_through_kafka_reach_delta_exactly_once() {
     a_recreated_topic_is_refused(&mut tansu, &pgdelta, &records);
 }
 
+/// Scale out: three processes run the same pipeline in one consumer group, over topics of
+/// three partitions, so every member writes both tables. While the records flow, each member
+/// in turn leaves (SIGTERM) and a new process takes its place; the group moves partitions
+/// between them each time. Members that lose a commit race retry on the new version, and a
+/// batch another member applied meanwhile is read again after what the table holds. At the
+/// end Delta equals PostgreSQL, no change is applied twice, each partition's offsets only
+/// move forward, commits come from several members, and `pipeline status` names the last
+/// committer and each partition's next offset.
+#[test]
+fn members_of_one_consumer_group_share_a_pipeline_exactly_once() {
+    let cluster = cluster_with_db();
+    cluster.psql(DB, SETUP);
+    let records = capture_with_debezium(&cluster, true, false);
+    let tansu = Tansu::start();
+    tansu.create_topics(&[ORDERS_TOPIC, CUSTOMERS_TOPIC], 3);
+    let pgdelta = Pgdelta::new(&cluster, &PIPELINE.replace("BOOTSTRAP", &tansu.bootstrap()));
+    let start_member = |name: &str, run: usize| {
+        let mut command =
+            pgdelta.command(&["pipeline", "start", "shop", "--http-listen", "127.0.0.1:0"]);
+        command.env("PGDELTA_PIPELINES_SHOP_MEMBER", name);
+        pgdelta.spawn_command(command, &format!("{name}-{run}.log"))
+    };
+    let names = ["m1", "m2", "m3"];
+    let mut members: Vec<_> = names.iter().map(|name| start_member(name, 1)).collect();
+    let logs = |pgdelta: &Pgdelta| {
+        let mut all = String::new();
+        for name in names {
+            for run in 1..=2 {
+                let log = pgdelta.log(&format!("{name}-{run}.log"));
+                all.push_str(&format!(
+                    "--- {name} run {run} ---\n{}\n",
+                    pgdelta_lines(&log)
+                ));
+            }
+        }
+        all
+    };
+
+    let chunks: Vec<&[CapturedRecord]> = records.chunks(records.len().div_ceil(4)).collect();
+    for (round, chunk) in chunks.iter().enumerate() {
+        tansu.produce(&as_produce(chunk));
+        if let Some(name) = names.get(round) {
+            std::thread::sleep(Duration::from_secs(2));
+            let status = harness::terminate(&mut members[round]);
+            assert!(
+                status.success(),
+                "{name} did not stop cleanly\n{}",
+                logs(&pgdelta)
+            );
+            members[round] = start_member(name, 2);
+        }
+    }
+    let equal = || {
+        TABLE_QUERIES.iter().all(|(table, query)| {
+            let path = pgdelta.table_path("public", table);
+            delta_as_strings(&path) == pg_as_strings(&cluster, DB, query)
+        })
+    };
+    let caught_up = wait_for(Duration::from_secs(240), equal);
+    for member in &mut members {
+        harness::terminate(member);
+    }
+    for (table, query) in TABLE_QUERIES {
+        let path = pgdelta.table_path("public", table);
+        let (delta, pg) = (delta_as_strings(&path), pg_as_strings(&cluster, DB, query));
+        assert!(
+            caught_up && delta == pg,
+            "{table}: Delta differs from PostgreSQL\n{}\n{}\n--- tansu ---\n{}",
+            support::describe_row_differences(&delta, &pg),
+            logs(&pgdelta),
+            tansu.log()
+        );
+        assert_no_change_applied_twice(&path);
+        assert_offsets_only_move_forward(&path);
+    }
+    let committers: BTreeSet<String> = TABLE_QUERIES
+        .iter()
+        .flat_map(|(table, _)| commit_members(&pgdelta.table_path("public", table)))
+        .collect();
+    assert!(
+        committers.len() >= 2,
+        "the work is shared: commits by {committers:?}\n{}",
+        logs(&pgdelta)
+    );
+    for status in pgdelta.status("shop") {
+        let member = status["last_committed_by"].as_str().unwrap_or_default();
+        assert!(names.contains(&member), "{status}");
+        let topic = format!("shop.{}", status["table"].as_str().unwrap());
+        let partitions = status["kafka_offsets"][&topic].as_object().unwrap();
+        assert_eq!(partitions.len(), 3, "{status}");
+    }
+}
+
+/// The `pgdelta.member` of every commit of the table that names one.
+fn commit_members(path: &std::path::Path) -> Vec<String> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir(path.join("_delta_log")).unwrap() {
+        let file = entry.unwrap().path();
+        if file.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&file).unwrap().lines() {
+            let action: Value = serde_json::from_str(line).unwrap();
+            if let Some(member) = action["commitInfo"]["pgdelta.member"].as_str() {
+                members.push(member.to_string());
+            }
+        }
+    }
+    members
+}
+
 /// The broker comes back empty (topics deleted and created again): offsets restart at 0,
 /// below what Delta holds. Skipping them as "already applied" would lose data silently, so
 /// pgdelta refuses with a message naming the partition and both offsets.

@@ -451,13 +451,13 @@ fn print_statuses(statuses: &[TableStatus], json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<28} {:>8} {:>14} {:>10} {:>10}  DELTA PATH",
-        "PIPELINE", "TABLE", "VERSION", "LAST LSN", "ROWS", "COMMIT AGE"
+        "{:<16} {:<28} {:>8} {:>14} {:>10} {:>10} {:<20}  DELTA PATH",
+        "PIPELINE", "TABLE", "VERSION", "LAST LSN", "ROWS", "COMMIT AGE", "COMMITTED BY"
     );
     for s in statuses {
         let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
-            "{:<16} {:<28} {:>8} {:>14} {:>10} {:>10}  {}{}",
+            "{:<16} {:<28} {:>8} {:>14} {:>10} {:>10} {:<20}  {}{}",
             s.pipeline,
             s.table,
             show(s.delta_version.map(|v| v.to_string())),
@@ -466,12 +466,20 @@ fn print_statuses(statuses: &[TableStatus], json: bool) -> Result<()> {
             show(s.last_commit_age_seconds.map(|age| {
                 pgdelta::observe::progress::format_duration(Duration::from_secs_f64(age))
             })),
+            show(s.last_committed_by.clone()),
             s.delta_path,
             s.error
                 .as_ref()
                 .map(|e| format!("  (error: {e})"))
                 .unwrap_or_default(),
         );
+        for (topic, partitions) in &s.kafka_offsets {
+            let next: Vec<String> = partitions
+                .iter()
+                .map(|(partition, next)| format!("{partition}:{next}"))
+                .collect();
+            println!("    {topic} next offset by partition: {}", next.join(" "));
+        }
     }
     Ok(())
 }

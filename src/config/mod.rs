@@ -205,6 +205,11 @@ pub struct PipelineConfig {
     /// How updates and deletes are written (per table: `table.<name>.write_mode`).
     #[serde(default)]
     pub write_mode: WriteMode,
+    /// This process's name among the processes that run the pipeline (the members of a
+    /// Kafka consumer group), recorded in each Delta commit it makes and shown by `pipeline
+    /// status`; defaults to `<host name>:<process id>`.
+    #[serde(default)]
+    pub member: Option<String>,
 }
 
 /// `[http]`: the metrics and health endpoints of `pipeline start`.
@@ -308,6 +313,7 @@ const PIPELINE_KEYS: &[&str] = &[
     "unsafe_single_writer",
     "failover",
     "write_mode",
+    "member",
 ];
 /// Keys of `[pipelines.<name>.kafka]`, overridden by `PGDELTA_PIPELINES_<PIPELINE>_KAFKA_<KEY>`.
 const KAFKA_KEYS: &[&str] = &[
@@ -358,6 +364,14 @@ const NUMERIC_KEYS: &[&str] = &[
     "vacuum_retention_hours",
 ];
 
+/// `<host name>:<process id>`: tells apart processes on one host as well as on several.
+fn default_member() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string());
+    format!("{host}:{}", std::process::id())
+}
+
 /// Everything one pipeline needs, resolved: table names parsed, defaults derived.
 #[derive(Debug, Clone)]
 pub struct ResolvedPipeline {
@@ -375,6 +389,8 @@ pub struct ResolvedPipeline {
     pub dead_letter_path: String,
     pub unsafe_single_writer: bool,
     pub slot_failover: bool,
+    /// This process's name in the Delta commits it makes (see `member`).
+    pub member: String,
 }
 
 #[derive(Debug, Clone)]
@@ -551,6 +567,7 @@ impl PipelineConfig {
             }),
             unsafe_single_writer: self.unsafe_single_writer,
             slot_failover: self.failover,
+            member: self.member.clone().unwrap_or_else(default_member),
         })
     }
 

@@ -68,6 +68,12 @@ pub struct PipelineLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineMember {
+    pub pipeline: String,
+    pub member: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PipelineSlot {
     pub pipeline: String,
     pub slot: String,
@@ -115,6 +121,7 @@ pub struct Metrics {
     pub maintenance_last_run: Family<TableMaintenance, Gauge>,
     pub maintenance_duration: Family<TableMaintenance, FloatGauge>,
     pub maintenance_files_removed: Family<TableMaintenance, Counter>,
+    pub member_info: Family<PipelineMember, Gauge>,
 }
 
 impl Default for Metrics {
@@ -147,6 +154,7 @@ impl Metrics {
             maintenance_last_run: Family::default(),
             maintenance_duration: Family::default(),
             maintenance_files_removed: Family::default(),
+            member_info: Family::default(),
         };
         metrics.register();
         metrics
@@ -154,6 +162,12 @@ impl Metrics {
 
     fn register(&mut self) {
         let r = &mut self.registry;
+        r.register(
+            "postgres_cdc_member_info",
+            "1, labelled with this process's member name (the pipeline's `member` setting): tells \
+             apart the processes that share a pipeline, and names the committer in `pipeline status`",
+            self.member_info.clone(),
+        );
         r.register(
             "postgres_cdc_events_processed",
             "Change events written to Delta, per source table and operation",

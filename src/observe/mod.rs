@@ -102,6 +102,11 @@ impl Observer {
             pending: Mutex::new(Pending::default()),
         };
         observer.create_series(&pipeline.slot);
+        let member = metrics::PipelineMember {
+            pipeline: pipeline.name.clone(),
+            member: pipeline.member.clone(),
+        };
+        observer.metrics.member_info.get_or_create(&member).set(1);
         observer
     }
 

@@ -12,6 +12,8 @@ pub struct TableBatch {
     pub changes: TableChanges,
     /// Kafka mode: per partition that fed the table, the offset of its next record.
     pub next_offsets: BTreeMap<TopicPartition, i64>,
+    /// Kafka mode: per partition that fed the table, the offset of its first record.
+    pub first_offsets: BTreeMap<TopicPartition, i64>,
     /// Kafka mode: the newest source LSN the Debezium events named.
     pub lsn: Option<Lsn>,
 }
@@ -21,6 +23,7 @@ impl TableBatch {
         TableBatch {
             changes,
             next_offsets: BTreeMap::new(),
+            first_offsets: BTreeMap::new(),
             lsn: None,
         }
     }
@@ -29,8 +32,11 @@ impl TableBatch {
     /// LSN the event names).
     pub fn took(&mut self, origin: &Origin, event_lsn: Lsn) {
         if let Origin::Record(record) = origin {
-            self.next_offsets
-                .insert(record.topic_partition(), record.offset + 1);
+            let partition = record.topic_partition();
+            self.first_offsets
+                .entry(partition.clone())
+                .or_insert(record.offset);
+            self.next_offsets.insert(partition, record.offset + 1);
             if event_lsn.0 > 0 {
                 self.lsn = Some(self.lsn.map_or(event_lsn, |l| l.max(event_lsn)));
             }

@@ -5,7 +5,9 @@
 //! while the source reads ahead.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio_retry::strategy::jitter;
 
 use crate::config::{ErrorPolicy, ResolvedPipeline};
 use crate::event::TableName;
@@ -19,6 +21,13 @@ use super::{PipelineError, SourcePosition, Tables};
 /// Tries of one Delta commit while the store fails (backoff from 0.25 s doubling up to 30 s:
 /// about a minute and a half in all).
 const SINK_ATTEMPTS: usize = 10;
+/// Tries of one Delta commit that keeps losing races with other writers: each lost race is
+/// another writer's progress, so this only ends a run whose tables something rewrites
+/// without pause.
+const CONFLICT_ATTEMPTS: usize = 100;
+/// The longest wait before trying again after a lost race (a random part of it, so that
+/// racing members do not meet again).
+const CONFLICT_DELAY: Duration = Duration::from_millis(200);
 
 /// What committing needs to know of the pipeline.
 #[derive(Clone)]
@@ -65,10 +74,17 @@ impl Committer {
                         next_offset: *next,
                     })
                     .collect(),
+                first_offsets: part.first_offsets.clone(),
             };
+            let before = tables.get(table).and_then(|s| s.writer.version());
             self.commit(tables, table, &mut part.changes, &position)
                 .await?;
             let state = tables.get_mut(table).expect("batches hold open tables");
+            if state.writer.version() > before.map(|v| v + 1) {
+                // Another writer committed in between (the commit went on after it), perhaps
+                // records of partitions this process reads next: ask the table again.
+                state.forget_offsets();
+            }
             for (partition, next) in std::mem::take(&mut part.next_offsets) {
                 state.applied(partition, next);
             }
@@ -97,8 +113,10 @@ impl Committer {
     }
 
     /// [`Committer::apply`], tried again with backoff while the store is unreachable or
-    /// failing; before each retry the table is read again, since a commit whose answer was
-    /// lost may have landed.
+    /// failing, and at once on the new version when another writer committed first (another
+    /// member of the consumer group, a compaction). Before each retry the table is read
+    /// again: a commit whose answer was lost may have landed, and in Kafka mode another
+    /// member may have applied records of this batch (then it is [`PipelineError::Overtaken`]).
     pub(super) async fn commit(
         &self,
         tables: &mut Tables,
@@ -106,7 +124,7 @@ impl Committer {
         changes: &mut TableChanges,
         position: &SourcePosition,
     ) -> Result<(), PipelineError> {
-        let mut attempt = 0;
+        let (mut failures, mut conflicts) = (0, 0);
         loop {
             let error = match self.apply(tables, table, changes, position).await {
                 Ok(()) => return Ok(()),
@@ -115,30 +133,36 @@ impl Committer {
                 }
                 Err(error) => return Err(error),
             };
-            attempt += 1;
-            if attempt >= self.sink_attempts {
-                // Counted once, as the error that stops the run (see `Pipeline::run`).
-                return Err(error.into());
-            }
-            let delay = crate::source::postgres::backoff_delay(attempt);
-            match error.is_conflict() {
-                true => {
-                    tracing::info!(%table, %error, attempt, "the Delta commit lost a race with another writer's; trying again on the new version")
+            if error.is_conflict() {
+                conflicts += 1;
+                if conflicts >= CONFLICT_ATTEMPTS {
+                    return Err(error.into());
                 }
-                false => {
-                    self.observer.record_errors("sink", 1);
-                    self.observer.sink_probed(Err(error.to_string()));
-                    tracing::warn!(%table, %error, attempt, retry_in = ?delay, "Delta commit failed; trying again");
+                tracing::info!(%table, %error, conflicts, "the Delta commit lost a race with another writer's; trying again on the new version");
+                tokio::time::sleep(jitter(CONFLICT_DELAY)).await;
+            } else {
+                failures += 1;
+                if failures >= self.sink_attempts {
+                    // Counted once, as the error that stops the run (see `Pipeline::run`).
+                    return Err(error.into());
                 }
+                let delay = crate::source::postgres::backoff_delay(failures);
+                self.observer.record_errors("sink", 1);
+                self.observer.sink_probed(Err(error.to_string()));
+                tracing::warn!(%table, %error, attempt = failures, retry_in = ?delay, "Delta commit failed; trying again");
+                tokio::time::sleep(delay).await;
             }
-            tokio::time::sleep(delay).await;
             let state = tables.get_mut(table).expect("batches hold open tables");
             match state.reload().await {
                 Ok(()) if state.holds_commit(position).await? => {
-                    tracing::info!(%table, "the commit had landed before its answer was lost");
+                    tracing::info!(%table, "the table already holds this commit (its answer was lost, or another member applied the same records)");
                     return Ok(());
                 }
-                Ok(()) => {}
+                Ok(()) => {
+                    if let Some(overtaken) = state.overtaken(position).await? {
+                        return Err(overtaken);
+                    }
+                }
                 Err(error) => tracing::warn!(%table, %error, "cannot read the Delta table yet"),
             }
         }

@@ -120,7 +120,7 @@ where
             } else {
                 let position = SourcePosition {
                     lsn: Some(lsn),
-                    offsets: Vec::new(),
+                    ..SourcePosition::default()
                 };
                 self.committer
                     .commit(&mut self.tables, &table, &mut entry.pending, &position)

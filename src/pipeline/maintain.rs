@@ -14,6 +14,7 @@ use super::{Pipeline, PipelineError};
 use crate::config::Maintenance;
 use crate::event::TableName;
 use crate::sink::delta::deletion_vectors::purge_deleted_rows;
+use crate::sink::delta::lost_a_race;
 use crate::sink::delta::maintenance::{
     compact_table, plan_compaction, vacuum_table, Compaction, FileStats, PURGE,
 };
@@ -196,6 +197,11 @@ where
                 tracing::info!(%table, files_deleted = deleted.len(), elapsed = ?elapsed(), "vacuumed the Delta table");
                 self.observer
                     .maintenance_ran(table, "vacuum", elapsed(), deleted.len() as u64);
+            }
+            // Another process of the pipeline (or a `pgdelta table optimize`) changed the
+            // files first: nothing failed, the next look plans on the new version.
+            Err(error) if lost_a_race(&error) => {
+                tracing::info!(%table, %error, operation = job.operation, "another writer changed the table first; maintenance looks again after a later batch");
             }
             Err(error) => {
                 self.observer.record_errors("sink", 1);

@@ -75,6 +75,15 @@ pub enum PipelineError {
     /// Internal: the large transaction `xid` must be received again and applied whole.
     #[error("transaction {xid} is received again and applied whole")]
     ReceiveWhole { xid: u32 },
+    /// Internal: another member of the consumer group applied records of this batch while
+    /// it was written (a partition moved to it); the batch is dropped and read again.
+    #[error("another member applied {partition} of {table} up to offset {held} while this batch, from offset {first}, was written")]
+    Overtaken {
+        table: TableName,
+        partition: crate::event::TopicPartition,
+        held: i64,
+        first: i64,
+    },
     #[error("pipeline {pipeline}: these tables were stopped while the others went on:\n{}", .stopped.join("\n"))]
     TablesStopped {
         pipeline: String,
@@ -89,6 +98,7 @@ impl PipelineError {
             PipelineError::Config(_) => "config",
             PipelineError::Source(_) | PipelineError::Kafka(_) => "source",
             PipelineError::ReceiveWhole { .. } => "source",
+            PipelineError::Overtaken { .. } => "sink",
             PipelineError::Sink(_) | PipelineError::DeadLetter(_) => "sink",
             PipelineError::Change(_) => "change",
             PipelineError::Rejected { .. } => "malformed_event",
@@ -228,6 +238,13 @@ where
                     large = None;
                     self.ahead.clear();
                     self.source.receive_whole(xid).await?;
+                }
+                Err(overtaken @ PipelineError::Overtaken { .. }) => {
+                    tracing::info!(%overtaken, "dropping the batch: what the tables do not hold yet is read again");
+                    large = None;
+                    self.ahead.clear();
+                    self.reload_tables().await?;
+                    self.source.rewind().await?;
                 }
                 Err(error) => return Err(error),
             }
@@ -484,6 +501,9 @@ async fn sleep_until(deadline: Option<Instant>) {
 struct SourcePosition {
     lsn: Option<Lsn>,
     offsets: Vec<KafkaOffset>,
+    /// Kafka mode: the offset of the first record of each partition in the commit (not
+    /// recorded; it tells whether another member applied some of them meanwhile).
+    first_offsets: std::collections::BTreeMap<crate::event::TopicPartition, i64>,
 }
 
 /// What a source schema means for a table's Delta columns.

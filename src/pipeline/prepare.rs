@@ -199,6 +199,7 @@ async fn open_tables(
             layout,
         )
         .await?;
+        writer.set_member(&resolved.member);
         writer
             .check_object_store(resolved.unsafe_single_writer)
             .await?;

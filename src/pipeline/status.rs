@@ -2,12 +2,16 @@
 
 use deltalake::arrow::array::{Array, Int64Array};
 use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::CommitInfo;
 use deltalake::DeltaTable;
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::config::ResolvedPipeline;
 use crate::event::Lsn;
 use crate::sink::delta::position::open_with_position;
+use crate::sink::delta::{MEMBER_METADATA, OFFSETS_METADATA};
 
 /// One table's replication state.
 #[derive(Debug, Clone, Serialize)]
@@ -25,9 +29,18 @@ pub struct TableStatus {
     /// table lags at least this much; on an idle source it grows too (the live lag is the
     /// `postgres_cdc_lag_seconds` metric).
     pub last_commit_age_seconds: Option<f64>,
+    /// The process (`member`) that made the newest of the table's recent data commits.
+    pub last_committed_by: Option<String>,
+    /// Kafka mode: per topic and partition, the offset of the next record the table does
+    /// not hold, as recorded by its recent commits (the last [`RECENT_COMMITS`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub kafka_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// How many of a table's newest commits `status` reads for members and Kafka offsets.
+pub const RECENT_COMMITS: usize = 50;
 
 pub async fn pipeline_status(pipeline: &ResolvedPipeline) -> Vec<TableStatus> {
     let mut statuses = Vec::new();
@@ -41,6 +54,8 @@ pub async fn pipeline_status(pipeline: &ResolvedPipeline) -> Vec<TableStatus> {
             rows: None,
             last_commit_at: None,
             last_commit_age_seconds: None,
+            last_committed_by: None,
+            kafka_offsets: BTreeMap::new(),
             error: None,
         };
         let app_id = crate::sink::delta::txn::table_app_id(&pipeline.name, &table.name);
@@ -63,7 +78,10 @@ async fn fill_from_delta(
     status.last_applied_lsn = position.last_lsn();
     let table = position.table;
     status.delta_version = table.version();
-    status.last_commit_at = last_commit_time(&table).await?;
+    let recent = recent_commits(&table).await?;
+    status.last_commit_at = recent.first().and_then(commit_time);
+    status.last_committed_by = last_member(&recent);
+    status.kafka_offsets = kafka_offsets(&recent);
     status.last_commit_age_seconds = status
         .last_commit_at
         .map(|at| crate::observe::health::seconds_between(at, chrono::Utc::now()));
@@ -71,18 +89,47 @@ async fn fill_from_delta(
     Ok(())
 }
 
-async fn last_commit_time(
-    table: &DeltaTable,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, deltalake::DeltaTableError> {
-    use futures::StreamExt;
-    let mut history = table.history(Some(1));
-    let Some(newest) = history.next().await.transpose()? else {
-        return Ok(None);
-    };
-    Ok(newest
+/// The table's newest commits, newest first.
+async fn recent_commits(table: &DeltaTable) -> Result<Vec<CommitInfo>, deltalake::DeltaTableError> {
+    use futures::TryStreamExt;
+    table.history(Some(RECENT_COMMITS)).try_collect().await
+}
+
+fn commit_time(commit: &CommitInfo) -> Option<chrono::DateTime<chrono::Utc>> {
+    commit
         .in_commit_timestamp
-        .or(newest.timestamp)
-        .and_then(chrono::DateTime::from_timestamp_millis))
+        .or(commit.timestamp)
+        .and_then(chrono::DateTime::from_timestamp_millis)
+}
+
+/// The member of the newest commit that names one (compactions and VACUUM name none).
+fn last_member(commits: &[CommitInfo]) -> Option<String> {
+    commits.iter().find_map(|commit| {
+        let member = commit.info.get(MEMBER_METADATA)?;
+        member.as_str().map(str::to_string)
+    })
+}
+
+/// The newest next offset of each topic-partition the commits name.
+fn kafka_offsets(commits: &[CommitInfo]) -> BTreeMap<String, BTreeMap<i32, i64>> {
+    let mut offsets: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
+    let recorded = commits
+        .iter()
+        .filter_map(|commit| commit.info.get(OFFSETS_METADATA)?.as_object());
+    for topics in recorded {
+        for (topic, partitions) in topics {
+            let Some(partitions) = partitions.as_object() else {
+                continue;
+            };
+            let known = offsets.entry(topic.clone()).or_default();
+            for (partition, next) in partitions {
+                if let (Ok(partition), Some(next)) = (partition.parse(), next.as_i64()) {
+                    known.entry(partition).or_insert(next);
+                }
+            }
+        }
+    }
+    offsets
 }
 
 async fn count_rows(table: DeltaTable) -> Result<u64, deltalake::DeltaTableError> {

@@ -29,6 +29,9 @@ pub struct TableState {
     /// Kafka mode: per partition, the next offset the Delta table does not hold yet (`None`
     /// when it holds none), read from the Delta log when first needed.
     next_offsets: HashMap<TopicPartition, Option<i64>>,
+    /// Kafka mode: the partitions whose resume point was checked against the broker since
+    /// the table was last read again.
+    resumed: HashSet<TopicPartition>,
 }
 
 impl TableState {
@@ -45,6 +48,7 @@ impl TableState {
             maintenance,
             maintenance_state: MaintenanceState::default(),
             next_offsets: HashMap::new(),
+            resumed: HashSet::new(),
         }
     }
 
@@ -82,7 +86,7 @@ impl TableState {
         PipelineError: From<S::Error>,
     {
         let next = self.writer.kafka_next_offset(partition).await?;
-        if let Some(next) = next {
+        if let Some(next) = next.filter(|_| self.resumed.insert(partition.clone())) {
             let table = self.writer.table_name();
             tracing::info!(%table, %partition, next_offset = next, "resuming after what Delta holds");
             source.check_resume(table, partition, next)?;
@@ -108,14 +112,42 @@ impl TableState {
         Ok(!position.offsets.is_empty())
     }
 
+    /// Kafka mode: whether the loaded table version holds records of `position` that this
+    /// process has not committed, i.e. another member of the group applied them (a partition
+    /// moved to it while the batch was written). Such a batch cannot be applied on top; it
+    /// must be read again after what the table holds.
+    pub(super) async fn overtaken(
+        &self,
+        position: &super::SourcePosition,
+    ) -> Result<Option<PipelineError>, SinkError> {
+        for (partition, first) in &position.first_offsets {
+            let held = self.writer.kafka_next_offset(partition).await?;
+            if let Some(held) = held.filter(|held| held > first) {
+                return Ok(Some(PipelineError::Overtaken {
+                    table: self.writer.table_name().clone(),
+                    partition: partition.clone(),
+                    held,
+                    first: *first,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     /// The table's Delta commit now holds `partition` up to `next`.
     pub fn applied(&mut self, partition: TopicPartition, next: i64) {
         self.next_offsets.insert(partition, Some(next));
     }
 
+    /// Forgets the Kafka offsets read from the table: they are read again when next needed.
+    pub fn forget_offsets(&mut self) {
+        self.next_offsets.clear();
+    }
+
     /// Reads the Delta table's latest version (another process may have committed since).
     pub async fn reload(&mut self) -> Result<(), SinkError> {
-        self.next_offsets.clear();
+        self.forget_offsets();
+        self.resumed.clear();
         self.writer.reload().await
     }
 }

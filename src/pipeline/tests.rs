@@ -31,6 +31,8 @@ struct MemorySource<E = SourceError> {
     watched: Option<(String, String)>,
     delivered: usize,
     reads_at_confirm: ReadsAtConfirm,
+    /// Delivered again, first, when the pipeline asks to rewind.
+    on_rewind: Vec<Result<SourceItem, E>>,
 }
 
 #[async_trait::async_trait]
@@ -53,6 +55,13 @@ impl<E: std::error::Error + Send + Sync + 'static> ChangeSource for MemorySource
         });
         self.confirms.lock().unwrap().push((progress.clone(), seen));
         self.reads_at_confirm.lock().unwrap().push(self.delivered);
+    }
+
+    async fn rewind(&mut self) -> Result<(), E> {
+        for item in std::mem::take(&mut self.on_rewind).into_iter().rev() {
+            self.items.push_front(item);
+        }
+        Ok(())
     }
 
     async fn close(self) {}
@@ -282,6 +291,7 @@ impl Harness {
             watched,
             delivered: 0,
             reads_at_confirm: self.reads_at_confirm.clone(),
+            on_rewind: Vec::new(),
         };
         Pipeline::new(self.resolved.clone(), tables, source, self.observer.clone())
     }
@@ -598,6 +608,71 @@ async fn changes_a_table_already_holds_are_skipped_and_kafka_offsets_are_recorde
     let again = vec![change(1, 7, &["2", "changed"]), change(3, 9, &["4", "q"])];
     h.run(&["a"], again).await.unwrap();
     assert_eq!(rows(&h.path("a")).await, vec!["1=x", "2=y", "3=z", "4=q"]);
+}
+
+/// Two members of a consumer group: while this one writes a batch of partition 0 from
+/// offset 0, the partition moves to another member, which applies offsets 0..2 first. The
+/// commit loses the race, sees that the table now holds part of the batch, drops the batch
+/// and reads the partition again from the table's offset: each record is applied once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_another_member_applied_in_part_is_read_again_after_what_the_table_holds() {
+    use crate::sink::delta::reader::read_changes;
+    use crate::sink::delta::KafkaOffset;
+    let h = Harness::new(&["a"], "");
+    let a = two_columns("a");
+    let change =
+        |offset: i64, values: &[&str]| record_change::<KafkaSourceError>(&a, offset, 7, values);
+    let tables = h.tables(&["a"]).await;
+
+    let mut other = h.tables(&["a"]).await;
+    let other_writer = &mut other
+        .get_mut(&TableName::new("public", "a"))
+        .unwrap()
+        .writer;
+    other_writer.set_member("other");
+    let mut first_two = other_writer.new_changes();
+    for values in [["1", "x"], ["2", "y"]] {
+        first_two
+            .push(event(&a, Operation::Insert, &values))
+            .unwrap();
+    }
+    let partition = crate::event::TopicPartition {
+        topic: "shop.public.a".into(),
+        partition: 0,
+    };
+    let next = KafkaOffset {
+        partition: partition.clone(),
+        next_offset: 2,
+    };
+    other_writer
+        .apply_from(&first_two, None, &[next])
+        .await
+        .unwrap();
+
+    let items = vec![
+        change(0, &["1", "x"]),
+        change(1, &["2", "y"]),
+        change(2, &["3", "z"]),
+    ];
+    let mut pipeline = h.pipeline(tables, items, None);
+    pipeline.source.on_rewind = vec![
+        change(0, &["1", "x"]),
+        change(1, &["2", "y"]),
+        change(2, &["3", "z"]),
+    ];
+    pipeline.run(std::future::pending()).await.unwrap();
+
+    let path = h.path("a");
+    assert_eq!(rows(&path).await, vec!["1=x", "2=y", "3=z"]);
+    let app_id = crate::sink::delta::txn::kafka_app_id(&h.app_id("a"), &partition);
+    assert_eq!(applied_version(&path, &app_id).await, Some(3));
+    let inserts: usize = read_changes(&path, &Default::default(), 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(inserts, 3, "each record is in the change feed once");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -88,6 +88,10 @@ pub trait ChangeSource: Send {
         Ok(())
     }
 
+    /// Deliver again everything after the last confirmed position (what was delivered since
+    /// was dropped unwritten).
+    async fn rewind(&mut self) -> Result<(), Self::Error>;
+
     /// A table resumes `partition` at `next_offset` (from its Delta commits): refuse when
     /// the partition no longer holds that offset, since skipping would then lose records.
     fn check_resume(

@@ -13,4 +13,7 @@ pub mod types;
 mod writer;
 
 pub use changes::{ChangeError, RowChange, TableChanges};
-pub use writer::{DeltaTableWriter, KafkaOffset, SinkError, SnapshotAppender, TableLayout};
+pub use writer::{
+    lost_a_race, DeltaTableWriter, KafkaOffset, SinkError, SnapshotAppender, TableLayout,
+    MEMBER_METADATA, OFFSETS_METADATA,
+};

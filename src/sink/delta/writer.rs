@@ -96,20 +96,22 @@ impl SinkError {
     /// Whether the commit lost a race with another writer's (e.g. a `pgdelta table
     /// optimize` run by hand): on the table's new version it may well go through.
     pub fn is_conflict(&self) -> bool {
-        use deltalake::kernel::transaction::TransactionError;
-        matches!(
-            self,
-            SinkError::Delta {
-                source: DeltaTableError::VersionAlreadyExists(_)
-                    | DeltaTableError::Transaction {
-                        source: TransactionError::CommitConflict(_)
-                            | TransactionError::VersionAlreadyExists(_)
-                            | TransactionError::MaxCommitAttempts(_)
-                    },
-                ..
-            }
-        )
+        matches!(self, SinkError::Delta { source, .. } if lost_a_race(source))
     }
+}
+
+/// Whether a Delta operation failed because another writer committed first.
+pub fn lost_a_race(error: &DeltaTableError) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    matches!(
+        error,
+        DeltaTableError::VersionAlreadyExists(_)
+            | DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(_)
+                    | TransactionError::VersionAlreadyExists(_)
+                    | TransactionError::MaxCommitAttempts(_)
+            }
+    )
 }
 
 /// Whether an object-store failure (other than "already exists", which is how a lost
@@ -148,6 +150,11 @@ fn caused_by_the_store(error: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Table property naming the pipeline and source table that write a Delta table.
 const OWNER_PROPERTY: &str = "pgdelta.owner";
+/// The commit metadata key naming the process that made a commit.
+pub const MEMBER_METADATA: &str = "pgdelta.member";
+/// Kafka mode: the commit metadata key of the offsets a commit holds, `{topic: {partition:
+/// next offset}}` (the same as its `txn` actions, which no reader lists).
+pub const OFFSETS_METADATA: &str = "pgdelta.kafkaOffsets";
 
 /// Rows of an initial copy being written to Parquet files, not yet committed.
 pub struct SnapshotAppender {
@@ -228,6 +235,8 @@ pub struct DeltaTableWriter {
     last_applied: Option<Lsn>,
     /// Set in the deletion-vector write mode: where each key's live row is.
     row_index: Option<KeyIndex>,
+    /// The process that commits, recorded in each commit (`pgdelta.member`).
+    member: Option<String>,
 }
 
 /// Kafka mode: the next offset of one topic-partition, recorded in a Delta commit.
@@ -307,9 +316,21 @@ impl DeltaTableWriter {
             key,
             last_applied: None,
             row_index,
+            member: None,
         };
         writer.read_state().await?;
         Ok(writer)
+    }
+
+    /// Records `member` as the committer in every commit this writer makes from now on.
+    pub fn set_member(&mut self, member: &str) {
+        self.member = Some(member.to_string());
+    }
+
+    /// Commit metadata naming the process that commits, when it is known.
+    fn member_metadata(&self) -> Option<(String, serde_json::Value)> {
+        let member = self.member.as_ref()?;
+        Some((MEMBER_METADATA.to_string(), member.clone().into()))
     }
 
     /// On an object store: checks that the store takes writes and refuses to overwrite an
@@ -449,7 +470,10 @@ impl DeltaTableWriter {
             .iter()
             .map(|o| Transaction::new(kafka_app_id(&self.app_id, &o.partition), o.next_offset))
             .collect();
-        let mut metadata = Vec::new();
+        let mut metadata: Vec<_> = self.member_metadata().into_iter().collect();
+        if !offsets.is_empty() {
+            metadata.push((OFFSETS_METADATA.to_string(), offsets_metadata(offsets)));
+        }
         if let Some(lsn) = lsn {
             transactions.push(Transaction::new(&self.app_id, lsn.as_i64()));
             metadata.push(("pgdelta.lsn".to_string(), lsn.to_string().into()));
@@ -609,7 +633,10 @@ impl DeltaTableWriter {
     fn tagged_with(&self, lsn: Lsn, metadata_key: &str) -> CommitProperties {
         commit_properties()
             .with_application_transaction(Transaction::new(&self.app_id, lsn.as_i64()))
-            .with_metadata([(metadata_key.to_string(), lsn.to_string().into())])
+            .with_metadata(
+                std::iter::once((metadata_key.to_string(), lsn.to_string().into()))
+                    .chain(self.member_metadata()),
+            )
     }
 
     /// Commits a copy that replaces the table's rows (`pipeline start --resnapshot`): one
@@ -842,6 +869,18 @@ fn keep_flags(rows: &[(&Vec<Cell>, &RowChange)], index: usize) -> Option<Boolean
 /// entries after each commit, listing the whole `_delta_log` (on a local disk, a stat of
 /// every entry): a commit would cost more with every commit in the log retention. VACUUM
 /// cleans the log instead (see `maintenance::vacuum_table`).
+/// `{topic: {partition: next offset}}`.
+fn offsets_metadata(offsets: &[KafkaOffset]) -> serde_json::Value {
+    let mut topics = serde_json::Map::new();
+    for offset in offsets {
+        let partitions = topics
+            .entry(offset.partition.topic.clone())
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        partitions[offset.partition.partition.to_string()] = offset.next_offset.into();
+    }
+    serde_json::Value::Object(topics)
+}
+
 pub(super) fn commit_properties() -> CommitProperties {
     CommitProperties::default().with_cleanup_expired_logs(Some(false))
 }

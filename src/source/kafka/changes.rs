@@ -5,7 +5,7 @@
 //! topic-partition, the next offset its table holds, and the pipeline skips records below
 //! it. The group's offsets are for lag tools.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,21 +139,18 @@ impl KafkaChangeSource {
         self.delivered.insert(partition, record.offset + 1);
     }
 
-    /// Partitions were revoked: what was delivered since the last confirm may now be read by
-    /// another member, so the partitions still ours are read again from there. Returns
-    /// whether `record` is read again with them.
-    fn rewind(&mut self, record: &SourceRecord) -> bool {
-        tracing::info!("rebalance: records not yet in Delta are read again");
-        let mut record_rewound = false;
+    /// Reads again what was delivered since the last confirm, in the partitions still
+    /// assigned (a revoked one may now be read by another member). Returns the partitions
+    /// read again.
+    fn seek_unconfirmed(&mut self) -> BTreeSet<TopicPartition> {
+        let mut rewound = BTreeSet::new();
         for (partition, first) in std::mem::take(&mut self.unconfirmed) {
-            if self.consumer.seek(&partition, first).is_ok()
-                && partition == record.topic_partition()
-            {
-                record_rewound = true;
+            if self.consumer.seek(&partition, first).is_ok() {
+                rewound.insert(partition);
             }
         }
         self.delivered.clear();
-        record_rewound
+        rewound
     }
 
     /// `Down` when the client reports trouble, `Up` when it is gone again.
@@ -212,7 +209,8 @@ impl ChangeSource for KafkaChangeSource {
                     let revocations = self.consumer.revocations();
                     if revocations != self.revocations {
                         self.revocations = revocations;
-                        if !self.rewind(&record) {
+                        tracing::info!("rebalance: records not yet in Delta are read again");
+                        if !self.seek_unconfirmed().contains(&record.topic_partition()) {
                             self.pending = Some(record);
                         }
                         return Ok(SourceItem::Rewound);
@@ -269,6 +267,16 @@ impl ChangeSource for KafkaChangeSource {
             high,
             next: next_offset,
         })
+    }
+
+    async fn rewind(&mut self) -> Result<(), KafkaSourceError> {
+        let rewound = self.seek_unconfirmed();
+        if let Some(record) = &self.pending {
+            if rewound.contains(&record.topic_partition()) {
+                self.pending = None;
+            }
+        }
+        Ok(())
     }
 
     async fn close(self) {}

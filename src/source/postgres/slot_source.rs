@@ -246,6 +246,10 @@ impl ChangeSource for SlotSource {
 
     async fn receive_whole(&mut self, xid: u32) -> Result<(), SourceError> {
         self.whole.insert(xid);
+        self.rewind().await
+    }
+
+    async fn rewind(&mut self) -> Result<(), SourceError> {
         self.close_stream().await;
         self.unconfirmed = None;
         Ok(())
