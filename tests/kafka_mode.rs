@@ -306,8 +306,14 @@ fn members_of_one_consumer_group_share_a_pipeline_exactly_once() {
             logs(&pgdelta),
             tansu.log()
         );
-        assert_no_change_applied_twice(&path);
-        assert_offsets_only_move_forward(&path);
+        let checked = std::panic::catch_unwind(|| {
+            assert_no_change_applied_twice(&path);
+            assert_offsets_only_move_forward(&path);
+        });
+        if let Err(failure) = checked {
+            eprintln!("{}", logs(&pgdelta));
+            std::panic::resume_unwind(failure);
+        }
     }
     let committers: BTreeSet<String> = TABLE_QUERIES
         .iter()

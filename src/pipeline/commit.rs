@@ -80,13 +80,16 @@ impl Committer {
             self.commit(tables, table, &mut part.changes, &position)
                 .await?;
             let state = tables.get_mut(table).expect("batches hold open tables");
+            let next_offsets = std::mem::take(&mut part.next_offsets);
             if state.writer.version() > before.map(|v| v + 1) {
-                // Another writer committed in between (the commit went on after it), perhaps
-                // records of partitions this process reads next: ask the table again.
+                // Another writer committed in between (the commit went on after it, or found
+                // its records there), perhaps records of partitions this process reads next,
+                // beyond this batch: ask the table again.
                 state.forget_offsets();
-            }
-            for (partition, next) in std::mem::take(&mut part.next_offsets) {
-                state.applied(partition, next);
+            } else {
+                for (partition, next) in next_offsets {
+                    state.applied(partition, next);
+                }
             }
             self.observer.table_committed(table, started.elapsed());
             commits += 1;

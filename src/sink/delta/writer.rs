@@ -482,6 +482,7 @@ impl DeltaTableWriter {
             .with_application_transactions(transactions)
             .with_metadata(metadata);
         let table = self.table.clone();
+        let read_version = table.version();
         let delta_err = |source| SinkError::Delta {
             location: self.location.clone(),
             source,
@@ -513,7 +514,11 @@ impl DeltaTableWriter {
                 .0
         };
         self.table = updated;
-        if lsn.is_some() {
+        if self.table.version() > read_version.map(|v| v + 1) {
+            // Another writer (a member of the consumer group) committed in between and this
+            // commit went on after it: its position may be ahead of this batch's.
+            self.read_state().await?;
+        } else if lsn.is_some() {
             self.last_applied = lsn;
         }
         Ok(())
@@ -865,10 +870,6 @@ fn keep_flags(rows: &[(&Vec<Cell>, &RowChange)], index: usize) -> Option<Boolean
     flags.iter().any(|&f| f).then(|| BooleanArray::from(flags))
 }
 
-/// What every pgdelta commit starts from. delta-rs would otherwise look for expired log
-/// entries after each commit, listing the whole `_delta_log` (on a local disk, a stat of
-/// every entry): a commit would cost more with every commit in the log retention. VACUUM
-/// cleans the log instead (see `maintenance::vacuum_table`).
 /// `{topic: {partition: next offset}}`.
 fn offsets_metadata(offsets: &[KafkaOffset]) -> serde_json::Value {
     let mut topics = serde_json::Map::new();
@@ -881,6 +882,10 @@ fn offsets_metadata(offsets: &[KafkaOffset]) -> serde_json::Value {
     serde_json::Value::Object(topics)
 }
 
+/// What every pgdelta commit starts from. delta-rs would otherwise look for expired log
+/// entries after each commit, listing the whole `_delta_log` (on a local disk, a stat of
+/// every entry): a commit would cost more with every commit in the log retention. VACUUM
+/// cleans the log instead (see `maintenance::vacuum_table`).
 pub(super) fn commit_properties() -> CommitProperties {
     CommitProperties::default().with_cleanup_expired_logs(Some(false))
 }

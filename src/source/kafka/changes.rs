@@ -139,6 +139,18 @@ impl KafkaChangeSource {
         self.delivered.insert(partition, record.offset + 1);
     }
 
+    /// Whether partitions were revoked since this was last asked: records delivered before
+    /// may now be read by another member.
+    fn revoked(&mut self) -> bool {
+        let revocations = self.consumer.revocations();
+        if revocations == self.revocations {
+            return false;
+        }
+        self.revocations = revocations;
+        tracing::info!("rebalance: records not yet in Delta are read again");
+        true
+    }
+
     /// Reads again what was delivered since the last confirm, in the partitions still
     /// assigned (a revoked one may now be read by another member). Returns the partitions
     /// read again.
@@ -206,10 +218,7 @@ impl ChangeSource for KafkaChangeSource {
             tokio::select! {
                 record = self.consumer.next() => {
                     let record = record?;
-                    let revocations = self.consumer.revocations();
-                    if revocations != self.revocations {
-                        self.revocations = revocations;
-                        tracing::info!("rebalance: records not yet in Delta are read again");
+                    if self.revoked() {
                         if !self.seek_unconfirmed().contains(&record.topic_partition()) {
                             self.pending = Some(record);
                         }
@@ -218,6 +227,11 @@ impl ChangeSource for KafkaChangeSource {
                     self.pending = Some(record);
                 }
                 _ = self.tick.tick() => {
+                    // Revoked with no record since: the batch must not wait for one.
+                    if self.revoked() {
+                        self.seek_unconfirmed();
+                        return Ok(SourceItem::Rewound);
+                    }
                     if let Some(item) = self.health_change() {
                         return Ok(item);
                     }
