@@ -244,12 +244,27 @@ fn debezium_events_through_kafka_reach_delta_exactly_once() {
 /// committer and each partition's next offset.
 #[test]
 fn members_of_one_consumer_group_share_a_pipeline_exactly_once() {
+    members_share_a_pipeline("copy_on_write");
+}
+
+/// The same with deletion vectors: each member's key index follows the others' commits.
+#[test]
+fn with_deletion_vectors_members_of_one_consumer_group_share_a_pipeline_exactly_once() {
+    members_share_a_pipeline("deletion_vectors");
+}
+
+fn members_share_a_pipeline(write_mode: &str) {
     let cluster = cluster_with_db();
     cluster.psql(DB, SETUP);
     let records = capture_with_debezium(&cluster, true, false);
     let tansu = Tansu::start();
     tansu.create_topics(&[ORDERS_TOPIC, CUSTOMERS_TOPIC], 3);
-    let pgdelta = Pgdelta::new(&cluster, &PIPELINE.replace("BOOTSTRAP", &tansu.bootstrap()));
+    let pipeline = PIPELINE.replace("BOOTSTRAP", &tansu.bootstrap()).replacen(
+        "[pipelines.shop]\n",
+        &format!("[pipelines.shop]\nwrite_mode = \"{write_mode}\"\n"),
+        1,
+    );
+    let pgdelta = Pgdelta::new(&cluster, &pipeline);
     let start_member = |name: &str, run: usize| {
         let mut command =
             pgdelta.command(&["pipeline", "start", "shop", "--http-listen", "127.0.0.1:0"]);
@@ -330,6 +345,12 @@ fn members_of_one_consumer_group_share_a_pipeline_exactly_once() {
         let topic = format!("shop.{}", status["table"].as_str().unwrap());
         let partitions = status["kafka_offsets"][&topic].as_object().unwrap();
         assert_eq!(partitions.len(), 3, "{status}");
+    }
+    if write_mode == "deletion_vectors" {
+        let orders = pgdelta.table_path("public", "orders");
+        let (rows, vectors) = support::delta_replayed_as_strings(&orders);
+        assert!(vectors > 0, "no deletion vector in {}", orders.display());
+        assert_eq!(rows, delta_as_strings(&orders), "a second reader agrees");
     }
 }
 
