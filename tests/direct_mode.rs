@@ -72,6 +72,9 @@ fn two_tables(mode: Mode) -> String {
     )
 }
 
+const CUSTOMERS_AND_ORDERS: &str = "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2), active boolean);
+     CREATE TABLE orders (region text, order_id bigint, customer_id int, amount numeric(12,2),
+                          PRIMARY KEY (region, order_id));";
 const CUSTOMERS: &str = "SELECT id::text, name, balance::text, active::text FROM customers";
 const ORDERS: &str = "SELECT region, order_id::text, customer_id::text, amount::text FROM orders";
 
@@ -87,12 +90,7 @@ fn with_deletion_vectors_inserts_updates_deletes_and_truncates_reach_equal_table
 
 fn equal_tables_with_cdf(mode: Mode) {
     let cluster = cluster_with_db();
-    cluster.psql(
-        DB,
-        "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2), active boolean);
-         CREATE TABLE orders (region text, order_id bigint, customer_id int, amount numeric(12,2),
-                              PRIMARY KEY (region, order_id));",
-    );
+    cluster.psql(DB, CUSTOMERS_AND_ORDERS);
     if mode == Mode::DeletionVectors {
         // The old rows of customers come from the WAL, those of orders from the data files.
         cluster.psql(DB, "ALTER TABLE customers REPLICA IDENTITY FULL");
@@ -209,12 +207,7 @@ fn with_deletion_vectors_composite_keys_and_key_changing_updates() {
 
 fn composite_and_changing_keys(mode: Mode) {
     let cluster = cluster_with_db();
-    cluster.psql(
-        DB,
-        "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2), active boolean);
-         CREATE TABLE orders (region text, order_id bigint, customer_id int, amount numeric(12,2),
-                              PRIMARY KEY (region, order_id));",
-    );
+    cluster.psql(DB, CUSTOMERS_AND_ORDERS);
     let pgdelta = Pgdelta::new(&cluster, &two_tables(mode));
     pgdelta.catch_up("shop");
     cluster.psql(
@@ -457,12 +450,7 @@ fn restarting_postgres_while_streaming_reconnects_and_finishes_equal() {
 #[test]
 fn tables_split_over_two_pipelines_stream_side_by_side_and_status_shows_both() {
     let cluster = cluster_with_db();
-    cluster.psql(
-        DB,
-        "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, balance numeric(10,2), active boolean);
-         CREATE TABLE orders (region text, order_id bigint, customer_id int, amount numeric(12,2),
-                              PRIMARY KEY (region, order_id));",
-    );
+    cluster.psql(DB, CUSTOMERS_AND_ORDERS);
     let pipelines = "[pipelines.people]\ntables = [\"public.customers\"]\ndelta_root = \"DELTA_ROOT\"\n\
         batch_interval_ms = 100\n\
         [pipelines.sales]\ntables = [\"public.orders\"]\ndelta_root = \"DELTA_ROOT\"\nbatch_interval_ms = 100\n";

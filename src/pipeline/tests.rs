@@ -309,6 +309,12 @@ impl Harness {
     }
 }
 
+/// How many rows the table's change data feed holds.
+async fn change_rows(path: &str) -> usize {
+    let feed = crate::sink::delta::reader::read_changes(path, &Default::default(), 0).await;
+    feed.unwrap().iter().map(|b| b.num_rows()).sum()
+}
+
 /// `id=name` per row of the table's latest version, in id order.
 async fn rows(path: &str) -> Vec<String> {
     use deltalake::arrow::util::display::array_value_to_string;
@@ -616,7 +622,6 @@ async fn changes_a_table_already_holds_are_skipped_and_kafka_offsets_are_recorde
 /// and reads the partition again from the table's offset: each record is applied once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_another_member_applied_in_part_is_read_again_after_what_the_table_holds() {
-    use crate::sink::delta::reader::read_changes;
     use crate::sink::delta::KafkaOffset;
     let h = Harness::new(&["a"], "");
     let a = two_columns("a");
@@ -666,18 +671,15 @@ async fn a_batch_another_member_applied_in_part_is_read_again_after_what_the_tab
     assert_eq!(rows(&path).await, vec!["1=x", "2=y", "3=z"]);
     let app_id = crate::sink::delta::txn::kafka_app_id(&h.app_id("a"), &partition);
     assert_eq!(applied_version(&path, &app_id).await, Some(3));
-    let inserts: usize = read_changes(&path, &Default::default(), 0)
-        .await
-        .unwrap()
-        .iter()
-        .map(|b| b.num_rows())
-        .sum();
-    assert_eq!(inserts, 3, "each record is in the change feed once");
+    assert_eq!(
+        change_rows(&path).await,
+        3,
+        "each record is in the change feed once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn small_files_are_compacted_between_batches_without_changing_rows_feed_or_positions() {
-    use crate::sink::delta::reader::read_changes;
     let h = Harness::new(
         &["a"],
         "batch_size = 1\n[pipelines.shop.maintenance]\ncompact_min_files = 4\n",
@@ -696,13 +698,11 @@ async fn small_files_are_compacted_between_batches_without_changing_rows_feed_or
     let expected: Vec<String> = (1..=10).map(|i| format!("{i}=n")).collect();
     assert_eq!(rows(&path).await, expected);
     assert_eq!(applied_version(&path, &h.app_id("a")).await, Some(100));
-    let changes: usize = read_changes(&path, &Default::default(), 0)
-        .await
-        .unwrap()
-        .iter()
-        .map(|b| b.num_rows())
-        .sum();
-    assert_eq!(changes, 10, "compaction adds nothing to the change feed");
+    assert_eq!(
+        change_rows(&path).await,
+        10,
+        "compaction adds nothing to the change feed"
+    );
     let metrics = h.observer.encode_metrics();
     let removed = "postgres_cdc_maintenance_files_removed_total{pipeline=\"shop\",table=\"public.a\",operation=\"compact\"}";
     assert!(
