@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -231,7 +232,8 @@ class Tansu:
 
         producer = Producer({
             "bootstrap.servers": self.bootstrap(),
-            "message.timeout.ms": "30000",
+            # Every record is queued at once; with one in flight they wait their turn.
+            "message.timeout.ms": "0",
             "enable.idempotence": "false",
             "partitioner": "murmur2_random",
             "max.in.flight.requests.per.connection": "1",
@@ -268,7 +270,7 @@ class Tansu:
 
 # ---- one run of N members ------------------------------------------------------------------
 
-def write_config(work: Path, cluster, tansu, delta_root: Path, batch_size):
+def write_config(work: Path, cluster, tansu, delta_root: Path, batch_size, consumer):
     path = work / f"{delta_root.name}.toml"
     extra = f"batch_size = {batch_size}\n" if batch_size else ""
     path.write_text(f"""[source]
@@ -287,18 +289,21 @@ topic_prefix = "shop"
 [pipelines.{PIPELINE}.kafka.consumer]
 "session.timeout.ms" = "6000"
 "fetch.wait.max.ms" = "100"
-""")
+""" + "".join(f'"{key}" = "{value}"\n' for key, value in consumer))
     return path
 
 
 def run_members(args, work: Path, cluster, tansu, n, records_total, partitions):
     delta_root = work / f"delta-n{n}"
-    config = write_config(work, cluster, tansu, delta_root, args.batch_size)
+    config = write_config(work, cluster, tansu, delta_root, args.batch_size,
+                          [item.split("=", 1) for item in args.consumer])
     group = f"pgdelta-shop-scale-{n}-{int(time.time())}"
     members = []
     for i in range(1, n + 1):
         name = f"n{n}-m{i}"
-        env = {"PATH": "/usr/bin:/bin", "PGDELTA_LOG": "warn,pgdelta=info",
+        # No PGDELTA_LOG: pgdelta's default filter (warn,pgdelta=info less the Delta libraries'
+        # notes of a normal run), so the warnings counted below are the ones a user would see.
+        env = {"PATH": "/usr/bin:/bin",
                f"PGDELTA_PIPELINES_{PIPELINE.upper()}_MEMBER": name,
                f"PGDELTA_PIPELINES_{PIPELINE.upper()}_KAFKA_GROUP_ID": group,
                **{k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
@@ -307,7 +312,9 @@ def run_members(args, work: Path, cluster, tansu, n, records_total, partitions):
     log(f"{n} member(s), group {group}, Delta root {delta_root}")
     tansu_cpu = tansu.cpu_s()
     first_start = time.monotonic()
+    started_at = {}
     for m in members:
+        started_at[m.name] = time.time()
         m.start()
     ended = {}
     deadline = first_start + args.timeout
@@ -323,6 +330,8 @@ def run_members(args, work: Path, cluster, tansu, n, records_total, partitions):
             raise RuntimeError(f"{n} members did not catch up in {args.timeout} s; logs in {work}/n{n}-m*.err")
         time.sleep(0.02)
     wall = max(ended.values()) - first_start
+    clock = time.time() - time.monotonic()
+    exited_at = {name: at + clock for name, at in ended.items()}
     tansu_cpu = tansu.cpu_s() - tansu_cpu
     for m in members:
         m.wait()  # raises with the log's tail when a member failed
@@ -332,7 +341,7 @@ def run_members(args, work: Path, cluster, tansu, n, records_total, partitions):
     rows = []
     for m in members:
         usage = m.usage()
-        info = parse_member_log(m.err_file)
+        info = parse_member_log(m.err_file, started_at[m.name], exited_at)
         mine = commits["members"].get(m.name, {"commits": 0, "kafka_records": 0})
         rows.append({"member": m.name, "wall_s": m.wall, "cpu_s": usage["cpu_s"],
                      "peak_rss_mb": usage["peak_rss_mb"], **info,
@@ -368,21 +377,46 @@ BATCH = re.compile(r"batch written.*?events=(\d+)")
 ASSIGN = re.compile(r"partitions (assigned|revoked).*?partitions=(\d+)")
 
 
-def parse_member_log(path: Path):
-    """Events and batches written, the assignment history, and the warnings and errors."""
+def parse_member_log(path: Path, started_at, exited_at):
+    """Events and batches written, the assignment history (seconds after this member's start;
+    the revocation when it leaves the group at exit is marked "at exit"), when it was first
+    given partitions and which members had exited by then, and the warnings and errors."""
     events = batches = 0
-    history, problems = [], []
-    for line in ANSI.sub("", path.read_text(errors="replace")).splitlines():
+    history, problems, first_assigned = [], [], None
+    text = ANSI.sub("", path.read_text(errors="replace"))
+    lines = text.splitlines()
+    for line in lines:
         if m := BATCH.search(line):
             events += int(m.group(1))
             batches += 1
         elif m := ASSIGN.search(line):
-            history.append(f"{'+' if m.group(1) == 'assigned' else '-'}{m.group(2)}")
+            at = log_time(line)
+            after = None if at is None else at - started_at
+            if m.group(1) == "assigned" and first_assigned is None:
+                first_assigned = at
+            history.append({"what": m.group(1), "partitions": int(m.group(2)), "after_s": after})
         if " WARN " in line or " ERROR " in line:
             problems.append(line.strip())
-    return {"events": events, "batches": batches, "assignments": " ".join(history) or "none",
-            "caught_up": "caught up with every assigned partition" in path.read_text(errors="replace"),
+    if history and history[-1]["what"] == "revoked":
+        history[-1]["at_exit"] = True
+    shown = " ".join(f"{'+' if h['what'] == 'assigned' else '-'}{h['partitions']}"
+                     + (" at exit" if h.get("at_exit") else
+                        f" @{h['after_s']:.1f}s" if h["after_s"] is not None else "") for h in history)
+    return {"events": events, "batches": batches, "assignments": shown or "none", "history": history,
+            "rebalanced": any(h["what"] == "revoked" and not h.get("at_exit") for h in history),
+            "first_assigned_s": None if first_assigned is None else first_assigned - started_at,
+            "gone_before_first_assignment": sorted(name for name, at in exited_at.items()
+                                                   if first_assigned is not None and at < first_assigned),
+            "caught_up": "caught up with every assigned partition" in text,
             "warnings": problems}
+
+
+def log_time(line):
+    """The UTC timestamp that starts a pgdelta log line, as seconds since the epoch."""
+    try:
+        return datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def delta_commits(table: Path, partitions):
@@ -469,8 +503,9 @@ def render(results):
         per = " / ".join(f"{m['events']:,}" for m in r["per_member"])
         lines.append(f"| {r['members']} | {r['records']:,} | {r['wall_s']:.2f} | {r['records_per_s']:,.0f} | {per} | "
                      f"{r['cpu_s']:.2f} | {r['cpu_s_per_1m_records']:.1f} | {r['peak_rss_mb_max']:.0f} |")
-    lines += ["", "Per member (partitions: +assigned/-revoked counts in order; commits and Kafka records "
-                  "from the Delta log's pgdelta.member and pgdelta.kafkaOffsets):", "",
+    lines += ["", "Per member (partitions: +assigned/-revoked counts in order, @ seconds after the member's "
+                  "start; commits and Kafka records from the Delta log's pgdelta.member and "
+                  "pgdelta.kafkaOffsets; warnings: WARN/ERROR lines in its log):", "",
               "| member | wall s | CPU s | peak RSS MB | events applied | batches | commits | Kafka records | "
               "partitions | warnings |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
@@ -480,16 +515,20 @@ def render(results):
                          f"{m['events']:,} | {m['batches']} | {m['commits']} | {m['kafka_records']:,} | "
                          f"{m['assignments']} | {len(m['warnings'])} |")
     for r in results["runs"]:
-        idle = [m["member"] for m in r["per_member"] if m["events"] == 0]
-        moved = [m["member"] for m in r["per_member"] if "-" in m["assignments"]]
-        if idle or moved:
-            lines.append("")
-            lines.append(f"{r['members']} members: "
-                         + (f"{', '.join(idle)} applied nothing (with --exit-when-caught-up a member that "
-                            "is assigned no partition exits at once, and one whose partitions are all "
-                            "read leaves the group, which moves its partitions); " if idle else "")
-                         + (f"{', '.join(moved)} had partitions revoked (a rebalance while running)."
-                            if moved else ""))
+        notes = []
+        for m in r["per_member"]:
+            late = m["gone_before_first_assignment"]
+            if m["first_assigned_s"] is None:
+                notes.append(f"{m['member']} was never assigned a partition")
+            elif late:
+                notes.append(f"{m['member']} got its first partitions {m['first_assigned_s']:.1f} s after its start, "
+                             f"only after {', '.join(late)} had exited")
+            if m["rebalanced"]:
+                notes.append(f"{m['member']} had partitions revoked while it ran (a rebalance)")
+            if m["events"] == 0 and m["first_assigned_s"] is not None:
+                notes.append(f"{m['member']} applied nothing: its partitions were already in Delta")
+        if notes:
+            lines += ["", f"{r['members']} member(s): " + "; ".join(notes) + "."]
     lines += ["", "tansu CPU s per run (same two cores): "
               + ", ".join(f"{r['members']}: {r['tansu_cpu_s']:.2f}" for r in results["runs"])
               + "; Delta equals PostgreSQL after every run ("
@@ -509,6 +548,8 @@ def main():
     parser.add_argument("--changes", type=int, help="workload changes (rounded down to 1,000s)")
     parser.add_argument("--seed", type=int, help="rows in the table before the capture (snapshot records)")
     parser.add_argument("--batch-size", type=int, help="the pipeline's batch_size (default: pgdelta's)")
+    parser.add_argument("--consumer", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="more librdkafka consumer properties, e.g. heartbeat.interval.ms=500")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds one run of N members may take")
     args = parser.parse_args()
     size = dict(SIZES[args.size])

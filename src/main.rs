@@ -8,10 +8,11 @@ use tracing_subscriber::EnvFilter;
 /// pgdelta's own logs at info, others' warnings and errors; but not the delta kernel's
 /// "No files in log segment" error (it is how opening a table not created yet goes) nor
 /// the MERGE's missing-metric warning, nor the commit's note that it checks for conflicts
-/// with another writer (background compaction is one), which a new user would read as failures.
+/// with another writer (background compaction is one) and its error when it lost that race
+/// (pgdelta retries it and says so), which a new user would read as failures.
 /// `PGDELTA_LOG=debug` (or any filter) shows them again.
 const DEFAULT_LOG: &str = "warn,pgdelta=info,buoyant_kernel::snapshot::builder=off,\
-     deltalake_core::operations::merge=error,deltalake_core::kernel::transaction=error";
+     deltalake_core::operations::merge=error,deltalake_core::kernel::transaction=off";
 
 fn main() -> std::process::ExitCode {
     bound_malloc_arenas();

@@ -268,7 +268,10 @@ fn members_share_a_pipeline(write_mode: &str) {
     let start_member = |name: &str, run: usize| {
         let mut command =
             pgdelta.command(&["pipeline", "start", "shop", "--http-listen", "127.0.0.1:0"]);
-        command.env("PGDELTA_PIPELINES_SHOP_MEMBER", name);
+        // The default log filter: a normal run of several members prints no WARN or ERROR.
+        command
+            .env("PGDELTA_PIPELINES_SHOP_MEMBER", name)
+            .env_remove("PGDELTA_LOG");
         pgdelta.spawn_command(command, &format!("{name}-{run}.log"))
     };
     let names = ["m1", "m2", "m3"];
@@ -330,6 +333,21 @@ fn members_share_a_pipeline(write_mode: &str) {
             std::panic::resume_unwind(failure);
         }
     }
+    let alarming: Vec<String> = names
+        .iter()
+        .flat_map(|name| [1, 2].map(|run| pgdelta.log(&format!("{name}-{run}.log"))))
+        .flat_map(|log| {
+            log.lines()
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        alarming.is_empty(),
+        "WARN or ERROR in a normal run:\n{}",
+        alarming.join("\n")
+    );
     let committers: BTreeSet<String> = TABLE_QUERIES
         .iter()
         .flat_map(|(table, _)| commit_members(&pgdelta.table_path("public", table)))

@@ -281,7 +281,8 @@ impl DeltaTableWriter {
                 // Another process created it first: what it wrote decides below.
                 Err(error) => match created_by_another(location, storage).await {
                     Some(existing) => {
-                        tracing::warn!(%error, location, "another process created the Delta table first");
+                        // Routine when several members of a pipeline start together.
+                        tracing::info!(%error, location, "another process created the Delta table first");
                         existing
                     }
                     None => return Err(delta_err(error)),
