@@ -276,18 +276,20 @@ fn members_share_a_pipeline(write_mode: &str) {
     };
     let names = ["m1", "m2", "m3"];
     let mut members: Vec<_> = names.iter().map(|name| start_member(name, 1)).collect();
+    // Each member process's run label and log.
+    let member_logs = |pgdelta: &Pgdelta| -> Vec<(String, String)> {
+        let runs = names.iter().flat_map(|name| [1, 2].map(|run| (name, run)));
+        runs.map(|(name, run)| {
+            let log = pgdelta.log(&format!("{name}-{run}.log"));
+            (format!("{name} run {run}"), log)
+        })
+        .collect()
+    };
     let logs = |pgdelta: &Pgdelta| {
-        let mut all = String::new();
-        for name in names {
-            for run in 1..=2 {
-                let log = pgdelta.log(&format!("{name}-{run}.log"));
-                all.push_str(&format!(
-                    "--- {name} run {run} ---\n{}\n",
-                    pgdelta_lines(&log)
-                ));
-            }
-        }
-        all
+        let shown = member_logs(pgdelta)
+            .into_iter()
+            .map(|(run, log)| format!("--- {run} ---\n{}\n", pgdelta_lines(&log)));
+        shown.collect::<String>()
     };
 
     let chunks: Vec<&[CapturedRecord]> = records.chunks(records.len().div_ceil(4)).collect();
@@ -333,10 +335,9 @@ fn members_share_a_pipeline(write_mode: &str) {
             std::panic::resume_unwind(failure);
         }
     }
-    let alarming: Vec<String> = names
-        .iter()
-        .flat_map(|name| [1, 2].map(|run| pgdelta.log(&format!("{name}-{run}.log"))))
-        .flat_map(|log| {
+    let alarming: Vec<String> = member_logs(&pgdelta)
+        .into_iter()
+        .flat_map(|(_, log)| {
             log.lines()
                 .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
                 .map(str::to_string)

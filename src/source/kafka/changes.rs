@@ -152,9 +152,9 @@ impl KafkaChangeSource {
     }
 
     /// Reads again what was delivered since the last confirm, in the partitions still
-    /// assigned (a revoked one may now be read by another member). Returns the partitions
-    /// read again.
-    fn seek_unconfirmed(&mut self) -> BTreeSet<TopicPartition> {
+    /// assigned (a revoked one may now be read by another member); a record read but not
+    /// handed over is dropped when its partition is read again.
+    fn read_unconfirmed_again(&mut self) {
         let mut rewound = BTreeSet::new();
         for (partition, first) in std::mem::take(&mut self.unconfirmed) {
             if self.consumer.seek(&partition, first).is_ok() {
@@ -162,7 +162,11 @@ impl KafkaChangeSource {
             }
         }
         self.delivered.clear();
-        rewound
+        if let Some(record) = &self.pending {
+            if rewound.contains(&record.topic_partition()) {
+                self.pending = None;
+            }
+        }
     }
 
     /// `Down` when the client reports trouble, `Up` when it is gone again.
@@ -217,19 +221,16 @@ impl ChangeSource for KafkaChangeSource {
             }
             tokio::select! {
                 record = self.consumer.next() => {
-                    let record = record?;
+                    self.pending = Some(record?);
                     if self.revoked() {
-                        if !self.seek_unconfirmed().contains(&record.topic_partition()) {
-                            self.pending = Some(record);
-                        }
+                        self.read_unconfirmed_again();
                         return Ok(SourceItem::Rewound);
                     }
-                    self.pending = Some(record);
                 }
                 _ = self.tick.tick() => {
                     // Revoked with no record since: the batch must not wait for one.
                     if self.revoked() {
-                        self.seek_unconfirmed();
+                        self.read_unconfirmed_again();
                         return Ok(SourceItem::Rewound);
                     }
                     if let Some(item) = self.health_change() {
@@ -284,12 +285,7 @@ impl ChangeSource for KafkaChangeSource {
     }
 
     async fn rewind(&mut self) -> Result<(), KafkaSourceError> {
-        let rewound = self.seek_unconfirmed();
-        if let Some(record) = &self.pending {
-            if rewound.contains(&record.topic_partition()) {
-                self.pending = None;
-            }
-        }
+        self.read_unconfirmed_again();
         Ok(())
     }
 
