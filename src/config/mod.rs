@@ -163,6 +163,11 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     #[serde(default = "default_batch_interval_ms")]
     pub batch_interval_ms: u64,
+    /// While a batch is being written and the source has more waiting, the next batch takes
+    /// what was read meanwhile, up to this many events (default 4 x `batch_size`): a slow
+    /// store gets fewer, larger commits instead of falling further behind.
+    #[serde(default)]
+    pub max_batch_size: Option<usize>,
     #[serde(default)]
     pub snapshot_mode: SnapshotMode,
     /// A transaction with more changes than this is applied as it streams in (its inserts
@@ -282,6 +287,8 @@ fn default_batch_size() -> usize {
 fn default_batch_interval_ms() -> u64 {
     500
 }
+/// `max_batch_size` unless set: this many times `batch_size`.
+const DEFAULT_MAX_BATCH_FACTOR: usize = 4;
 fn default_large_transaction_events() -> usize {
     100_000
 }
@@ -305,6 +312,7 @@ const PIPELINE_KEYS: &[&str] = &[
     "publication",
     "batch_size",
     "batch_interval_ms",
+    "max_batch_size",
     "snapshot_mode",
     "snapshot_parallelism",
     "large_transaction_events",
@@ -354,6 +362,7 @@ const NUMERIC_KEYS: &[&str] = &[
     "large_transaction_events",
     "batch_size",
     "batch_interval_ms",
+    "max_batch_size",
     "connect_attempts",
     "snapshot_parallelism",
     "compact_min_files",
@@ -382,6 +391,8 @@ pub struct ResolvedPipeline {
     pub publication: String,
     pub batch_size: usize,
     pub batch_interval: Duration,
+    /// At least `batch_size`.
+    pub max_batch_size: usize,
     pub snapshot_mode: SnapshotMode,
     pub snapshot_parallelism: usize,
     pub large_transaction_events: usize,
@@ -492,6 +503,15 @@ impl PipelineConfig {
         if self.batch_size == 0 {
             return Err("batch_size must be at least 1".into());
         }
+        let max_batch_size = self
+            .max_batch_size
+            .unwrap_or(self.batch_size.saturating_mul(DEFAULT_MAX_BATCH_FACTOR));
+        if max_batch_size < self.batch_size {
+            return Err(format!(
+                "max_batch_size ({max_batch_size}) must be at least batch_size ({})",
+                self.batch_size
+            ));
+        }
         let mut tables = Vec::new();
         for table in &self.tables {
             let parsed: TableName = table.parse().map_err(|e| format!("tables: {e}"))?;
@@ -555,6 +575,7 @@ impl PipelineConfig {
             publication: self.publication.clone().unwrap_or(derived),
             batch_size: self.batch_size,
             batch_interval: Duration::from_millis(self.batch_interval_ms),
+            max_batch_size,
             snapshot_mode: self.snapshot_mode,
             snapshot_parallelism: self.snapshot_parallelism.max(1),
             large_transaction_events: self.large_transaction_events,
@@ -739,11 +760,25 @@ key = ["order_id"]
         assert_eq!(pipeline.publication, "pgdelta_postgres_cdc");
         assert_eq!(pipeline.batch_size, 500);
         assert_eq!(pipeline.batch_interval, Duration::from_millis(500));
+        assert_eq!(pipeline.max_batch_size, 2_000);
         assert_eq!(pipeline.tables[0].path, "./delta-lake/public/customers");
         assert_eq!(pipeline.tables[1].path, "./delta-lake/orders");
         assert_eq!(pipeline.tables[1].partition_by, vec!["region"]);
         assert_eq!(pipeline.tables[1].key, vec!["order_id"]);
         assert_eq!(config.source.sslmode, Some(SslMode::Prefer));
+    }
+
+    #[test]
+    fn max_batch_size_below_batch_size_is_refused() {
+        let text = SAMPLE.replace("batch_size = 500", "batch_size = 500\nmax_batch_size = 499");
+        let error = load(&text, &[]).unwrap_err().to_string();
+        assert!(
+            error.contains("max_batch_size (499) must be at least batch_size (500)"),
+            "{error}"
+        );
+        let env = [("PGDELTA_PIPELINES_POSTGRES_CDC_MAX_BATCH_SIZE", "600")];
+        let config = load(SAMPLE, &env).unwrap();
+        assert_eq!(config.pipeline("postgres-cdc").unwrap().max_batch_size, 600);
     }
 
     #[test]

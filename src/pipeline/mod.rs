@@ -266,7 +266,7 @@ where
                 None => {
                     self.follow_schema_changes(&transaction, batch).await?;
                     self.add_changes(batch, transaction, origin).await?;
-                    if batch.is_full(self.resolved.batch_size) {
+                    if batch.is_full(self.batch_limit()) {
                         self.flush(batch).await?;
                     }
                 }
@@ -372,8 +372,18 @@ where
         Ok(())
     }
 
+    /// Events at which the batch is written: `batch_size`, or, while items read during the
+    /// last write are still waiting (the store is slower than the source), up to
+    /// `max_batch_size`, so that a slow store pays its per-commit cost less often.
+    fn batch_limit(&self) -> usize {
+        match self.ahead.is_empty() {
+            true => self.resolved.batch_size,
+            false => self.resolved.max_batch_size,
+        }
+    }
+
     /// Writes the batch on a task of its own (another core) while the source goes on
-    /// reading and decoding into [`ReadAhead`], up to about one more batch.
+    /// reading and decoding into [`ReadAhead`], up to `max_batch_size` events.
     async fn write_reading_ahead(&mut self, mut batch: Batch) -> Result<Batch, PipelineError> {
         let mut tables = std::mem::take(&mut self.tables);
         let committer = self.committer.clone();
@@ -382,7 +392,7 @@ where
             (tables, batch, written)
         }));
         let joined = loop {
-            if !self.ahead.wants_more(self.resolved.batch_size) {
+            if !self.ahead.wants_more(self.resolved.max_batch_size) {
                 break (&mut write).await;
             }
             tokio::select! {

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use crate::source::SourceItem;
 
-/// Items read ahead, at most about one batch of events.
+/// Items read ahead, up to a limit of events.
 pub(super) struct ReadAhead<E> {
     items: VecDeque<Result<SourceItem, E>>,
     events: usize,
@@ -26,8 +26,12 @@ impl<E> Default for ReadAhead<E> {
 
 impl<E> ReadAhead<E> {
     /// Whether to read another item while the write runs.
-    pub fn wants_more(&self, batch_size: usize) -> bool {
-        !self.closed && self.events < batch_size.max(1)
+    pub fn wants_more(&self, limit: usize) -> bool {
+        !self.closed && self.events < limit.max(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 
     pub fn push(&mut self, item: Result<SourceItem, E>) {

@@ -368,7 +368,7 @@ async fn a_batch_collapses_its_transactions_into_one_commit_confirmed_after_it()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_batch_is_written_and_confirmed_before_the_next_one_starts() {
-    let h = Harness::new(&["a"], "batch_size = 2\n");
+    let h = Harness::new(&["a"], "batch_size = 2\nmax_batch_size = 2\n");
     let a = two_columns("a");
     let items = single_inserts(&a, 5);
     let summary = h.run(&["a"], items).await.unwrap();
@@ -390,7 +390,7 @@ async fn a_full_batch_is_written_and_confirmed_before_the_next_one_starts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_source_is_read_ahead_while_a_batch_is_written_and_handled_in_order_after_it() {
-    let h = Harness::new(&["a"], "batch_size = 2\n");
+    let h = Harness::new(&["a"], "batch_size = 2\nmax_batch_size = 2\n");
     let a = two_columns("a");
     let summary = h.run(&["a"], single_inserts(&a, 5)).await.unwrap();
     assert_eq!(summary.delta_commits, 3);
@@ -404,6 +404,23 @@ async fn the_source_is_read_ahead_while_a_batch_is_written_and_handled_in_order_
         rows(&h.path("a")).await,
         ["1=n", "2=n", "3=n", "4=n", "5=n"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_was_read_during_a_write_goes_into_one_larger_batch_up_to_max_batch_size() {
+    let h = Harness::new(&["a"], "batch_size = 2\nmax_batch_size = 5\n");
+    let a = two_columns("a");
+    let summary = h.run(&["a"], single_inserts(&a, 12)).await.unwrap();
+    assert_eq!(summary.events, 12);
+    let confirmed: Vec<Option<Lsn>> = h.confirms().into_iter().map(|(p, _)| p.lsn).collect();
+    // {1, 2} as a full batch; everything after it was waiting when each write ended.
+    assert_eq!(
+        confirmed,
+        vec![Some(Lsn(20)), Some(Lsn(70)), Some(Lsn(120))],
+        "batches of 2, 5 and 5 events"
+    );
+    assert_eq!(summary.delta_commits, 3);
+    assert_eq!(rows(&h.path("a")).await.len(), 12);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -682,7 +699,7 @@ async fn a_batch_another_member_applied_in_part_is_read_again_after_what_the_tab
 async fn small_files_are_compacted_between_batches_without_changing_rows_feed_or_positions() {
     let h = Harness::new(
         &["a"],
-        "batch_size = 1\n[pipelines.shop.maintenance]\ncompact_min_files = 4\n",
+        "batch_size = 1\nmax_batch_size = 1\n[pipelines.shop.maintenance]\ncompact_min_files = 4\n",
     );
     let a = two_columns("a");
     let items = single_inserts(&a, 10);

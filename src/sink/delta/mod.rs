@@ -1,9 +1,11 @@
 //! The Delta Lake sink: one writer per table, MERGE-based, CDF on, exactly once.
 
 pub mod changes;
+mod commit_hint;
 pub mod convert;
 pub mod deletion_vectors;
 pub mod evolution;
+mod log_cache;
 pub mod maintenance;
 pub mod position;
 pub mod reader;

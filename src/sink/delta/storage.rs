@@ -3,9 +3,19 @@
 //! options or from the standard environment (`AWS_*`, `AZURE_*`, `GOOGLE_*`), as delta-rs
 //! and object_store read them.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use bytes::Bytes;
-use deltalake::logstore::object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use deltalake::logstore::object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
+use deltalake::logstore::{object_store_factories, StorageConfig};
 use deltalake::{DeltaTable, DeltaTableError, ObjectStoreError, Path};
+use url::Url;
+
+use super::commit_hint::HintedLogStore;
+use super::log_cache::LogCache;
 
 use crate::config::StorageOptions;
 
@@ -20,22 +30,55 @@ pub async fn open_or_empty(
     location: &str,
     storage: &StorageOptions,
 ) -> Result<DeltaTable, DeltaTableError> {
-    let url = deltalake::ensure_table_uri(location)?;
-    DeltaTable::try_from_url_with_storage_options(url, storage.to_map()).await
+    let mut table = unloaded(location, storage)?;
+    match table.load().await {
+        Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(table),
+        Err(error) => Err(error),
+    }
 }
 
 /// The table at `location`; an error when there is none.
 pub async fn open(location: &str, storage: &StorageOptions) -> Result<DeltaTable, DeltaTableError> {
-    let url = deltalake::ensure_table_uri(location)?;
-    deltalake::open_table_with_storage_options(url, storage.to_map()).await
+    let mut table = unloaded(location, storage)?;
+    table.load().await?;
+    Ok(table)
 }
 
 /// A handle on the table's location that has read nothing yet: for probes.
+///
+/// On an object store, every request costs a round trip: the table's commit files are kept
+/// in memory once written or read ([`LogCache`]), and a commit can skip listing the log
+/// first ([`HintedLogStore`]).
 pub fn unloaded(location: &str, storage: &StorageOptions) -> Result<DeltaTable, DeltaTableError> {
     let url = deltalake::ensure_table_uri(location)?;
-    deltalake::DeltaTableBuilder::from_url(url)?
-        .with_storage_options(storage.to_map())
-        .build()
+    let options = storage.to_map();
+    let mut builder =
+        deltalake::DeltaTableBuilder::from_url(url.clone())?.with_storage_options(options.clone());
+    if !is_object_store(location) {
+        return builder.build();
+    }
+    let root = root_store(&url, &options)?;
+    builder = builder.with_storage_backend(Arc::new(LogCache::new(root)), url);
+    Ok(DeltaTable::new(HintedLogStore::wrap(
+        builder.build_storage()?,
+    )))
+}
+
+/// The store at the root (bucket or container) of `url`, as delta-rs builds it for the URL's
+/// scheme; delta-rs adds the table's prefix on top.
+fn root_store(
+    url: &Url,
+    options: &HashMap<String, String>,
+) -> Result<Arc<dyn ObjectStore>, DeltaTableError> {
+    let scheme = Url::parse(&format!("{}://", url.scheme()))
+        .map_err(|_| DeltaTableError::InvalidTableLocation(url.to_string()))?;
+    let factory = object_store_factories()
+        .get(&scheme)
+        .map(|entry| entry.value().clone())
+        .ok_or_else(|| DeltaTableError::InvalidTableLocation(url.to_string()))?;
+    let config = StorageConfig::parse_options(options)?;
+    let (store, _prefix) = factory.parse_url_opts(url, &config)?;
+    Ok(store)
 }
 
 fn probe_path(what: &str) -> Path {

@@ -15,6 +15,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
 use super::changes::{RowChange, TableChanges};
+use super::commit_hint;
 use super::convert::{build_array, ConvertError};
 use super::deletion_vectors::{self, KeyIndex};
 use super::storage;
@@ -237,6 +238,9 @@ pub struct DeltaTableWriter {
     row_index: Option<KeyIndex>,
     /// The process that commits, recorded in each commit (`pgdelta.member`).
     member: Option<String>,
+    /// The store refuses to overwrite a commit file: commits can skip looking for newer
+    /// versions first (see [`commit_hint`]).
+    hint_commits: bool,
 }
 
 /// Kafka mode: the next offset of one topic-partition, recorded in a Delta commit.
@@ -318,6 +322,7 @@ impl DeltaTableWriter {
             last_applied: None,
             row_index,
             member: None,
+            hint_commits: false,
         };
         writer.read_state().await?;
         Ok(writer)
@@ -336,7 +341,10 @@ impl DeltaTableWriter {
 
     /// On an object store: checks that the store takes writes and refuses to overwrite an
     /// existing object, which makes Delta commits safe with several writers.
-    pub async fn check_object_store(&self, unsafe_single_writer: bool) -> Result<(), SinkError> {
+    pub async fn check_object_store(
+        &mut self,
+        unsafe_single_writer: bool,
+    ) -> Result<(), SinkError> {
         if !storage::is_object_store(&self.location) {
             return Ok(());
         }
@@ -347,7 +355,10 @@ impl DeltaTableWriter {
                 reason,
             })?;
         match storage::honours_conditional_put(&self.table).await {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                self.hint_commits = true;
+                Ok(())
+            }
             Ok(false) if unsafe_single_writer => {
                 tracing::warn!(location = %self.location, "unsafe single-writer mode: the object store does not honour conditional writes, so a second writer could overwrite this one's commits");
                 Ok(())
@@ -482,8 +493,36 @@ impl DeltaTableWriter {
         let commit = commit_properties()
             .with_application_transactions(transactions)
             .with_metadata(metadata);
+        let read_version = self.table.version();
+        self.hint_next_commit();
+        let updated = self.commit_changes(changes, commit).await;
+        commit_hint::clear_hint(&self.table);
+        self.table = updated?;
+        if self.table.version() > read_version.map(|v| v + 1) {
+            // Another writer (a member of the consumer group) committed in between and this
+            // commit went on after it: its position may be ahead of this batch's.
+            self.read_state().await?;
+        } else if lsn.is_some() {
+            self.last_applied = lsn;
+        }
+        Ok(())
+    }
+
+    /// Tells the log store that the next commit follows the loaded version, when the store
+    /// makes that safe; [`commit_hint::clear_hint`] after the commit, whatever happened.
+    fn hint_next_commit(&self) {
+        if self.hint_commits {
+            commit_hint::hint_next_commit(&self.table);
+        }
+    }
+
+    /// One commit of `changes`: deletion vectors, a delete, or a MERGE.
+    async fn commit_changes(
+        &mut self,
+        changes: &TableChanges,
+        commit: CommitProperties,
+    ) -> Result<DeltaTable, SinkError> {
         let table = self.table.clone();
-        let read_version = table.version();
         let delta_err = |source| SinkError::Delta {
             location: self.location.clone(),
             source,
@@ -514,15 +553,7 @@ impl DeltaTableWriter {
                 .map_err(delta_err)?
                 .0
         };
-        self.table = updated;
-        if self.table.version() > read_version.map(|v| v + 1) {
-            // Another writer (a member of the consumer group) committed in between and this
-            // commit went on after it: its position may be ahead of this batch's.
-            self.read_state().await?;
-        } else if lsn.is_some() {
-            self.last_applied = lsn;
-        }
-        Ok(())
+        Ok(updated)
     }
 
     /// The offset of the next record of `partition` this table has not applied.
@@ -729,14 +760,13 @@ impl DeltaTableWriter {
     ) -> Result<u64, SinkError> {
         let commit = self.tagged_with(lsn, metadata_key);
         appender.writer = appender.writer.with_commit_properties(commit);
-        appender
-            .writer
-            .flush_and_commit(&mut self.table)
-            .await
-            .map_err(|source| SinkError::Delta {
-                location: self.location.clone(),
-                source,
-            })?;
+        self.hint_next_commit();
+        let committed = appender.writer.flush_and_commit(&mut self.table).await;
+        commit_hint::clear_hint(&self.table);
+        committed.map_err(|source| SinkError::Delta {
+            location: self.location.clone(),
+            source,
+        })?;
         self.last_applied = Some(lsn);
         Ok(appender.rows)
     }
@@ -954,6 +984,9 @@ async fn create_table(
                 .then_some((deletion_vectors::ENABLE_PROPERTY, Some("true"))),
         )
         .with_raise_if_key_not_exists(false)
+        // Version 0 or nothing: delta-rs would retry a create that lost the race as version
+        // 1, replacing the winner's metadata (its owner) with ours.
+        .with_commit_properties(commit_properties().with_max_retries(0))
         .await
 }
 
@@ -984,5 +1017,46 @@ mod tests {
         assert!(!delta(DeltaTableError::KernelError(lost)).is_transient());
         let bad_schema = delta_kernel::Error::generic("not a store failure");
         assert!(!delta(DeltaTableError::KernelError(bad_schema)).is_transient());
+    }
+
+    fn layout() -> TableLayout {
+        TableLayout {
+            columns: vec![StructField::new(
+                "id",
+                deltalake::kernel::DataType::LONG,
+                true,
+            )],
+            partition_by: Vec::new(),
+            properties: Default::default(),
+            write_mode: WriteMode::CopyOnWrite,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_create_that_loses_the_race_fails_instead_of_replacing_the_winners_metadata() {
+        let storage = StorageOptions::default();
+        let items = TableName::new("public", "items");
+        for _ in 0..30 {
+            let dir = tempfile::tempdir().unwrap();
+            let location = dir.path().to_str().unwrap();
+            let first = storage::open_or_empty(location, &storage).await.unwrap();
+            let second = storage::open_or_empty(location, &storage).await.unwrap();
+            let create = |table, owner: &'static str| {
+                let items = items.clone();
+                tokio::spawn(async move { create_table(table, &items, owner, layout()).await })
+            };
+            let (a, b) = tokio::join!(create(first, "pipeline-a"), create(second, "pipeline-b"));
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert!(a.is_ok() != b.is_ok(), "exactly one create succeeds");
+            let winner = if a.is_ok() {
+                "pipeline-a"
+            } else {
+                "pipeline-b"
+            };
+            let table = storage::open(location, &storage).await.unwrap();
+            assert_eq!(table.version(), Some(0), "the loser wrote no version 1");
+            let config = table.snapshot().unwrap().metadata().configuration().clone();
+            assert_eq!(config[OWNER_PROPERTY], winner);
+        }
     }
 }

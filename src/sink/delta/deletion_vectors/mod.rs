@@ -129,7 +129,7 @@ pub(super) async fn apply(
         not_matched_by_source_predicates: vec![],
     };
     let snapshot = target.table.snapshot().map_err(&delta_err)?;
-    CommitBuilder::from(commit)
+    let finalized = CommitBuilder::from(commit)
         .with_actions(actions)
         .build(Some(snapshot), target.table.log_store(), operation)
         .await
@@ -145,8 +145,9 @@ pub(super) async fn apply(
             .collect();
         index.add_written(add, &keys).map_err(&delta_err)?;
     }
+    // The commit's own snapshot: reading the log again would cost requests.
     let mut updated = target.table.clone();
-    updated.update_state().await.map_err(&delta_err)?;
+    updated.state = Some(finalized.snapshot());
     Ok(updated)
 }
 
