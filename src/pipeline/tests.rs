@@ -307,6 +307,11 @@ impl Harness {
     fn confirms(&self) -> Vec<(Progress, Option<i64>)> {
         self.confirms.lock().unwrap().clone()
     }
+
+    /// The LSN of each confirm, in order.
+    fn confirmed_lsns(&self) -> Vec<Option<Lsn>> {
+        self.confirms().iter().map(|(p, _)| p.lsn).collect()
+    }
 }
 
 /// How many rows the table's change data feed holds.
@@ -398,7 +403,7 @@ async fn the_source_is_read_ahead_while_a_batch_is_written_and_handled_in_order_
     let reads = h.reads_at_confirm.lock().unwrap().clone();
     // Batch {1, 2} is confirmed once written; meanwhile rows 3 and 4 were already read.
     assert_eq!(reads[0], 4, "{reads:?}");
-    let confirmed: Vec<Option<Lsn>> = h.confirms().into_iter().map(|(p, _)| p.lsn).collect();
+    let confirmed = h.confirmed_lsns();
     assert_eq!(confirmed, vec![Some(Lsn(20)), Some(Lsn(40)), Some(Lsn(50))]);
     assert_eq!(
         rows(&h.path("a")).await,
@@ -412,7 +417,7 @@ async fn what_was_read_during_a_write_goes_into_one_larger_batch_up_to_max_batch
     let a = two_columns("a");
     let summary = h.run(&["a"], single_inserts(&a, 12)).await.unwrap();
     assert_eq!(summary.events, 12);
-    let confirmed: Vec<Option<Lsn>> = h.confirms().into_iter().map(|(p, _)| p.lsn).collect();
+    let confirmed = h.confirmed_lsns();
     // {1, 2} as a full batch; everything after it was waiting when each write ended.
     assert_eq!(
         confirmed,
@@ -543,7 +548,7 @@ async fn a_column_added_mid_stream_is_added_after_writing_what_came_before() {
         summary.delta_commits, 2,
         "the batch before the new column is written first"
     );
-    let confirmed: Vec<Option<Lsn>> = h.confirms().iter().map(|(p, _)| p.lsn).collect();
+    let confirmed = h.confirmed_lsns();
     assert_eq!(confirmed, vec![Some(Lsn(100)), Some(Lsn(200))]);
     let batches = read_rows(&h.path("a"), &Default::default()).await.unwrap();
     let schema = batches[0].schema();

@@ -1,5 +1,6 @@
 //! The deletion-vector mode against copy-on-write: the same batches give the same rows and
-//! the same change feed, with deletion vectors in the log instead of rewritten files.
+//! the same change feed, with deletion vectors in the log instead of rewritten files; and what
+//! a copy-on-write MERGE rewrites after compaction.
 
 use std::sync::Arc;
 
@@ -485,4 +486,58 @@ async fn compaction_of_files_with_deletion_vectors_keeps_only_the_live_rows() {
     )
     .await;
     assert_eq!(live_rows(&path).await, vec!["1|a''"]);
+}
+
+/// The `remove` actions of the table's newest commit.
+fn removes_in_last_commit(path: &str) -> usize {
+    let log = std::path::Path::new(path).join("_delta_log");
+    let newest = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .max()
+        .unwrap();
+    let text = std::fs::read_to_string(newest).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("{\"remove\""))
+        .count()
+}
+
+/// Compaction keeps the files' key ranges apart (delta-rs packs files in log order), so a
+/// copy-on-write MERGE of recently inserted keys finds them in one file and rewrites only it.
+#[tokio::test]
+async fn after_compaction_a_merge_of_the_newest_keys_rewrites_only_the_file_holding_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let schema = schema(false);
+    let mut writer = open(path, WriteMode::CopyOnWrite).await;
+    for batch in 0..16u32 {
+        let changes = inserts(&writer, &schema, batch * 100 + 1..=batch * 100 + 100, "n");
+        writer
+            .append_inserts(&changes, Lsn(u64::from(batch) + 1))
+            .await
+            .unwrap();
+    }
+    let stats = writer.file_stats().await.unwrap();
+    assert_eq!(stats.files, 16);
+    let target = stats.bytes / 2 + 1;
+    crate::sink::delta::maintenance::compact_table(writer.detached_table(), target, &[])
+        .await
+        .unwrap();
+    writer.reload().await.unwrap();
+    let compacted = writer.file_stats().await.unwrap().files;
+    assert!((2..16).contains(&compacted), "{compacted} files");
+
+    // From the three newest appends: in one file only when compaction kept their order.
+    let updates = [
+        Change::Update(&["1350", "changed"]),
+        Change::Update(&["1450", "changed"]),
+        Change::Update(&["1550", "changed"]),
+    ];
+    apply(&mut writer, 100, &schema, &updates).await;
+    assert_eq!(
+        removes_in_last_commit(path),
+        1,
+        "one of {compacted} files rewritten"
+    );
 }
