@@ -5,7 +5,7 @@
 //! the group after each Delta commit so that lag tools see progress.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -110,6 +110,8 @@ pub struct SourceContext {
     revocations: AtomicU64,
     /// How many times the group assigned partitions (possibly none) to this member.
     assignments: AtomicU64,
+    /// Partitions were revoked and the group has not assigned again yet.
+    rebalancing: AtomicBool,
     last_error: Mutex<Option<String>>,
 }
 
@@ -144,11 +146,13 @@ impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(partitions) => {
+                self.rebalancing.store(true, Ordering::SeqCst);
                 self.revocations.fetch_add(1, Ordering::SeqCst);
                 tracing::info!(partitions = partitions.count(), "partitions revoked");
             }
             Rebalance::Assign(partitions) => {
                 self.assignments.fetch_add(1, Ordering::SeqCst);
+                self.rebalancing.store(false, Ordering::SeqCst);
                 tracing::info!(partitions = partitions.count(), "partitions assigned");
             }
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
@@ -299,8 +303,12 @@ impl KafkaSource {
     /// With no partitions assigned: whether that is because there is nothing to read (the
     /// group assigned none, or none of the named topics exist yet).
     fn nothing_to_read(&self) -> Result<bool, KafkaError> {
-        if self.consumer.context().assignments.load(Ordering::SeqCst) > 0 {
-            return Ok(true);
+        let context = self.consumer.context();
+        if context.assignments.load(Ordering::SeqCst) > 0 {
+            // Between a revocation and the group's next assignment a member holds nothing
+            // only for the moment: a member that stopped then would leave the partitions
+            // the group is about to give it unread.
+            return Ok(!context.rebalancing.load(Ordering::SeqCst));
         }
         let Subscription::Topics(topics) = &self.subscription else {
             return Ok(false);
