@@ -373,8 +373,8 @@ where
     }
 
     /// Events at which the batch is written: `batch_size`, or, while items read during the
-    /// last write are still waiting (the store is slower than the source), up to
-    /// `max_batch_size`, so that a slow store pays its per-commit cost less often.
+    /// last write are still waiting to be handled, up to `max_batch_size`: when the source
+    /// outpaces the store, a slow store pays its per-commit cost less often.
     fn batch_limit(&self) -> usize {
         match self.ahead.is_empty() {
             true => self.resolved.batch_size,

@@ -22,7 +22,8 @@ use uuid::Uuid;
 /// `inner`, whose next look for the newest version may be answered by a hint.
 pub struct HintedLogStore {
     inner: LogStoreRef,
-    /// Taken by the first look for the newest version after this one.
+    /// The version the next commit follows; taken by the look for the newest version that
+    /// starts from it (another start, e.g. a maintenance job's, leaves it).
     expected: Mutex<Option<Version>>,
 }
 
@@ -34,8 +35,14 @@ impl HintedLogStore {
         })
     }
 
-    fn take_expected(&self) -> Option<Version> {
-        self.expected.lock().expect("hint lock").take()
+    /// Whether the hint says `start` is the newest version; the hint is used up if so.
+    fn take_if_expected(&self, start: Version) -> bool {
+        let mut expected = self.expected.lock().expect("hint lock");
+        let matches = *expected == Some(start);
+        if matches {
+            *expected = None;
+        }
+        matches
     }
 
     fn set_expected(&self, version: Option<Version>) {
@@ -97,7 +104,7 @@ impl LogStore for HintedLogStore {
     }
 
     async fn get_latest_version(&self, start_version: Version) -> DeltaResult<Version> {
-        if self.take_expected() == Some(start_version) {
+        if self.take_if_expected(start_version) {
             return Ok(start_version);
         }
         self.inner.get_latest_version(start_version).await

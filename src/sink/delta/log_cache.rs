@@ -13,14 +13,17 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use deltalake::logstore::object_store::{
     Attributes, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Result,
 };
 use deltalake::Path;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
-/// How many commit files are kept; the oldest go first.
-const MAX_ENTRIES: usize = 256;
+/// How many commit files are kept, and their bytes at most; the oldest go first. The
+/// newest few are what the refresh after a commit reads.
+const MAX_ENTRIES: usize = 64;
+const MAX_BYTES: usize = 4 << 20;
 /// Commit files larger than this are not kept (a commit of many files, or a schema change
 /// of a very wide table).
 const MAX_ENTRY_BYTES: usize = 1 << 20;
@@ -28,27 +31,40 @@ const MAX_ENTRY_BYTES: usize = 1 << 20;
 /// `inner` with its Delta commit files kept in memory once written or read.
 pub struct LogCache {
     inner: Arc<dyn ObjectStore>,
-    entries: Mutex<Entries>,
+    entries: Arc<Mutex<Entries>>,
 }
 
 #[derive(Default)]
 struct Entries {
     files: HashMap<Path, (Bytes, DateTime<Utc>)>,
     order: VecDeque<Path>,
+    bytes: usize,
 }
 
 impl Entries {
+    /// Keeps `bytes` as the object at `path`, replacing what was kept (a put-if-absent that
+    /// succeeded means the old object was deleted).
     fn insert(&mut self, path: Path, bytes: Bytes, last_modified: DateTime<Utc>) {
-        if bytes.len() > MAX_ENTRY_BYTES || self.files.contains_key(&path) {
+        self.remove(&path);
+        if bytes.len() > MAX_ENTRY_BYTES {
             return;
         }
-        if self.order.len() >= MAX_ENTRIES {
-            if let Some(oldest) = self.order.pop_front() {
-                self.files.remove(&oldest);
-            }
+        while self.order.len() >= MAX_ENTRIES || self.bytes + bytes.len() > MAX_BYTES {
+            let Some(oldest) = self.order.front().cloned() else {
+                break;
+            };
+            self.remove(&oldest);
         }
+        self.bytes += bytes.len();
         self.order.push_back(path.clone());
         self.files.insert(path, (bytes, last_modified));
+    }
+
+    fn remove(&mut self, path: &Path) {
+        if let Some((bytes, _)) = self.files.remove(path) {
+            self.bytes -= bytes.len();
+            self.order.retain(|kept| kept != path);
+        }
     }
 }
 
@@ -56,7 +72,7 @@ impl LogCache {
     pub fn new(inner: Arc<dyn ObjectStore>) -> LogCache {
         LogCache {
             inner,
-            entries: Mutex::new(Entries::default()),
+            entries: Arc::default(),
         }
     }
 
@@ -93,6 +109,8 @@ fn whole_object(options: &GetOptions) -> bool {
         && options.if_unmodified_since.is_none()
 }
 
+/// A kept file as a read's answer. Its time is the put's or the first read's; delta-rs
+/// takes commit times from listings, not from reads.
 fn result_of(path: &Path, bytes: Bytes, last_modified: DateTime<Utc>) -> GetResult {
     let size = bytes.len() as u64;
     GetResult {
@@ -155,7 +173,13 @@ impl ObjectStore for LogCache {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
-        self.inner.delete_stream(locations)
+        let entries = self.entries.clone();
+        let locations = locations.inspect(move |path| {
+            if let Ok(path) = path {
+                entries.lock().expect("log cache lock").remove(path);
+            }
+        });
+        self.inner.delete_stream(locations.boxed())
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
@@ -175,7 +199,13 @@ impl ObjectStore for LogCache {
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.entries.lock().expect("log cache lock").remove(to);
         self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.entries.lock().expect("log cache lock").remove(to);
+        self.inner.rename_opts(from, to, options).await
     }
 }
 
@@ -309,6 +339,57 @@ pub(super) mod tests {
             .unwrap();
         memory.delete(&data).await.unwrap();
         assert!(cache.get(&data).await.is_err(), "data files are not kept");
+    }
+
+    #[tokio::test]
+    async fn a_commit_deleted_and_written_again_is_read_as_written_again() {
+        let memory = Arc::new(InMemory::new());
+        let cache = LogCache::new(memory.clone());
+        cache
+            .put(&commit(4), PutPayload::from_static(b"old table"))
+            .await
+            .unwrap();
+        cache.delete(&commit(4)).await.unwrap();
+        assert!(cache.get(&commit(4)).await.is_err(), "deleted: not kept");
+        memory
+            .put(&commit(4), PutPayload::from_static(b"new table"))
+            .await
+            .unwrap();
+        let read = cache.get(&commit(4)).await.unwrap().bytes().await.unwrap();
+        assert_eq!(&read[..], b"new table");
+        cache
+            .put(&commit(4), PutPayload::from_static(b"newer"))
+            .await
+            .unwrap();
+        let read = cache.get(&commit(4)).await.unwrap().bytes().await.unwrap();
+        assert_eq!(&read[..], b"newer", "a put replaces what was kept");
+    }
+
+    #[test]
+    fn what_is_kept_stays_within_its_bounds() {
+        let mut entries = Entries::default();
+        let now = Utc::now();
+        for version in 0..(MAX_ENTRIES as u64 + 10) {
+            entries.insert(commit(version), Bytes::from(vec![0u8; 1024]), now);
+        }
+        assert_eq!(entries.files.len(), MAX_ENTRIES);
+        assert!(entries.files.contains_key(&commit(MAX_ENTRIES as u64 + 9)));
+        assert!(
+            !entries.files.contains_key(&commit(0)),
+            "the oldest went first"
+        );
+        for version in 0..8 {
+            entries.insert(
+                commit(1000 + version),
+                Bytes::from(vec![0u8; 900 << 10]),
+                now,
+            );
+        }
+        assert!(entries.bytes <= MAX_BYTES, "{} bytes kept", entries.bytes);
+        assert_eq!(
+            entries.bytes,
+            entries.files.values().map(|(b, _)| b.len()).sum::<usize>()
+        );
     }
 
     #[tokio::test]

@@ -151,11 +151,21 @@ impl ConsumerContext for SourceContext {
                 tracing::info!(partitions = partitions.count(), "partitions revoked");
             }
             Rebalance::Assign(partitions) => {
-                self.assignments.fetch_add(1, Ordering::SeqCst);
-                self.rebalancing.store(false, Ordering::SeqCst);
                 tracing::info!(partitions = partitions.count(), "partitions assigned");
             }
-            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
+            Rebalance::Error(error) => {
+                self.rebalancing.store(true, Ordering::SeqCst);
+                tracing::warn!(%error, "rebalance failed");
+            }
+        }
+    }
+
+    // Counted once librdkafka has applied the assignment: before that the member's
+    // assignment is still empty, which must not read as "the group gave it nothing".
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(_) = rebalance {
+            self.assignments.fetch_add(1, Ordering::SeqCst);
+            self.rebalancing.store(false, Ordering::SeqCst);
         }
     }
 }
