@@ -185,6 +185,19 @@ fn the_pipeline_goes_on_from_a_promoted_standby_through_its_failover_slot() {
         std::thread::sleep(Duration::from_millis(300));
     }
     std::thread::sleep(Duration::from_secs(2));
+    // The standby's copy of the slot stays temporary until the primary's slot has moved past
+    // where the standby started it, which only a running pipeline does: kill it after that.
+    let persistent = "SELECT synced AND NOT temporary FROM pg_replication_slots \
+                      WHERE slot_name = 'replica_slot'";
+    assert!(
+        wait_for(Duration::from_secs(90), || standby
+            .psql("postgres", persistent)
+            .trim()
+            == "t"),
+        "the standby did not sync the failover slot while the pipeline ran"
+    );
+    change_rows(&primary, 2_600);
+    std::thread::sleep(Duration::from_secs(1));
     kill9(&mut run);
     change_rows(&primary, 3_000); // made after the kill: only the standby's copy has them
     primary.wait_replayed_by(&standby);
@@ -214,7 +227,7 @@ fn the_pipeline_goes_on_from_a_promoted_standby_through_its_failover_slot() {
     pgdelta.catch_up("replica");
 
     assert_delta_equals(&pgdelta, &standby, "after the promotion");
-    assert_inserted_once(&pgdelta, 500 + 7 * 300);
+    assert_inserted_once(&pgdelta, 500 + 8 * 300);
     assert_txn_versions_strictly_increase(&pgdelta.table_path("public", "items"));
 }
 
