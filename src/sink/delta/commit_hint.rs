@@ -50,20 +50,28 @@ impl HintedLogStore {
     }
 }
 
-/// Tells `table`'s log store (when it takes hints) that the next commit follows the
-/// table's loaded version. Cleared by [`clear_hint`] once the commit is done or failed.
-pub fn hint_next_commit(table: &DeltaTable) {
-    set_hint(table, table.version());
+/// While it lives, `table`'s log store (when it takes hints) holds that the next commit
+/// follows the table's loaded version; dropped, the hint is gone, whatever happened to the
+/// commit (an error, or the write task cancelled).
+pub struct CommitHint(LogStoreRef);
+
+impl CommitHint {
+    pub fn next_commit_of(table: &DeltaTable) -> CommitHint {
+        let hint = CommitHint(table.log_store());
+        hint.set(table.version());
+        hint
+    }
+
+    fn set(&self, version: Option<Version>) {
+        if let Some(hinted) = self.0.clone().as_any().downcast_ref::<HintedLogStore>() {
+            hinted.set_expected(version);
+        }
+    }
 }
 
-pub fn clear_hint(table: &DeltaTable) {
-    set_hint(table, None);
-}
-
-fn set_hint(table: &DeltaTable, version: Option<Version>) {
-    let store = table.log_store();
-    if let Some(hinted) = store.as_any().downcast_ref::<HintedLogStore>() {
-        hinted.set_expected(version);
+impl Drop for CommitHint {
+    fn drop(&mut self) {
+        self.set(None);
     }
 }
 
@@ -200,17 +208,17 @@ mod tests {
         assert_eq!(append(&mut first, 1).await, 1);
         let unhinted = listings.load(Ordering::SeqCst) - before;
         let before = listings.load(Ordering::SeqCst);
-        hint_next_commit(&first);
+        let hint = CommitHint::next_commit_of(&first);
         assert_eq!(append(&mut first, 2).await, 2);
-        clear_hint(&first);
+        drop(hint);
         let hinted = listings.load(Ordering::SeqCst) - before;
         assert_eq!(hinted + 1, unhinted, "one listing less");
 
         // `second` still holds version 0: its hint is wrong, the put of version 1 fails and
         // delta-rs looks again, so the commit lands after the others.
-        hint_next_commit(&second);
+        let hint = CommitHint::next_commit_of(&second);
         assert_eq!(append(&mut second, 3).await, 3);
-        clear_hint(&second);
+        drop(hint);
         let table = deltalake::open_table(Url::from_directory_path(dir.path()).unwrap())
             .await
             .unwrap();

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use deltalake::logstore::object_store::path::DELIMITER;
 use deltalake::logstore::object_store::{
     Attributes, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
     ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
@@ -89,12 +90,12 @@ impl LogCache {
 
 /// Whether `path` names a Delta commit file: `.../_delta_log/` and a 20-digit version.
 fn is_commit_file(path: &Path) -> bool {
-    let mut parts = path.parts().collect::<Vec<_>>().into_iter().rev();
+    let mut parts = path.as_ref().rsplit(DELIMITER);
     let (Some(file), Some(folder)) = (parts.next(), parts.next()) else {
         return false;
     };
-    let version = file.as_ref().strip_suffix(".json");
-    folder.as_ref() == "_delta_log"
+    let version = file.strip_suffix(".json");
+    folder == "_delta_log"
         && version.is_some_and(|v| v.len() == 20 && v.bytes().all(|b| b.is_ascii_digit()))
 }
 

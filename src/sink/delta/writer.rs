@@ -15,7 +15,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
 use super::changes::{RowChange, TableChanges};
-use super::commit_hint;
+use super::commit_hint::CommitHint;
 use super::convert::{build_array, ConvertError};
 use super::deletion_vectors::{self, KeyIndex};
 use super::storage;
@@ -239,7 +239,7 @@ pub struct DeltaTableWriter {
     /// The process that commits, recorded in each commit (`pgdelta.member`).
     member: Option<String>,
     /// The store refuses to overwrite a commit file: commits can skip looking for newer
-    /// versions first (see [`commit_hint`]).
+    /// versions first (see [`CommitHint`]).
     hint_commits: bool,
 }
 
@@ -494,9 +494,9 @@ impl DeltaTableWriter {
             .with_application_transactions(transactions)
             .with_metadata(metadata);
         let read_version = self.table.version();
-        self.hint_next_commit();
+        let hint = self.hint_next_commit();
         let updated = self.commit_changes(changes, commit).await;
-        commit_hint::clear_hint(&self.table);
+        drop(hint);
         self.table = updated?;
         if self.table.version() > read_version.map(|v| v + 1) {
             // Another writer (a member of the consumer group) committed in between and this
@@ -508,12 +508,11 @@ impl DeltaTableWriter {
         Ok(())
     }
 
-    /// Tells the log store that the next commit follows the loaded version, when the store
-    /// makes that safe; [`commit_hint::clear_hint`] after the commit, whatever happened.
-    fn hint_next_commit(&self) {
-        if self.hint_commits {
-            commit_hint::hint_next_commit(&self.table);
-        }
+    /// Tells the log store, until the hint is dropped, that the next commit follows the
+    /// loaded version, when the store makes that safe.
+    fn hint_next_commit(&self) -> Option<CommitHint> {
+        self.hint_commits
+            .then(|| CommitHint::next_commit_of(&self.table))
     }
 
     /// One commit of `changes`: deletion vectors, a delete, or a MERGE.
@@ -760,9 +759,9 @@ impl DeltaTableWriter {
     ) -> Result<u64, SinkError> {
         let commit = self.tagged_with(lsn, metadata_key);
         appender.writer = appender.writer.with_commit_properties(commit);
-        self.hint_next_commit();
+        let hint = self.hint_next_commit();
         let committed = appender.writer.flush_and_commit(&mut self.table).await;
-        commit_hint::clear_hint(&self.table);
+        drop(hint);
         committed.map_err(|source| SinkError::Delta {
             location: self.location.clone(),
             source,
