@@ -78,7 +78,8 @@ class WriteModeBench:
         self.size = SIZES[args.size]
         self.work = Path(args.work)
         self.cluster = Cluster(self.work)
-        self.results = {"size": args.size, "rows": self.size["rows"], "identity": args.identity, "runs": []}
+        self.results = {"size": args.size, "rows": self.size["rows"], "identity": args.identity,
+                        "target_file_mb": args.target_file_mb, "runs": []}
 
     def config(self, run, table, mode):
         path = self.work / f"{run}.toml"
@@ -92,7 +93,10 @@ delta_root = "{self.work}/delta-{run}"
 slot = "{run}"
 publication = "pub_{table}"
 write_mode = "{mode}"
-""")
+""" + (f"""
+[pipelines.{run}.maintenance]
+target_file_size_mb = {self.args.target_file_mb}
+""" if self.args.target_file_mb else ""))
         return path
 
     def pgdelta(self, config, run, name):
@@ -184,7 +188,8 @@ write_mode = "{mode}"
 
 def render(results):
     lines = [f"pgdelta write-mode benchmark, size {results['size']}, {results['rows']:,}-row tables, "
-             f"replica identity {results['identity']}", "",
+             f"replica identity {results['identity']}, target file size "
+             f"{str(results['target_file_mb']) + ' MiB' if results.get('target_file_mb') else 'default'}", "",
              "| workload | write mode | changes | pg_recvlogical rows/s | pgdelta rows/s | vs limit | batches | "
              "mean batch write s | Parquet bytes per change | DV bytes per change | Parquet bytes per table row | "
              "peak RSS MB | CPU s | rows equal |",
@@ -208,6 +213,8 @@ def main():
     parser.add_argument("--identity", choices=["default", "full"], default="default",
                         help="REPLICA IDENTITY of the tables (full: the WAL carries whole old rows)")
     parser.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
+    parser.add_argument("--target-file-mb", type=int, default=None,
+                        help="maintenance.target_file_size_mb of the pipelines (default: pgdelta's)")
     parser.add_argument("--override", nargs="*", default=[], metavar="KEY=N",
                         help="change one size, e.g. rows=10000000")
     args = parser.parse_args()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Where pgdelta spends its time on the insert-only workload (end to end into Delta).
+# Where pgdelta spends its time on one workload (end to end into Delta; WORKLOAD=insert by
+# default, or wide: 50 columns of seven types).
 #
 #   bench/profile.sh [ROWS]              perf record -e cpu-clock (sampling; this VM has no
 #                                        hardware counters, so `perf stat -e instructions`
@@ -11,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS="${1:-300000}"
+WORKLOAD="${WORKLOAD:-insert}"
 PROFILER="${PROFILER:-perf}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pgdelta/target-release}"
 BIN="$CARGO_TARGET_DIR/release"
@@ -22,8 +24,8 @@ case "$PROFILER" in
     *) echo "PROFILER must be perf or callgrind" >&2; exit 2 ;;
 esac
 python3 bench/bench.py --size quick --work "$WORK" --pgdelta "$BIN/pgdelta" \
-    --decode-bench "$BIN/pgdelta-decode-bench" --workloads insert --skip pg_recvlogical decode debezium \
-    --no-latency --override "insert=$ROWS" --pgdelta-prefix "$prefix" >&2
+    --decode-bench "$BIN/pgdelta-decode-bench" --workloads "$WORKLOAD" --skip pg_recvlogical decode debezium \
+    --no-latency --override "$WORKLOAD=$ROWS" --pgdelta-prefix "$prefix" >&2
 echo "profile data in $WORK"
 if [ "$PROFILER" = perf ]; then
     perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,symbol 2>/dev/null |

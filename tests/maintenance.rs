@@ -59,6 +59,26 @@ fn write_some(cluster: &support::PgCluster, round: usize) {
     }
 }
 
+/// `target_file_size_mb` becomes the table's `delta.targetFileSize`, which the initial copy
+/// (like MERGE, OPTIMIZE and other engines) rolls its files at: a copy of a table clustered
+/// by its key is a run of key-ranged files, of which a MERGE of recent keys rewrites few.
+#[test]
+fn the_initial_copy_is_written_in_files_of_the_target_size() {
+    let cluster = cluster_with_db();
+    cluster.psql(
+        DB,
+        "CREATE TABLE items (id int PRIMARY KEY, v text);
+         INSERT INTO items SELECT i, md5(i::text) || md5((-i)::text) FROM generate_series(1, 100000) i",
+    );
+    let pg = Pgdelta::new(&cluster, &pipeline("target_file_size_mb = 1"));
+    pg.catch_up("shop");
+    let meta = support::read_delta_meta(&pg.table_path("public", "items"));
+    assert_eq!(meta["configuration"]["delta.targetFileSize"], "1048576");
+    assert!(files(&pg) >= 3, "{} files", files(&pg));
+    let table = pg.table_path("public", "items");
+    assert_eq!(delta_as_strings(&table), pg_as_strings(&cluster, DB, ROWS));
+}
+
 #[test]
 fn compaction_while_streaming_survives_kills_and_keeps_rows_and_positions() {
     let (cluster, pg) = items_pipeline("compact_min_files = 3");

@@ -17,7 +17,7 @@ use crate::config::{Config, PipelineMode, ResolvedPipeline, ResolvedTable, Snaps
 use crate::debezium::connector::{consumer_group, kafka_settings, table_topic, topic_prefix};
 use crate::event::{TableName, TableSchema};
 use crate::observe::Observer;
-use crate::sink::delta::maintenance::log_settings;
+use crate::sink::delta::maintenance::table_settings;
 use crate::sink::delta::txn::table_app_id;
 use crate::sink::delta::types::delta_type;
 use crate::sink::delta::{DeltaTableWriter, TableLayout};
@@ -210,10 +210,7 @@ async fn open_tables(
             Evolution::Stop(reason) => state_stopped = Some(reason),
         }
         if table.maintenance.enabled {
-            let m = &table.maintenance;
-            writer
-                .apply_log_settings(m.checkpoint_interval, m.log_retention)
-                .await?;
+            writer.apply_table_settings(&table.maintenance).await?;
         }
         let mut state = TableState::new(writer, table.key.is_empty(), table.maintenance.clone());
         state.stopped = state_stopped;
@@ -403,7 +400,7 @@ fn table_layout(
     }
     let maintenance = &table.maintenance;
     let properties = match maintenance.enabled {
-        true => log_settings(maintenance.checkpoint_interval, maintenance.log_retention),
+        true => table_settings(maintenance),
         false => Default::default(),
     };
     Ok(TableLayout {

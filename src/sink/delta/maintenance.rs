@@ -16,6 +16,7 @@ use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use super::deletion_vectors::PurgeThreshold;
+use crate::config::Maintenance;
 use super::writer::{commit_properties, DeltaTableWriter, SinkError};
 
 /// The table's data files at the loaded version.
@@ -40,9 +41,21 @@ pub const PURGE: PurgeThreshold = PurgeThreshold {
 
 /// How many times smaller each compaction tier's files are than the next tier's.
 const TIER_FANOUT: u64 = 8;
-/// Tiers below the target size: with a 128 MiB target, files are merged into 2 MiB, then
+/// At most this many tiers: with a 128 MiB target, files are merged into 2 MiB, then
 /// 16 MiB, then 128 MiB files.
-const TIERS: u32 = 3;
+const TIERS: usize = 3;
+/// No tier's files are smaller: merging small files into files that are still small costs
+/// a commit and a rewrite and buys little (with the default 8 MiB target: 1 MiB, 8 MiB).
+const MIN_TIER_BYTES: u64 = 1 << 20;
+
+/// The file size of each compaction tier, smallest first, the last `target_file_size`.
+fn tier_sizes(target_file_size: u64) -> Vec<u64> {
+    let mut sizes = vec![target_file_size.max(1)];
+    while sizes.len() < TIERS && sizes[0] / TIER_FANOUT >= MIN_TIER_BYTES {
+        sizes.insert(0, sizes[0] / TIER_FANOUT);
+    }
+    sizes
+}
 
 /// The target size of the next compaction pass over files of `sizes`, if one is due.
 ///
@@ -54,18 +67,18 @@ const TIERS: u32 = 3;
 /// `min_files` files, a larger one once it holds [`TIER_FANOUT`]; the largest due tier wins
 /// (its pass takes the smaller files along).
 pub fn plan_compaction(sizes: &[u64], target_file_size: u64, min_files: usize) -> Option<u64> {
-    let tier_size = |k: u32| (target_file_size / TIER_FANOUT.pow(TIERS - 1 - k)).max(1);
-    let tier_of = |size: u64| (0..TIERS).find(|&k| size.saturating_mul(2) < tier_size(k));
-    let mut counts = [0usize; TIERS as usize];
+    let tiers = tier_sizes(target_file_size);
+    let tier_of = |size: u64| tiers.iter().position(|&t| size.saturating_mul(2) < t);
+    let mut counts = vec![0usize; tiers.len()];
     for tier in sizes.iter().filter_map(|&size| tier_of(size)) {
-        counts[tier as usize] += 1;
+        counts[tier] += 1;
     }
-    (0..TIERS).rev().find_map(|k| {
+    (0..tiers.len()).rev().find_map(|k| {
         let needed = match k {
             0 => min_files.max(2),
             _ => TIER_FANOUT as usize,
         };
-        (counts[k as usize] >= needed).then(|| tier_size(k))
+        (counts[k] >= needed).then_some(tiers[k])
     })
 }
 
@@ -158,17 +171,26 @@ pub async fn vacuum_table(
     Ok((table, metrics.files_deleted))
 }
 
-/// The table properties that make delta-rs checkpoint every `checkpoint_interval` commits
-/// and remove log entries older than `log_retention` after a checkpoint.
-pub fn log_settings(checkpoint_interval: u64, log_retention: Duration) -> HashMap<String, String> {
+/// The table properties of `maintenance`: delta-rs checkpoints every `checkpoint_interval`
+/// commits and removes log entries older than `log_retention` after a checkpoint; every
+/// writer (pgdelta's copies and appends, MERGE, OPTIMIZE, Spark's too) aims at files of
+/// `target_file_size` (`delta.targetFileSize`).
+pub fn table_settings(maintenance: &Maintenance) -> HashMap<String, String> {
     HashMap::from([
         (
             "delta.checkpointInterval".to_string(),
-            checkpoint_interval.to_string(),
+            maintenance.checkpoint_interval.to_string(),
         ),
         (
             "delta.logRetentionDuration".to_string(),
-            format!("interval {} hours", log_retention.as_secs() / 3600),
+            format!(
+                "interval {} hours",
+                maintenance.log_retention.as_secs() / 3600
+            ),
+        ),
+        (
+            "delta.targetFileSize".to_string(),
+            maintenance.target_file_size.to_string(),
         ),
     ])
 }
@@ -205,14 +227,10 @@ impl DeltaTableWriter {
         self.table.clone()
     }
 
-    /// Sets `delta.checkpointInterval` and `delta.logRetentionDuration` where they differ,
-    /// so that delta-rs writes checkpoints and removes expired log entries after commits.
-    pub async fn apply_log_settings(
-        &mut self,
-        checkpoint_interval: u64,
-        log_retention: Duration,
-    ) -> Result<(), SinkError> {
-        let wanted = log_settings(checkpoint_interval, log_retention);
+    /// Sets the [`table_settings`] of `maintenance` where they differ, so that delta-rs
+    /// writes checkpoints, removes expired log entries and sizes files as configured.
+    pub async fn apply_table_settings(&mut self, maintenance: &Maintenance) -> Result<(), SinkError> {
+        let wanted = table_settings(maintenance);
         let snapshot = self.delta(self.table.snapshot())?;
         let current = snapshot.metadata().configuration();
         if wanted.iter().all(|(k, v)| current.get(k) == Some(v)) {
@@ -261,6 +279,15 @@ mod tests {
         assert_eq!(plan_compaction(&sizes, TARGET, 32), Some(TARGET));
         assert_eq!(plan_compaction(&[TARGET; 100], TARGET, 32), None);
         assert_eq!(plan_compaction(&[70 * MIB; 100], TARGET, 32), None);
+    }
+
+    #[test]
+    fn no_tier_is_smaller_than_a_mebibyte() {
+        assert_eq!(super::tier_sizes(8 * MIB), vec![MIB, 8 * MIB]);
+        assert_eq!(super::tier_sizes(4 * MIB), vec![4 * MIB]);
+        let batches = vec![40 * 1024; 32];
+        assert_eq!(plan_compaction(&batches, 8 * MIB, 32), Some(MIB));
+        assert_eq!(plan_compaction(&[MIB; 8], 8 * MIB, 32), Some(8 * MIB));
     }
 
     #[test]

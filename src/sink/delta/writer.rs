@@ -167,23 +167,20 @@ pub struct SnapshotAppender {
 impl SnapshotAppender {
     /// Appends the rows of `changes`, which must all be upserts (inserts of new keys).
     pub async fn append_changes(&mut self, changes: &TableChanges) -> Result<(), SinkError> {
-        let rows: Vec<Vec<Option<String>>> = changes
+        let rows: Vec<&[Cell]> = changes
             .rows()
             .filter_map(|(_, change)| match change {
-                RowChange::Upsert(cells) => Some(
-                    cells
-                        .iter()
-                        .map(|c| c.as_text().map(str::to_string))
-                        .collect(),
-                ),
+                RowChange::Upsert(cells) => Some(cells.as_slice()),
                 RowChange::Delete => None,
             })
             .collect();
         if rows.is_empty() {
             return Ok(());
         }
-        let positions: Vec<Option<usize>> = (0..self.schema.fields().len()).map(Some).collect();
-        self.append(changes.table(), &rows, &positions).await
+        let batch = self.record_batch(changes.table(), |index| {
+            rows.iter().map(|cells| cells[index].as_text()).collect()
+        })?;
+        self.write(changes.table(), batch).await
     }
 
     /// Appends rows whose values come from `positions`: for each Delta column, the index of
@@ -194,25 +191,41 @@ impl SnapshotAppender {
         rows: &[Vec<Option<String>>],
         positions: &[Option<usize>],
     ) -> Result<(), SinkError> {
-        let mut arrays = Vec::with_capacity(positions.len());
-        for (field, position) in self.schema.fields().iter().zip(positions) {
-            let values: Vec<Option<&str>> = rows
-                .iter()
+        let batch = self.record_batch(table, |index| {
+            let position = positions[index];
+            rows.iter()
                 .map(|row| position.and_then(|p| row[p].as_deref()))
-                .collect();
-            let array =
-                build_array(field.data_type(), &values).map_err(|source| SinkError::Convert {
+                .collect()
+        })?;
+        self.write(table, batch).await
+    }
+
+    /// The rows as Arrow columns: `column(i)` gives the text values of the table's `i`th
+    /// column, one per row.
+    fn record_batch<'a>(
+        &self,
+        table: &TableName,
+        column: impl Fn(usize) -> Vec<Option<&'a str>>,
+    ) -> Result<RecordBatch, SinkError> {
+        let mut arrays = Vec::with_capacity(self.schema.fields().len());
+        for (index, field) in self.schema.fields().iter().enumerate() {
+            let array = build_array(field.data_type(), &column(index)).map_err(|source| {
+                SinkError::Convert {
                     table: table.clone(),
                     column: field.name().clone(),
                     source: Box::new(source),
-                })?;
+                }
+            })?;
             arrays.push(array);
         }
-        let batch =
-            RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| SinkError::Delta {
-                location: table.to_string(),
-                source: e.into(),
-            })?;
+        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| SinkError::Delta {
+            location: table.to_string(),
+            source: e.into(),
+        })
+    }
+
+    async fn write(&mut self, table: &TableName, batch: RecordBatch) -> Result<(), SinkError> {
+        let rows = batch.num_rows() as u64;
         self.writer
             .write(batch)
             .await
@@ -220,7 +233,7 @@ impl SnapshotAppender {
                 location: table.to_string(),
                 source,
             })?;
-        self.rows += rows.len() as u64;
+        self.rows += rows;
         Ok(())
     }
 }
@@ -599,10 +612,6 @@ impl DeltaTableWriter {
     /// Starts a bulk append of the table's initial copy; nothing is visible until
     /// [`DeltaTableWriter::commit_snapshot`].
     pub fn begin_snapshot(&self) -> Result<SnapshotAppender, SinkError> {
-        let delta_err = |source| SinkError::Delta {
-            location: self.location.clone(),
-            source,
-        };
         // Files, not versions: table-property commits (maintenance settings) hold no rows.
         let has_rows = self
             .table
@@ -615,11 +624,12 @@ impl DeltaTableWriter {
             });
         }
         Ok(SnapshotAppender {
-            writer: RecordBatchWriter::for_table(&self.table).map_err(delta_err)?,
+            writer: self.delta(file_writer(&self.table))?,
             schema: self.schema.clone(),
             rows: 0,
         })
     }
+
 
     /// Commits a finished snapshot as one Delta commit tagged with the snapshot's position.
     pub async fn commit_snapshot(
@@ -719,12 +729,7 @@ impl DeltaTableWriter {
     /// inserts); nothing is visible until [`DeltaTableWriter::commit_append`].
     pub fn begin_append(&self) -> Result<SnapshotAppender, SinkError> {
         Ok(SnapshotAppender {
-            writer: RecordBatchWriter::for_table(&self.table).map_err(|source| {
-                SinkError::Delta {
-                    location: self.location.clone(),
-                    source,
-                }
-            })?,
+            writer: self.delta(file_writer(&self.table))?,
             schema: self.schema.clone(),
             rows: 0,
         })
@@ -873,6 +878,16 @@ impl DeltaTableWriter {
 
 fn qualified(relation: &str, name: &str) -> Expr {
     Expr::Column(Column::new(Some(relation), name))
+}
+
+/// A writer of new data files for `table` that rolls a file once it reaches the table's
+/// `delta.targetFileSize`, as MERGE does: files are written in the order rows arrive (key
+/// order for a copy of a table clustered by its key), so a later MERGE of a few keys
+/// rewrites only the files whose key range holds them.
+pub(super) fn file_writer(table: &DeltaTable) -> Result<RecordBatchWriter, DeltaTableError> {
+    use deltalake::table::config::TablePropertiesExt;
+    let target = table.snapshot()?.table_config().target_file_size();
+    Ok(RecordBatchWriter::for_table(table)?.with_target_file_size(target.get()))
 }
 
 /// Text values of one column across the rows; deletes carry only their key.

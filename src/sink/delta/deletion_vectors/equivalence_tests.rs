@@ -86,13 +86,21 @@ fn event(schema: &Arc<TableSchema>, change: &Change) -> ChangeEvent {
 }
 
 async fn open(path: &str, mode: WriteMode) -> DeltaTableWriter {
+    open_with(path, mode, Default::default()).await
+}
+
+async fn open_with(
+    path: &str,
+    mode: WriteMode,
+    properties: std::collections::HashMap<String, String>,
+) -> DeltaTableWriter {
     let layout = TableLayout {
         columns: vec![
             StructField::new("id", DataType::INTEGER, true),
             StructField::new("name", DataType::STRING, true),
         ],
         partition_by: Vec::new(),
-        properties: Default::default(),
+        properties,
         write_mode: mode,
     };
     DeltaTableWriter::open_or_create(
@@ -540,4 +548,34 @@ async fn after_compaction_a_merge_of_the_newest_keys_rewrites_only_the_file_hold
         1,
         "one of {compacted} files rewritten"
     );
+}
+
+/// The initial copy rolls files at the table's `delta.targetFileSize` (delta-rs MERGE does,
+/// its `RecordBatchWriter` does not unless told), so the copy of a table clustered by its
+/// key is a run of key-ranged files and a MERGE of the newest keys rewrites only the last.
+#[tokio::test]
+async fn a_copy_is_written_in_files_of_the_target_size_and_a_merge_of_new_keys_rewrites_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let schema = schema(false);
+    let properties = [("delta.targetFileSize".to_string(), (32 * 1024).to_string())];
+    let mut writer = open_with(path, WriteMode::CopyOnWrite, properties.into()).await;
+    let mut copy = writer.begin_snapshot().unwrap();
+    for chunk in 0..20u32 {
+        let changes = inserts(&writer, &schema, chunk * 1000 + 1..=chunk * 1000 + 1000, "row-");
+        copy.append_changes(&changes).await.unwrap();
+    }
+    writer.commit_snapshot(copy, Lsn(1)).await.unwrap();
+    let files = writer.file_stats().await.unwrap().files;
+    assert!(files >= 4, "20,000 rows in {files} files");
+
+    let updates = [
+        Change::Update(&["19990", "changed"]),
+        Change::Update(&["20000", "changed"]),
+    ];
+    apply(&mut writer, 2, &schema, &updates).await;
+    assert_eq!(removes_in_last_commit(path), 1, "one of {files} files rewritten");
+    let rows = live_rows(path).await;
+    assert_eq!(rows.len(), 20_000);
+    assert!(rows.contains(&"20000|changed".to_string()));
 }

@@ -34,7 +34,7 @@ use deltalake::logstore::ObjectStoreRef;
 use deltalake::parquet::arrow::async_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use deltalake::protocol::DeltaOperation;
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::writer::DeltaWriter;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
 use roaring::RoaringTreemap;
@@ -45,7 +45,7 @@ use index::{DataFile, RowLocation};
 
 use super::changes::{RowChange, TableChanges};
 use super::convert::build_array;
-use super::writer::SinkError;
+use super::writer::{file_writer, SinkError};
 use crate::event::{Cell, TableName};
 
 /// The table property that turns the feature on (and, set on a table, upgrades its protocol
@@ -416,7 +416,7 @@ pub async fn purge_deleted_rows(
     let schema = snapshot.snapshot().arrow_schema();
     let store = table.object_store();
     let mut actions = Vec::new();
-    let mut writer = RecordBatchWriter::for_table(table)?;
+    let mut writer = file_writer(table)?;
     let mut rewritten = 0;
     for view in snapshot.log_data().iter().filter(|f| threshold.covers(f)) {
         let descriptor = view
@@ -500,7 +500,7 @@ async fn write_rows(table: &DeltaTable, rows: &RecordBatch) -> Result<Vec<Add>, 
     if rows.num_rows() == 0 {
         return Ok(Vec::new());
     }
-    let mut writer = RecordBatchWriter::for_table(table)?;
+    let mut writer = file_writer(table)?;
     writer.write(rows.clone()).await?;
     writer.flush().await
 }
