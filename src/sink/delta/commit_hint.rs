@@ -167,7 +167,7 @@ mod tests {
     use deltalake::DeltaTableBuilder;
 
     use super::*;
-    use crate::sink::delta::log_cache::tests::Listings;
+    use crate::sink::delta::object_cache::tests::Listings;
 
     /// A table at `dir` whose log store takes hints, over a store that counts listings.
     async fn open(dir: &std::path::Path, listings: &Arc<AtomicUsize>) -> DeltaTable {

@@ -16,8 +16,8 @@ use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use super::deletion_vectors::PurgeThreshold;
-use crate::config::Maintenance;
 use super::writer::{commit_properties, DeltaTableWriter, SinkError};
+use crate::config::Maintenance;
 
 /// The table's data files at the loaded version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -229,7 +229,10 @@ impl DeltaTableWriter {
 
     /// Sets the [`table_settings`] of `maintenance` where they differ, so that delta-rs
     /// writes checkpoints, removes expired log entries and sizes files as configured.
-    pub async fn apply_table_settings(&mut self, maintenance: &Maintenance) -> Result<(), SinkError> {
+    pub async fn apply_table_settings(
+        &mut self,
+        maintenance: &Maintenance,
+    ) -> Result<(), SinkError> {
         let wanted = table_settings(maintenance);
         let snapshot = self.delta(self.table.snapshot())?;
         let current = snapshot.metadata().configuration();

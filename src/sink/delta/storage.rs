@@ -15,7 +15,7 @@ use deltalake::{DeltaTable, DeltaTableError, ObjectStoreError, Path};
 use url::Url;
 
 use super::commit_hint::HintedLogStore;
-use super::log_cache::LogCache;
+use super::object_cache::ObjectCache;
 
 use crate::config::StorageOptions;
 
@@ -47,7 +47,7 @@ pub async fn open(location: &str, storage: &StorageOptions) -> Result<DeltaTable
 /// A handle on the table's location that has read nothing yet: for probes.
 ///
 /// On an object store, every request costs a round trip: the table's commit files are kept
-/// in memory once written or read ([`LogCache`]), and a commit can skip listing the log
+/// in memory once written or read ([`ObjectCache`]), and a commit can skip listing the log
 /// first ([`HintedLogStore`]).
 pub fn unloaded(location: &str, storage: &StorageOptions) -> Result<DeltaTable, DeltaTableError> {
     let url = deltalake::ensure_table_uri(location)?;
@@ -58,7 +58,7 @@ pub fn unloaded(location: &str, storage: &StorageOptions) -> Result<DeltaTable, 
         return builder.build();
     }
     let root = root_store(&url, &options)?;
-    builder = builder.with_storage_backend(Arc::new(LogCache::new(root)), url);
+    builder = builder.with_storage_backend(Arc::new(ObjectCache::new(root)), url);
     Ok(DeltaTable::new(HintedLogStore::wrap(
         builder.build_storage()?,
     )))

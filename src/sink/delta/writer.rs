@@ -630,7 +630,6 @@ impl DeltaTableWriter {
         })
     }
 
-
     /// Commits a finished snapshot as one Delta commit tagged with the snapshot's position.
     pub async fn commit_snapshot(
         &mut self,

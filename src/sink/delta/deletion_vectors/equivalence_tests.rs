@@ -562,7 +562,12 @@ async fn a_copy_is_written_in_files_of_the_target_size_and_a_merge_of_new_keys_r
     let mut writer = open_with(path, WriteMode::CopyOnWrite, properties.into()).await;
     let mut copy = writer.begin_snapshot().unwrap();
     for chunk in 0..20u32 {
-        let changes = inserts(&writer, &schema, chunk * 1000 + 1..=chunk * 1000 + 1000, "row-");
+        let changes = inserts(
+            &writer,
+            &schema,
+            chunk * 1000 + 1..=chunk * 1000 + 1000,
+            "row-",
+        );
         copy.append_changes(&changes).await.unwrap();
     }
     writer.commit_snapshot(copy, Lsn(1)).await.unwrap();
@@ -574,7 +579,11 @@ async fn a_copy_is_written_in_files_of_the_target_size_and_a_merge_of_new_keys_r
         Change::Update(&["20000", "changed"]),
     ];
     apply(&mut writer, 2, &schema, &updates).await;
-    assert_eq!(removes_in_last_commit(path), 1, "one of {files} files rewritten");
+    assert_eq!(
+        removes_in_last_commit(path),
+        1,
+        "one of {files} files rewritten"
+    );
     let rows = live_rows(path).await;
     assert_eq!(rows.len(), 20_000);
     assert!(rows.contains(&"20000|changed".to_string()));
