@@ -17,7 +17,7 @@ use crate::config::{Config, PipelineMode, ResolvedPipeline, ResolvedTable, Snaps
 use crate::debezium::connector::{consumer_group, kafka_settings, table_topic, topic_prefix};
 use crate::event::{TableName, TableSchema};
 use crate::observe::Observer;
-use crate::sink::delta::maintenance::table_settings;
+use crate::sink::delta::maintenance::{file_size_setting, table_settings};
 use crate::sink::delta::txn::table_app_id;
 use crate::sink::delta::types::delta_type;
 use crate::sink::delta::{DeltaTableWriter, TableLayout};
@@ -401,7 +401,7 @@ fn table_layout(
     let maintenance = &table.maintenance;
     let properties = match maintenance.enabled {
         true => table_settings(maintenance),
-        false => Default::default(),
+        false => [file_size_setting(maintenance)].into(),
     };
     Ok(TableLayout {
         columns,
@@ -470,6 +470,39 @@ mod tests {
         );
         let reason = observer.readiness().unwrap_err();
         assert!(reason.contains("127.0.0.1"), "{reason}");
+    }
+
+    #[test]
+    fn tables_are_created_with_the_target_file_size_even_without_maintenance() {
+        let layout = |maintenance: &str| {
+            let text = format!(
+                "[source]\nurl = \"postgres://u@h/db\"\n[pipelines.shop]\ntables = [\"public.a\"]\n[pipelines.shop.maintenance]\n{maintenance}\n"
+            );
+            let config = Config::from_toml(&text, std::path::Path::new("t.toml"), Vec::new());
+            let resolved = config.unwrap().pipeline("shop").unwrap();
+            let source = SourceTable {
+                name: TableName::new("public", "a"),
+                columns: vec![pg::ColumnInfo {
+                    name: "id".into(),
+                    type_oid: 23,
+                    type_modifier: -1,
+                    type_name: "integer".into(),
+                    not_null: true,
+                }],
+                primary_key: vec!["id".into()],
+                replica_identity: 'd',
+                estimated_rows: 0,
+            };
+            table_layout("shop", &resolved.tables[0], &source)
+                .unwrap()
+                .properties
+        };
+        let on = layout("target_file_size_mb = 4");
+        assert_eq!(on["delta.targetFileSize"], (4 << 20).to_string());
+        assert_eq!(on["delta.checkpointInterval"], "100");
+        let off = layout("enabled = false");
+        assert_eq!(off["delta.targetFileSize"], (8 << 20).to_string());
+        assert!(!off.contains_key("delta.checkpointInterval"));
     }
 
     #[test]

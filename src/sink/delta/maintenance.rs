@@ -172,9 +172,8 @@ pub async fn vacuum_table(
 }
 
 /// The table properties of `maintenance`: delta-rs checkpoints every `checkpoint_interval`
-/// commits and removes log entries older than `log_retention` after a checkpoint; every
-/// writer (pgdelta's copies and appends, MERGE, OPTIMIZE, Spark's too) aims at files of
-/// `target_file_size` (`delta.targetFileSize`).
+/// commits and removes log entries older than `log_retention` after a checkpoint, and
+/// [`file_size_setting`].
 pub fn table_settings(maintenance: &Maintenance) -> HashMap<String, String> {
     HashMap::from([
         (
@@ -188,11 +187,19 @@ pub fn table_settings(maintenance: &Maintenance) -> HashMap<String, String> {
                 maintenance.log_retention.as_secs() / 3600
             ),
         ),
-        (
-            "delta.targetFileSize".to_string(),
-            maintenance.target_file_size.to_string(),
-        ),
+        file_size_setting(maintenance),
     ])
+}
+
+/// `delta.targetFileSize`: every writer of the table (pgdelta's copies and appends, MERGE,
+/// OPTIMIZE, Spark's too) aims at files of `target_file_size`. A table is created with it
+/// even when maintenance is off: a copy-on-write MERGE's cost is the size of the files it
+/// rewrites, compaction or not.
+pub fn file_size_setting(maintenance: &Maintenance) -> (String, String) {
+    (
+        "delta.targetFileSize".to_string(),
+        maintenance.target_file_size.to_string(),
+    )
 }
 
 impl DeltaTableWriter {
