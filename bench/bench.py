@@ -318,6 +318,49 @@ class Measured:
         return self.out_file.read_text()
 
 
+class UntilTag:
+    """pg_recvlogical's output, read from a FIFO: counts the bytes and stops pg_recvlogical
+    (SIGINT: it confirms what it received and exits cleanly) once the workload's end tag has
+    gone past. Not `--endpos`: pg_recvlogical ends at the first keepalive past it, and the
+    walsender sends those while it is still decoding a large transaction, so a run could end
+    before a single change arrived (seen once with the 5M-row transaction: 9 s, no CPU)."""
+
+    def __init__(self, path: Path, tag: str):
+        self.path, self.tag = path, tag.encode()
+        self.bytes, self.found = 0, False
+        if path.exists():
+            path.unlink()
+        os.mkfifo(path)
+
+    def watch(self, measured):
+        self.thread = threading.Thread(target=self._read, args=(measured,), daemon=True)
+        self.thread.start()
+
+    def _read(self, measured):
+        tail = b""
+        with open(self.path, "rb", buffering=0) as fifo:  # a read returns what is there
+            while chunk := fifo.read(1 << 20):
+                self.bytes += len(chunk)
+                if not self.found and self.tag in tail + chunk:
+                    self.found = True
+                    pid = measured.child_pid()
+                    if pid:
+                        os.kill(pid, signal.SIGINT)
+                tail = chunk[-len(self.tag):]
+
+    def finish(self):
+        if self.thread.is_alive():  # the writer never opened the FIFO: let the reader go
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        self.thread.join(timeout=10)
+        self.path.unlink(missing_ok=True)
+        if not self.found:
+            raise RuntimeError(f"pg_recvlogical stopped after {self.bytes:,} bytes, before the end of "
+                               "the workload: no limit to compare with; run the benchmark again")
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -439,12 +482,17 @@ snapshot_mode = "never"
         for consumer in consumers:
             slot = slots[consumer]
             if consumer == "pg_recvlogical":
+                received = UntilTag(self.work / f"{table}-recvlogical.fifo", end_tag)
                 m = Measured(f"{table}-recvlogical", [
                     str(c.bin / "pg_recvlogical"), "-h", "127.0.0.1", "-p", str(c.port), "-U", "postgres",
                     "-d", "bench", "--slot", slot, "--start", "--no-loop",
-                    "--endpos", f"{end_lsn >> 32:X}/{end_lsn & 0xFFFFFFFF:X}",
                     "-o", "proto_version=1", "-o", f"publication_names=pub_{table}", "-o", "messages=true",
-                    "-f", "/dev/null"], self.work, walsender=(c, slot)).run()
+                    "-f", str(received.path)], self.work, walsender=(c, slot)).start()
+                received.watch(m)
+                try:
+                    m.wait()
+                finally:
+                    received.finish()
                 got = None
             elif consumer == "decode":
                 m = Measured(f"{table}-decode", [self.args.decode_bench, "--config", str(config),
