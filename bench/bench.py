@@ -645,7 +645,7 @@ def catch_up(pgdelta, config, pipeline, name, work, log_filter):
     """`pipeline start --exit-when-caught-up`, measured; only malloc settings of the environment
     pass through, so every run allocates alike."""
     env = {"PGDELTA_LOG": log_filter, "PATH": "/usr/bin:/bin",
-           **{k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
+           **{k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "MIMALLOC_"))}}
     return Measured(name, [pgdelta, "--config", str(config), "pipeline", "start", pipeline,
                            "--exit-when-caught-up"], work, env=env)
 

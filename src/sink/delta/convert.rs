@@ -310,7 +310,12 @@ fn plain_time(text: &str) -> Option<NaiveTime> {
         }
         _ => return None,
     };
-    NaiveTime::from_hms_nano_opt(digits(&b[..2])?, digits(&b[3..5])?, digits(&b[6..8])?, nanos)
+    NaiveTime::from_hms_nano_opt(
+        digits(&b[..2])?,
+        digits(&b[3..5])?,
+        digits(&b[6..8])?,
+        nanos,
+    )
 }
 
 fn parse_naive_date(text: &str) -> Option<NaiveDate> {
@@ -515,11 +520,22 @@ mod tests {
         for bad in ["2023-02-29", "2024-1-01", "12024-01-01", "2024-01-0x"] {
             assert_eq!(plain_date(bad), None, "{bad}");
         }
-        for time in ["00:00:00", "23:59:59.999999", "12:30:05.5", "01:02:03.123456789"] {
+        for time in [
+            "00:00:00",
+            "23:59:59.999999",
+            "12:30:05.5",
+            "01:02:03.123456789",
+        ] {
             let chrono = NaiveTime::parse_from_str(time, "%H:%M:%S%.f").unwrap();
             assert_eq!(plain_time(time), Some(chrono), "{time}");
         }
-        for bad in ["24:00:00", "12:00", "12:00:00.", "12:00:00.1234567890", "1a:00:00"] {
+        for bad in [
+            "24:00:00",
+            "12:00",
+            "12:00:00.",
+            "12:00:00.1234567890",
+            "1a:00:00",
+        ] {
             assert_eq!(plain_time(bad), None, "{bad}");
         }
     }
