@@ -337,18 +337,31 @@ class UntilTag:
         self.thread.start()
 
     def _read(self, measured):
+        keep = len(self.tag) - 1
         tail = b""
-        with open(self.path, "rb", buffering=0) as fifo:  # a read returns what is there
-            while chunk := fifo.read(1 << 20):
-                self.bytes += len(chunk)
-                if not self.found and self.tag in tail + chunk:
-                    self.found = True
-                    pid = measured.child_pid()
-                    if pid:
-                        os.kill(pid, signal.SIGINT)
-                tail = chunk[-len(self.tag):]
+        try:
+            with open(self.path, "rb", buffering=0) as fifo:  # a read returns what is there
+                while chunk := fifo.read(1 << 20):
+                    self.bytes += len(chunk)
+                    seen = tail + chunk
+                    if not self.found and self.tag in seen:
+                        self.found = True
+                        self.stop(measured)
+                    tail = seen[-keep:] if keep else b""
+        finally:
+            if not self.found:  # nobody reads any more: pg_recvlogical must not block on us
+                self.stop(measured)
 
-    def finish(self):
+    @staticmethod
+    def stop(measured):
+        pid = measured.child_pid()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def finish(self, check=True):
         if self.thread.is_alive():  # the writer never opened the FIFO: let the reader go
             try:
                 os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
@@ -356,7 +369,7 @@ class UntilTag:
                 pass
         self.thread.join(timeout=10)
         self.path.unlink(missing_ok=True)
-        if not self.found:
+        if check and not self.found:
             raise RuntimeError(f"pg_recvlogical stopped after {self.bytes:,} bytes, before the end of "
                                "the workload: no limit to compare with; run the benchmark again")
 
@@ -490,9 +503,12 @@ snapshot_mode = "never"
                     "-f", str(received.path)], self.work, walsender=(c, slot)).start()
                 received.watch(m)
                 try:
-                    m.wait()
-                finally:
-                    received.finish()
+                    m.wait(timeout=3600)
+                except BaseException:
+                    received.stop(m)
+                    received.finish(check=False)
+                    raise
+                received.finish()
                 got = None
             elif consumer == "decode":
                 m = Measured(f"{table}-decode", [self.args.decode_bench, "--config", str(config),

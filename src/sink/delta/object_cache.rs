@@ -52,7 +52,7 @@ const DATA_LIMITS: Limits = Limits {
 
 /// The data files kept, by store and path (see [`ObjectCache::data_key`]).
 static DATA_FILES: LazyLock<Mutex<Entries>> =
-    LazyLock::new(|| Mutex::new(Entries::new(DATA_LIMITS)));
+    LazyLock::new(|| Mutex::new(Entries::new(Kind::Data.limits())));
 
 /// `inner` with its Delta commit files and the data files written through it kept in
 /// memory.
@@ -67,6 +67,7 @@ struct Kept {
     bytes: Bytes,
     last_modified: DateTime<Utc>,
     e_tag: Option<String>,
+    version: Option<String>,
 }
 
 struct Entries {
@@ -126,11 +127,20 @@ enum Kind {
     Data,
 }
 
+impl Kind {
+    fn limits(self) -> Limits {
+        match self {
+            Kind::Commit => COMMIT_LIMITS,
+            Kind::Data => DATA_LIMITS,
+        }
+    }
+}
+
 impl ObjectCache {
     pub fn new(inner: Arc<dyn ObjectStore>) -> ObjectCache {
         ObjectCache {
             inner,
-            commits: Arc::new(Mutex::new(Entries::new(COMMIT_LIMITS))),
+            commits: Arc::new(Mutex::new(Entries::new(Kind::Commit.limits()))),
         }
     }
 
@@ -222,7 +232,7 @@ fn result_of(path: &Path, kept: Kept, range: Range<u64>) -> GetResult {
             last_modified: kept.last_modified,
             size,
             e_tag: kept.e_tag,
-            version: None,
+            version: kept.version,
         },
         range,
         attributes: Attributes::default(),
@@ -271,6 +281,7 @@ impl MultipartUpload for KeepingUpload {
                 bytes: bytes.freeze(),
                 last_modified: Utc::now(),
                 e_tag: written.e_tag.clone(),
+                version: written.version.clone(),
             };
             DATA_FILES
                 .lock()
@@ -297,11 +308,16 @@ impl ObjectStore for ObjectCache {
         let Some(kind) = kind_of(location) else {
             return self.inner.put_opts(location, payload, opts).await;
         };
+        if payload.content_length() > kind.limits().entry_bytes {
+            self.forget(location);
+            return self.inner.put_opts(location, payload, opts).await;
+        }
         let written = self.inner.put_opts(location, payload.clone(), opts).await?;
         let kept = Kept {
             bytes: Bytes::from(payload),
             last_modified: Utc::now(),
             e_tag: written.e_tag.clone(),
+            version: written.version.clone(),
         };
         self.keep(kind, location, kept);
         Ok(written)
@@ -344,6 +360,7 @@ impl ObjectStore for ObjectCache {
             bytes: fetched.bytes().await?,
             last_modified: meta.last_modified,
             e_tag: meta.e_tag,
+            version: meta.version,
         };
         self.keep(kind, location, kept.clone());
         let size = kept.bytes.len() as u64;
@@ -491,7 +508,7 @@ pub(super) mod tests {
         }
     }
     use deltalake::logstore::object_store::memory::InMemory;
-    use deltalake::logstore::object_store::{ObjectStoreExt, PutMode};
+    use deltalake::logstore::object_store::{GetRange, ObjectStoreExt, PutMode};
 
     fn commit(version: u64) -> Path {
         Path::from(format!("bucket/t/_delta_log/{version:020}.json"))
@@ -560,6 +577,19 @@ pub(super) mod tests {
         assert_eq!(&whole.bytes().await.unwrap()[..], b"0123456789");
         let suffix = cache.get_range(&data, 6..10).await.unwrap();
         assert_eq!(&suffix[..], b"6789");
+        let tail = GetOptions {
+            range: Some(GetRange::Suffix(3)),
+            ..GetOptions::default()
+        };
+        let read = cache.get_opts(&data, tail).await.unwrap();
+        assert_eq!((read.range.clone(), read.meta.size), (7..10, 10));
+        assert_eq!(&read.bytes().await.unwrap()[..], b"789");
+        let from = GetOptions {
+            range: Some(GetRange::Offset(8)),
+            ..GetOptions::default()
+        };
+        let read = cache.get_opts(&data, from).await.unwrap();
+        assert_eq!(&read.bytes().await.unwrap()[..], b"89");
         let ranges = cache.get_ranges(&data, &[0..2, 4..5]).await.unwrap();
         assert_eq!(
             ranges,
@@ -572,6 +602,19 @@ pub(super) mod tests {
 
         cache.delete(&data).await.unwrap();
         assert!(cache.get(&data).await.is_err(), "deleted: not kept");
+
+        let other = Path::from("bucket/t/part-copied-over.parquet");
+        cache
+            .put(&other, PutPayload::from_static(b"before"))
+            .await
+            .unwrap();
+        memory
+            .put(&data, PutPayload::from_static(b"after"))
+            .await
+            .unwrap();
+        cache.copy(&data, &other).await.unwrap();
+        let read = cache.get(&other).await.unwrap().bytes().await.unwrap();
+        assert_eq!(&read[..], b"after", "a copy over a kept file replaces it");
 
         let read_only = Path::from("bucket/t/part-read-only.parquet");
         memory
@@ -648,6 +691,7 @@ pub(super) mod tests {
             bytes: Bytes::from(vec![0u8; size]),
             last_modified: Utc::now(),
             e_tag: None,
+            version: None,
         };
         let key = |version: u64| commit(version).to_string();
         let max = COMMIT_LIMITS.entries as u64;
