@@ -18,7 +18,9 @@ mod table_name;
 mod validation;
 
 pub use kafka::KafkaConfig;
-pub use maintenance::{Maintenance, MaintenanceConfig, MIN_VACUUM_RETENTION_HOURS};
+pub use maintenance::{
+    default_target_file_size_mb, Maintenance, MaintenanceConfig, MIN_VACUUM_RETENTION_HOURS,
+};
 pub use source_url::parse_url;
 pub use storage::StorageOptions;
 pub use table_name::{quote_ident, ParseTableNameError, TableName};
@@ -537,7 +539,7 @@ impl PipelineConfig {
                         ..Default::default()
                     })
                     .overridden_by(&settings.maintenance)
-                    .resolve()
+                    .resolve(write_mode)
                     .map_err(|e| format!("table.\"{parsed}\": {e}"))?,
                 write_mode,
                 name: parsed,
