@@ -36,7 +36,7 @@ pub struct MaintenanceConfig {
 /// files, updates to the newest 1% of a 1M-row table's keys ran 2.5x as fast as with
 /// 128 MiB; docs/benchmarks.md). In the deletion-vector mode an update rewrites no file but
 /// writes a vector for each file it touches, so large files are cheaper (uniform updates
-/// on a 10M-row table: a batch took 0.27 s with 8 MiB files, 0.16 s with one large file).
+/// on a 10M-row table: a batch took 0.27 s with 8 MiB files, 0.20 s with 128 MiB).
 pub fn default_target_file_size_mb(write_mode: WriteMode) -> u64 {
     match write_mode {
         WriteMode::CopyOnWrite => 8,
