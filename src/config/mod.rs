@@ -18,9 +18,7 @@ mod table_name;
 mod validation;
 
 pub use kafka::KafkaConfig;
-pub use maintenance::{
-    default_target_file_size_mb, Maintenance, MaintenanceConfig, MIN_VACUUM_RETENTION_HOURS,
-};
+pub use maintenance::{Maintenance, MaintenanceConfig, MIN_VACUUM_RETENTION_HOURS};
 pub use source_url::parse_url;
 pub use storage::StorageOptions;
 pub use table_name::{quote_ident, ParseTableNameError, TableName};

@@ -58,6 +58,8 @@ static DATA_FILES: LazyLock<Mutex<Entries>> =
 /// memory.
 pub struct ObjectCache {
     inner: Arc<dyn ObjectStore>,
+    /// `inner`'s name, which keys its data files in the process's cache.
+    store: String,
     commits: Arc<Mutex<Entries>>,
 }
 
@@ -139,13 +141,10 @@ impl Kind {
 impl ObjectCache {
     pub fn new(inner: Arc<dyn ObjectStore>) -> ObjectCache {
         ObjectCache {
+            store: inner.to_string(),
             inner,
             commits: Arc::new(Mutex::new(Entries::new(Kind::Commit.limits()))),
         }
-    }
-
-    fn data_key(&self, path: &Path) -> String {
-        data_key(&self.inner.to_string(), path)
     }
 
     fn entries(&self, kind: Kind) -> &Mutex<Entries> {
@@ -158,7 +157,7 @@ impl ObjectCache {
     fn key(&self, kind: Kind, path: &Path) -> String {
         match kind {
             Kind::Commit => path.to_string(),
-            Kind::Data => self.data_key(path),
+            Kind::Data => data_key(&self.store, path),
         }
     }
 
@@ -174,14 +173,21 @@ impl ObjectCache {
     }
 
     fn forget(&self, path: &Path) {
-        for kind in [Kind::Commit, Kind::Data] {
-            let key = self.key(kind, path);
-            self.entries(kind)
-                .lock()
-                .expect("object cache lock")
-                .remove(&key);
-        }
+        forget(&self.commits, &self.store, path);
     }
+}
+
+/// Drops what is kept of the object at `path` of `store`, a commit (in `commits`) or a data
+/// file.
+fn forget(commits: &Mutex<Entries>, store: &str, path: &Path) {
+    commits
+        .lock()
+        .expect("object cache lock")
+        .remove(path.as_ref());
+    DATA_FILES
+        .lock()
+        .expect("object cache lock")
+        .remove(&data_key(store, path));
 }
 
 /// Data files of every store share one cache: the store's name tells apart equal paths in
@@ -335,7 +341,7 @@ impl ObjectStore for ObjectCache {
         self.forget(location);
         Ok(Box::new(KeepingUpload {
             inner: upload,
-            key: self.data_key(location),
+            key: data_key(&self.store, location),
             parts: Some(Vec::new()),
             bytes: 0,
         }))
@@ -386,17 +392,10 @@ impl ObjectStore for ObjectCache {
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
         let commits = self.commits.clone();
-        let store = self.inner.to_string();
+        let store = self.store.clone();
         let locations = locations.inspect(move |path| {
             if let Ok(path) = path {
-                commits
-                    .lock()
-                    .expect("object cache lock")
-                    .remove(path.as_ref());
-                DATA_FILES
-                    .lock()
-                    .expect("object cache lock")
-                    .remove(&data_key(&store, path));
+                forget(&commits, &store, path);
             }
         });
         self.inner.delete_stream(locations.boxed())

@@ -623,11 +623,7 @@ impl DeltaTableWriter {
                 table: Box::new(self.source_table.clone()),
             });
         }
-        Ok(SnapshotAppender {
-            writer: self.delta(file_writer(&self.table))?,
-            schema: self.schema.clone(),
-            rows: 0,
-        })
+        self.begin_append()
     }
 
     /// Commits a finished snapshot as one Delta commit tagged with the snapshot's position.
