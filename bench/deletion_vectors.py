@@ -122,8 +122,9 @@ target_file_size_mb = {self.args.target_file_mb}
         runs = {}
         for mode in self.args.modes:
             run = f"{table}_{mode}"
-            runs[run] = (mode, self.config(run, table, mode))
-            self.pgdelta(runs[run][1], run, f"{run}-snapshot").run()  # creates the slot, copies the rows
+            config = self.config(run, table, mode)
+            copy = self.pgdelta(config, run, f"{run}-snapshot").run()  # creates the slot, copies the rows
+            runs[run] = (mode, config, copy.usage()["wall_s"])
         limit_slot = f"{table}_recvlogical"
         c.psql("bench", f"SELECT pg_create_logical_replication_slot('{limit_slot}', 'pgoutput')")
         t0 = time.monotonic()
@@ -141,7 +142,7 @@ target_file_size_mb = {self.args.target_file_mb}
         log(f"  pg_recvlogical {limit['wall_s']:.1f} s, {limit_rate:,.0f} rows/s")
         c.psql("bench", f"SELECT pg_drop_replication_slot('{limit_slot}')")
         expected = int(c.psql("bench", f"SELECT count(*) FROM {table}"))
-        for run, (mode, config) in runs.items():
+        for run, (mode, config, snapshot_s) in runs.items():
             delta = self.work / f"delta-{run}"
             parquet_before = tree_bytes(delta, "*.parquet")
             vectors_before = tree_bytes(delta, "deletion_vector_*.bin")
@@ -160,7 +161,7 @@ target_file_size_mb = {self.args.target_file_mb}
                 "vs_limit": changes / usage["wall_s"] / limit_rate, "wall_s": usage["wall_s"],
                 "batches": len(writes), "mean_write_s": sum(writes) / len(writes) if writes else float("nan"),
                 "parquet_bytes_per_change": written / changes, "dv_bytes_per_change": vectors / changes,
-                "parquet_bytes_per_table_row": parquet_before / s["rows"],
+                "parquet_bytes_per_table_row": parquet_before / s["rows"], "snapshot_s": snapshot_s,
                 "peak_rss_mb": usage["peak_rss_mb"], "cpu_s": usage["cpu_s"],
                 "indexed_rows": int(max(index)) if index else None,
                 "delta_rows": rows, "pg_rows": expected,
@@ -192,14 +193,14 @@ def render(results):
              f"{str(results['target_file_mb']) + ' MiB' if results.get('target_file_mb') else 'default'}", "",
              "| workload | write mode | changes | pg_recvlogical rows/s | pgdelta rows/s | vs limit | batches | "
              "mean batch write s | Parquet bytes per change | DV bytes per change | Parquet bytes per table row | "
-             "peak RSS MB | CPU s | rows equal |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "snapshot s | peak RSS MB | CPU s | rows equal |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results["runs"]:
         lines.append(
             f"| {r['workload']} | {r['mode']} | {r['changes']:,} | {r['limit_rows_per_s']:,.0f} "
             f"| {r['rows_per_s']:,.0f} | {r['vs_limit']:.2f} | {r['batches']} | {r['mean_write_s']:.3f} "
             f"| {r['parquet_bytes_per_change']:,.0f} | {r['dv_bytes_per_change']:,.0f} "
-            f"| {r['parquet_bytes_per_table_row']:,.0f} | {r['peak_rss_mb']:.0f} "
+            f"| {r['parquet_bytes_per_table_row']:,.0f} | {r.get('snapshot_s', float('nan')):.1f} | {r['peak_rss_mb']:.0f} "
             f"| {r['cpu_s']:.1f} | {'yes' if r['delta_rows'] == r['pg_rows'] else 'NO'} |")
     return "\n".join(lines)
 

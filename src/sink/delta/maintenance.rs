@@ -15,7 +15,7 @@ use deltalake::parquet::file::properties::WriterProperties;
 
 use deltalake::{DeltaTable, DeltaTableError};
 
-use super::deletion_vectors::PurgeThreshold;
+use super::deletion_vectors::{self, PurgeThreshold};
 use super::writer::{commit_properties, DeltaTableWriter, SinkError};
 use crate::config::Maintenance;
 
@@ -101,16 +101,17 @@ const ROW_GROUP_BYTES: usize = 8 * 1024 * 1024;
 /// it rewrites at once).
 const ZORDER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 
-/// The Parquet settings of compacted files: delta-rs's own for OPTIMIZE (ZSTD level 4),
-/// with row groups closed at [`ROW_GROUP_BYTES`].
-fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+/// The Parquet settings of `table`'s compacted files: delta-rs's own for OPTIMIZE (ZSTD
+/// level 4), with row groups closed at [`ROW_GROUP_BYTES`] and the pages of the table's
+/// other files.
+fn writer_properties(table: &DeltaTable) -> WriterProperties {
+    let properties = WriterProperties::builder()
         .set_created_by(format!("delta-rs version {}", deltalake::crate_version()))
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(4).expect("a valid ZSTD level"),
         ))
-        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
-        .build()
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES));
+    deletion_vectors::page_size_for(table, properties).build()
 }
 
 /// `OPTIMIZE` of `table`: small files rewritten into files of about `target_file_size`,
@@ -121,10 +122,11 @@ pub async fn compact_table(
     zorder_by: &[String],
 ) -> Result<(DeltaTable, Compaction), DeltaTableError> {
     let target = NonZeroU64::new(target_file_size.max(1)).expect("at least 1");
+    let properties = writer_properties(&table);
     let optimize = table
         .optimize()
         .with_target_size(target)
-        .with_writer_properties(writer_properties())
+        .with_writer_properties(properties)
         // One file at a time, and the pipeline beside it keeps its share of the cores.
         .with_max_concurrent_tasks(1)
         .with_commit_properties(commit_properties());

@@ -10,6 +10,8 @@ use deltalake::datafusion::prelude::{lit, when, Expr, SessionContext};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, StructField, Transaction};
 use deltalake::operations::merge::MergeBuilder;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
@@ -882,7 +884,14 @@ fn qualified(relation: &str, name: &str) -> Expr {
 pub(super) fn file_writer(table: &DeltaTable) -> Result<RecordBatchWriter, DeltaTableError> {
     use deltalake::table::config::TablePropertiesExt;
     let target = table.snapshot()?.table_config().target_file_size();
-    Ok(RecordBatchWriter::for_table(table)?.with_target_file_size(target.get()))
+    // delta-rs's own default (Snappy), with the page size deletion vectors read by.
+    let properties = deletion_vectors::page_size_for(
+        table,
+        WriterProperties::builder().set_compression(Compression::SNAPPY),
+    );
+    Ok(RecordBatchWriter::for_table(table)?
+        .with_target_file_size(target.get())
+        .with_writer_properties(properties.build()))
 }
 
 /// Text values of one column across the rows; deletes carry only their key.

@@ -588,3 +588,68 @@ async fn a_copy_is_written_in_files_of_the_target_size_and_a_merge_of_new_keys_r
     assert_eq!(rows.len(), 20_000);
     assert!(rows.contains(&"20000|changed".to_string()));
 }
+
+/// The most rows one data page holds in the table's data files (from their page indexes).
+fn largest_page(path: &str, table: &deltalake::DeltaTable) -> usize {
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    use deltalake::parquet::file::serialized_reader::ReadOptionsBuilder;
+    let snapshot = table.snapshot().unwrap();
+    let mut largest = 0;
+    for view in snapshot.log_data().iter() {
+        let file = std::fs::File::open(std::path::Path::new(path).join(view.path().as_ref()));
+        let options = ReadOptionsBuilder::new().with_page_index().build();
+        let reader = SerializedFileReader::new_with_options(file.unwrap(), options).unwrap();
+        let metadata = reader.metadata();
+        let offsets = metadata.offset_index().expect("a page index");
+        for (group, columns) in offsets.iter().enumerate() {
+            let rows = metadata.row_group(group).num_rows();
+            for column in columns {
+                let firsts: Vec<i64> = column
+                    .page_locations()
+                    .iter()
+                    .map(|page| page.first_row_index)
+                    .chain([rows])
+                    .collect();
+                let most = firsts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+                largest = largest.max(most as usize);
+            }
+        }
+    }
+    largest
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletion_vector_tables_are_written_in_small_pages_copy_on_write_tables_are_not() {
+    let schema = schema(false);
+    for mode in [WriteMode::DeletionVectors, WriteMode::CopyOnWrite] {
+        let (_dir, path) = table_dir();
+        let mut writer = open(&path, mode).await;
+        let mut copy = writer.begin_snapshot().unwrap();
+        copy.append_changes(&inserts(&writer, &schema, 1..=5000, "row-"))
+            .await
+            .unwrap();
+        writer.commit_snapshot(copy, Lsn(1)).await.unwrap();
+        let streamed = inserts(&writer, &schema, 5001..=10_000, "row-");
+        writer
+            .apply_from(&streamed, Some(Lsn(2)), &[])
+            .await
+            .unwrap();
+        let written = largest_page(&path, &writer.detached_table());
+        let (compacted, _) =
+            crate::sink::delta::maintenance::compact_table(writer.detached_table(), 1 << 30, &[])
+                .await
+                .unwrap();
+        let compacted = largest_page(&path, &compacted);
+        match mode {
+            // A write that ends mid-page leaves rows for the next write's first page.
+            WriteMode::DeletionVectors => assert!(
+                written <= 2 * super::PAGE_ROWS && compacted <= 2 * super::PAGE_ROWS,
+                "pages of {written} and {compacted} rows"
+            ),
+            WriteMode::CopyOnWrite => assert!(
+                written >= 5000 && compacted >= 5000,
+                "pages of {written} and {compacted} rows"
+            ),
+        }
+    }
+}

@@ -25,6 +25,7 @@ use deltalake::kernel::{Action, Add, AddCDCFile, LogicalFileView};
 use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
 use deltalake::parquet::file::metadata::PageIndexPolicy;
+use deltalake::parquet::file::properties::WriterPropertiesBuilder;
 // Deprecated in parquet 59 for a hand-written reader; it is what delta-rs itself reads with.
 use delta_kernel::table_properties::DataSkippingNumIndexedCols;
 use deltalake::datafile::{self, writer::WriterConfig};
@@ -59,6 +60,29 @@ pub fn enabled(table: &DeltaTable) -> bool {
             f.contains(&delta_kernel::table_features::TableFeature::DeletionVectors)
         })
     })
+}
+
+/// Rows per Parquet data page in the files of a deletion-vector table. Without REPLICA
+/// IDENTITY FULL an update or delete reads its old row (the change feed's pre-image) at its
+/// position, and with the page index only the pages holding such rows are decoded: with
+/// Parquet's default pages (up to 20,000 rows) uniform random updates on a 10M-row table
+/// decode every page of it in every batch. Smaller pages cost a few bytes a row (a page
+/// header and page-index entry per column).
+const PAGE_ROWS: usize = 128;
+
+/// `properties` with pages small enough for reading single rows where `table` takes deletion
+/// vectors (copy-on-write reads whole files: Parquet's defaults stay).
+pub fn page_size_for(
+    table: &DeltaTable,
+    properties: WriterPropertiesBuilder,
+) -> WriterPropertiesBuilder {
+    match enabled(table) {
+        // The writer checks the page limit once per write batch.
+        true => properties
+            .set_data_page_row_count_limit(PAGE_ROWS)
+            .set_write_batch_size(PAGE_ROWS),
+        false => properties,
+    }
 }
 
 /// What one table writer needs to turn a batch into a deletion-vector commit.
