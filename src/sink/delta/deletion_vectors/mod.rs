@@ -9,10 +9,12 @@
 mod equivalence_tests;
 mod format;
 mod index;
+mod sparse_read;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use delta_kernel::table_properties::DataSkippingNumIndexedCols;
 use deltalake::arrow::array::{
     new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array,
 };
@@ -20,24 +22,18 @@ use deltalake::arrow::compute::kernels::zip::zip;
 use deltalake::arrow::compute::{cast, concat_batches, take_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::error::ArrowError;
+use deltalake::datafile::{self, writer::WriterConfig};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, AddCDCFile, LogicalFileView};
-use deltalake::logstore::object_store::ObjectStoreExt;
-use deltalake::parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
-use deltalake::parquet::file::metadata::PageIndexPolicy;
-use deltalake::parquet::file::properties::WriterPropertiesBuilder;
-// Deprecated in parquet 59 for a hand-written reader; it is what delta-rs itself reads with.
-use delta_kernel::table_properties::DataSkippingNumIndexedCols;
-use deltalake::datafile::{self, writer::WriterConfig};
 use deltalake::logstore::object_store::prefix::PrefixStore;
+use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::logstore::ObjectStoreRef;
-#[allow(deprecated)]
-use deltalake::parquet::arrow::async_reader::ParquetObjectReader;
-use deltalake::parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use deltalake::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::file::properties::WriterPropertiesBuilder;
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::DeltaWriter;
 use deltalake::{DeltaTable, DeltaTableError};
-use futures::TryStreamExt;
 use roaring::RoaringTreemap;
 
 pub use format::DeletionVectorError;
@@ -330,24 +326,16 @@ async fn read_file_rows(
     let file = &at.path;
     let expected = rows.row_count();
     let store = table.object_store();
-    #[allow(deprecated)]
-    let reader = ParquetObjectReader::new(store, at.location.clone()).with_file_size(at.size);
-    // With the page index, only the pages that hold selected rows are fetched and decoded.
-    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-    let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options).await?;
-    let file_schema = builder.schema().clone();
+    let metadata = sparse_read::metadata(store.clone(), &at.location, at.size).await?;
+    let file_schema = metadata.schema().clone();
     let wanted: Vec<usize> = schema
         .fields()
         .iter()
         .filter_map(|f| file_schema.index_of(f.name()).ok())
         .collect();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
-    let batches: Vec<RecordBatch> = builder
-        .with_projection(mask)
-        .with_row_selection(rows)
-        .build()?
-        .try_collect()
-        .await?;
+    let mask = ProjectionMask::roots(metadata.parquet_schema(), wanted);
+    let batches =
+        sparse_read::read(store.as_ref(), &at.location, at.size, metadata, mask, rows).await?;
     let rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>();
     if rows != expected {
         return Err(DeltaTableError::Generic(format!(

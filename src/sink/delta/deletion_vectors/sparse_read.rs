@@ -1,0 +1,275 @@
+//! Reading scattered rows of a Parquet file: only the pages that hold selected rows are
+//! fetched (one `get_ranges` call), then decoded by the synchronous reader.
+//!
+//! parquet's async reader does the same fetch but keeps the fetched pages in a list it scans
+//! for every page it decodes and every range it drops: with small pages and a uniform
+//! selection (tens of thousands of pages a row group) that is quadratic, and it took most of
+//! a deletion-vector batch's time on a 10M-row table.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use deltalake::arrow::array::RecordBatch;
+use deltalake::logstore::object_store::ObjectStore;
+use deltalake::parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
+// Deprecated in parquet 59 for a hand-written reader; it is what delta-rs itself reads with.
+#[allow(deprecated)]
+use deltalake::parquet::arrow::async_reader::ParquetObjectReader;
+use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::errors::ParquetError;
+use deltalake::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+use deltalake::parquet::file::reader::{ChunkReader, Length};
+use deltalake::{DeltaTableError, Path};
+
+/// The footer of the Parquet file at `location` (`size` bytes), with its page index.
+pub(super) async fn metadata(
+    store: std::sync::Arc<dyn ObjectStore>,
+    location: &Path,
+    size: u64,
+) -> Result<ArrowReaderMetadata, DeltaTableError> {
+    #[allow(deprecated)]
+    let mut reader = ParquetObjectReader::new(store, location.clone()).with_file_size(size);
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    Ok(ArrowReaderMetadata::load_async(&mut reader, options).await?)
+}
+
+/// The rows `rows` selects of the file, with the columns `projection` picks.
+pub(super) async fn read(
+    store: &dyn ObjectStore,
+    location: &Path,
+    size: u64,
+    metadata: ArrowReaderMetadata,
+    projection: ProjectionMask,
+    rows: RowSelection,
+) -> Result<Vec<RecordBatch>, DeltaTableError> {
+    let plan = plan(metadata.metadata(), &projection, rows);
+    let chunks = store.get_ranges(location, &plan.ranges).await?;
+    let pages = FetchedPages::new(size, plan.ranges, chunks);
+    let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(pages, metadata)
+        .with_projection(projection)
+        .with_row_groups(plan.row_groups)
+        .with_row_selection(plan.rows)
+        .build()?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(batches)
+}
+
+/// What to fetch and decode: the row groups with a selected row, the selection within them,
+/// and the byte ranges of their pages that hold selected rows (with each column chunk's
+/// dictionary page).
+#[derive(Debug, PartialEq)]
+struct Plan {
+    row_groups: Vec<usize>,
+    rows: RowSelection,
+    ranges: Vec<Range<u64>>,
+}
+
+fn plan(metadata: &ParquetMetaData, projection: &ProjectionMask, mut rows: RowSelection) -> Plan {
+    let mut plan = Plan {
+        row_groups: Vec::new(),
+        rows: RowSelection::from(Vec::new()),
+        ranges: Vec::new(),
+    };
+    let mut selected = Vec::new();
+    for (group, group_meta) in metadata.row_groups().iter().enumerate() {
+        let in_group = rows.split_off(group_meta.num_rows() as usize);
+        if !in_group.selects_any() {
+            continue;
+        }
+        let pages = metadata.offset_index().and_then(|index| index.get(group));
+        for (column, chunk) in group_meta.columns().iter().enumerate() {
+            if !projection.leaf_included(column) {
+                continue;
+            }
+            let (start, length) = chunk.byte_range();
+            match pages
+                .and_then(|p| p.get(column))
+                .map(|p| p.page_locations())
+            {
+                Some(locations) if !locations.is_empty() => {
+                    let first = locations[0].offset as u64;
+                    if first != start {
+                        plan.ranges.push(start..first);
+                    }
+                    plan.ranges.extend(in_group.scan_ranges(locations));
+                }
+                _ => plan.ranges.push(start..start + length),
+            }
+        }
+        plan.row_groups.push(group);
+        selected.extend(Vec::from(in_group));
+    }
+    plan.rows = RowSelection::from(selected);
+    plan.ranges.sort_unstable_by_key(|r| r.start);
+    plan
+}
+
+/// Byte ranges of one file, fetched, answering the reader's requests by binary search.
+struct FetchedPages {
+    file_size: u64,
+    ranges: Vec<Range<u64>>,
+    chunks: Vec<Bytes>,
+}
+
+impl FetchedPages {
+    /// `ranges` sorted by start, `chunks` their bytes in the same order.
+    fn new(file_size: u64, ranges: Vec<Range<u64>>, chunks: Vec<Bytes>) -> Self {
+        FetchedPages {
+            file_size,
+            ranges,
+            chunks,
+        }
+    }
+
+    /// The fetched bytes from `start` to the end of the range holding it.
+    fn from(&self, start: u64) -> Result<Bytes, ParquetError> {
+        let at = self.ranges.partition_point(|r| r.start <= start);
+        match at
+            .checked_sub(1)
+            .map(|i| (&self.ranges[i], &self.chunks[i]))
+        {
+            Some((range, chunk)) if start < range.end => {
+                Ok(chunk.slice((start - range.start) as usize..))
+            }
+            _ => Err(ParquetError::General(format!(
+                "byte {start} of the file was not fetched"
+            ))),
+        }
+    }
+}
+
+impl Length for FetchedPages {
+    fn len(&self) -> u64 {
+        self.file_size
+    }
+}
+
+impl ChunkReader for FetchedPages {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> Result<Self::T, ParquetError> {
+        Ok(bytes::Buf::reader(self.from(start)?))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes, ParquetError> {
+        let bytes = self.from(start)?;
+        if bytes.len() < length {
+            return Err(ParquetError::General(format!(
+                "bytes {start}..{} of the file were not fetched",
+                start + length as u64
+            )));
+        }
+        Ok(bytes.slice(..length))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Int64Array, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::logstore::object_store::memory::InMemory;
+    use deltalake::logstore::object_store::ObjectStoreExt;
+    use deltalake::parquet::arrow::arrow_reader::RowSelector;
+    use deltalake::parquet::arrow::ArrowWriter;
+    use deltalake::parquet::file::properties::WriterProperties;
+
+    use super::*;
+
+    /// A file of `rows` rows (`id`, `name`) in row groups of 1,000 rows and pages of 100.
+    async fn file(store: &InMemory, rows: i64) -> (Path, u64) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]));
+        let ids = Int64Array::from_iter_values(0..rows);
+        let names = StringArray::from_iter_values((0..rows).map(|i| format!("n{}", i % 7)));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(names)]).unwrap();
+        let properties = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(1000))
+            .set_data_page_row_count_limit(100)
+            .set_write_batch_size(100)
+            .build();
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, schema, Some(properties)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let location = Path::from("f.parquet");
+        let size = bytes.len() as u64;
+        store.put(&location, bytes.into()).await.unwrap();
+        (location, size)
+    }
+
+    fn select(positions: &[usize], rows: usize) -> RowSelection {
+        let mut selectors = Vec::new();
+        let mut at = 0;
+        for &p in positions {
+            selectors.extend([RowSelector::skip(p - at), RowSelector::select(1)]);
+            at = p + 1;
+        }
+        selectors.push(RowSelector::skip(rows - at));
+        RowSelection::from(selectors)
+    }
+
+    #[tokio::test]
+    async fn scattered_rows_are_read_from_the_pages_that_hold_them() {
+        let store = Arc::new(InMemory::new());
+        let (location, size) = file(&store, 5000).await;
+        let metadata = metadata(store.clone(), &location, size).await.unwrap();
+        let wanted = [3, 1999, 2000, 4999];
+        let projection = ProjectionMask::all();
+        let plan = plan(metadata.metadata(), &projection, select(&wanted, 5000));
+        // Row groups 0, 1, 2 and 4; in each, per column, the page holding the row and the
+        // dictionary page: 16 of the file's 110 pages.
+        assert_eq!(plan.row_groups, vec![0, 1, 2, 4]);
+        assert_eq!(plan.ranges.len(), 16);
+
+        let batches = read(
+            store.as_ref(),
+            &location,
+            size,
+            metadata,
+            projection,
+            select(&wanted, 5000),
+        )
+        .await
+        .unwrap();
+        let ids: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                let ids = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                ids.values().to_vec()
+            })
+            .collect();
+        assert_eq!(ids, vec![3, 1999, 2000, 4999]);
+        let names: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                let names = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+                names
+                    .iter()
+                    .map(|n| n.unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(names, vec!["n3", "n4", "n5", "n1"]);
+    }
+
+    #[tokio::test]
+    async fn a_request_for_bytes_not_fetched_is_an_error_not_a_wrong_read() {
+        let pages = FetchedPages::new(
+            100,
+            vec![10..20, 40..50],
+            vec![Bytes::from(vec![1u8; 10]); 2],
+        );
+        assert_eq!(pages.get_bytes(12, 8).unwrap().len(), 8);
+        assert!(pages.get_bytes(12, 9).is_err());
+        assert!(pages.get_bytes(20, 1).is_err());
+        assert!(pages.get_bytes(5, 1).is_err());
+        assert_eq!(pages.get_bytes(40, 10).unwrap().len(), 10);
+    }
+}
