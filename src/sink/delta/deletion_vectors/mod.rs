@@ -124,8 +124,11 @@ pub(super) async fn apply(
     let rows: Vec<(&Vec<Cell>, &RowChange)> = changes.rows().collect();
     let key_columns = key_columns(&target, changes, &rows)?;
     let keys = index.batch_keys(&key_columns).map_err(&delta_err)?;
+    let started = std::time::Instant::now();
     let found = index.locate(&keys);
+    let located = started.elapsed();
     let old = old_rows(&target, index, changes, &rows, &found).await?;
+    let read = started.elapsed();
     let plan = Plan::new(&rows, &found);
     let new = new_images(&target, &rows, &plan.upserts, &old)?;
 
@@ -136,11 +139,13 @@ pub(super) async fn apply(
         .await
         .map_err(&delta_err)?;
     actions.extend(vector_actions);
+    let marked = started.elapsed();
     let feed = change_feed(target.schema, &old, &new, &plan).map_err(&delta_err)?;
     let cdc = write_change_feed(target.table, &feed)
         .await
         .map_err(&delta_err)?;
     actions.extend(cdc.into_iter().map(Action::Cdc));
+    tracing::debug!(rows = rows.len(), ?located, ?read, ?marked, fed = ?started.elapsed(), "deletion-vector batch written, not yet committed");
     let operation = DeltaOperation::Merge {
         predicate: None,
         merge_predicate: None,
