@@ -13,6 +13,7 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::logstore::object_store::ObjectStore;
 use deltalake::parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelectionPolicy,
 };
 // Deprecated in parquet 59 for a hand-written reader; it is what delta-rs itself reads with.
 #[allow(deprecated)]
@@ -51,6 +52,8 @@ pub(super) async fn read(
         .with_projection(projection)
         .with_row_groups(plan.row_groups)
         .with_row_selection(plan.rows)
+        // A dense selection would otherwise be read as a mask over every page, fetched or not.
+        .with_row_selection_policy(RowSelectionPolicy::Selectors)
         .build()?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(batches)
@@ -204,59 +207,85 @@ mod tests {
         (location, size)
     }
 
-    fn select(positions: &[usize], rows: usize) -> RowSelection {
+    /// Like the deletion-vector reads: the selection ends at the last selected row.
+    fn select(positions: &[usize]) -> RowSelection {
         let mut selectors = Vec::new();
         let mut at = 0;
         for &p in positions {
             selectors.extend([RowSelector::skip(p - at), RowSelector::select(1)]);
             at = p + 1;
         }
-        selectors.push(RowSelector::skip(rows - at));
         RowSelection::from(selectors)
+    }
+
+    async fn read_ids(
+        store: &Arc<InMemory>,
+        location: &Path,
+        size: u64,
+        wanted: &[usize],
+    ) -> Vec<(i64, String)> {
+        let metadata = metadata(store.clone(), location, size).await.unwrap();
+        let batches = read(
+            store.as_ref(),
+            location,
+            size,
+            metadata,
+            ProjectionMask::all(),
+            select(wanted),
+        )
+        .await
+        .unwrap();
+        batches
+            .iter()
+            .flat_map(|b| {
+                let ids = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                let names = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+                ids.values()
+                    .iter()
+                    .zip(names.iter())
+                    .map(|(&i, n)| (i, n.unwrap().to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn expected(wanted: &[usize]) -> Vec<(i64, String)> {
+        wanted
+            .iter()
+            .map(|&w| (w as i64, format!("n{}", w % 7)))
+            .collect()
     }
 
     #[tokio::test]
     async fn scattered_rows_are_read_from_the_pages_that_hold_them() {
         let store = Arc::new(InMemory::new());
         let (location, size) = file(&store, 5000).await;
+        let wanted = [3, 1500, 1999, 2000, 4500];
         let metadata = metadata(store.clone(), &location, size).await.unwrap();
-        let wanted = [3, 1999, 2000, 4999];
-        let projection = ProjectionMask::all();
-        let plan = plan(metadata.metadata(), &projection, select(&wanted, 5000));
-        // Row groups 0, 1, 2 and 4; in each, per column, the page holding the row and the
-        // dictionary page: 16 of the file's 110 pages.
+        let plan = plan(metadata.metadata(), &ProjectionMask::all(), select(&wanted));
+        // Row groups 0, 1, 2 and 4; in each, per column, the pages holding the rows and the
+        // dictionary page: 18 of the file's 110 pages.
         assert_eq!(plan.row_groups, vec![0, 1, 2, 4]);
-        assert_eq!(plan.ranges.len(), 16);
+        assert_eq!(plan.ranges.len(), 18);
+        assert_eq!(
+            read_ids(&store, &location, size, &wanted).await,
+            expected(&wanted)
+        );
+    }
 
-        let batches = read(
-            store.as_ref(),
-            &location,
-            size,
-            metadata,
-            projection,
-            select(&wanted, 5000),
-        )
-        .await
-        .unwrap();
-        let ids: Vec<i64> = batches
-            .iter()
-            .flat_map(|b| {
-                let ids = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
-                ids.values().to_vec()
-            })
+    #[tokio::test]
+    async fn dense_selections_are_read_from_the_pages_fetched() {
+        let store = Arc::new(InMemory::new());
+        let (location, size) = file(&store, 5000).await;
+        // Short selectors, which parquet would read as a mask over every page, and every
+        // other page (of 100 rows) not fetched.
+        let wanted: Vec<usize> = (0..5000)
+            .filter(|i| i % 3 != 1 && (i / 100) % 2 == 0)
             .collect();
-        assert_eq!(ids, vec![3, 1999, 2000, 4999]);
-        let names: Vec<String> = batches
-            .iter()
-            .flat_map(|b| {
-                let names = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
-                names
-                    .iter()
-                    .map(|n| n.unwrap().to_string())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        assert_eq!(names, vec!["n3", "n4", "n5", "n1"]);
+        assert_eq!(
+            read_ids(&store, &location, size, &wanted).await,
+            expected(&wanted)
+        );
     }
 
     #[tokio::test]
