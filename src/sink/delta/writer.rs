@@ -884,11 +884,11 @@ fn qualified(relation: &str, name: &str) -> Expr {
 pub(super) fn file_writer(table: &DeltaTable) -> Result<RecordBatchWriter, DeltaTableError> {
     use deltalake::table::config::TablePropertiesExt;
     let target = table.snapshot()?.table_config().target_file_size();
-    // delta-rs's own default (Snappy), with the page size deletion vectors read by.
-    let properties = deletion_vectors::page_size_for(
-        table,
-        WriterProperties::builder().set_compression(Compression::SNAPPY),
-    );
+    // delta-rs's own defaults, with the page size deletion vectors read by.
+    let defaults = WriterProperties::builder()
+        .set_created_by(format!("delta-rs version {}", deltalake::crate_version()))
+        .set_compression(Compression::SNAPPY);
+    let properties = deletion_vectors::page_size_for(table, defaults);
     Ok(RecordBatchWriter::for_table(table)?
         .with_target_file_size(target.get())
         .with_writer_properties(properties.build()))

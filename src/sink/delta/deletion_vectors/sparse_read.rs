@@ -24,7 +24,8 @@ use deltalake::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use deltalake::parquet::file::reader::{ChunkReader, Length};
 use deltalake::{DeltaTableError, Path};
 
-/// The footer of the Parquet file at `location` (`size` bytes), with its page index.
+/// The footer of the Parquet file at `location` (`size` bytes), with its offset index (where
+/// each page starts and its first row; the column index, per-page statistics, is not used).
 pub(super) async fn metadata(
     store: std::sync::Arc<dyn ObjectStore>,
     location: &Path,
@@ -32,11 +33,14 @@ pub(super) async fn metadata(
 ) -> Result<ArrowReaderMetadata, DeltaTableError> {
     #[allow(deprecated)]
     let mut reader = ParquetObjectReader::new(store, location.clone()).with_file_size(size);
-    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    let options = ArrowReaderOptions::new()
+        .with_column_index_policy(PageIndexPolicy::Skip)
+        .with_offset_index_policy(PageIndexPolicy::Optional);
     Ok(ArrowReaderMetadata::load_async(&mut reader, options).await?)
 }
 
-/// The rows `rows` selects of the file, with the columns `projection` picks.
+/// The rows `rows` selects of the file, with the columns `projection` picks, in file order.
+/// One row group at a time: a purge reads nearly every row of a large file.
 pub(super) async fn read(
     store: &dyn ObjectStore,
     location: &Path,
@@ -45,44 +49,55 @@ pub(super) async fn read(
     projection: ProjectionMask,
     rows: RowSelection,
 ) -> Result<Vec<RecordBatch>, DeltaTableError> {
-    let plan = plan(metadata.metadata(), &projection, rows);
-    let chunks = store.get_ranges(location, &plan.ranges).await?;
-    let pages = FetchedPages::new(size, plan.ranges, chunks);
-    let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(pages, metadata)
-        .with_projection(projection)
-        .with_row_groups(plan.row_groups)
-        .with_row_selection(plan.rows)
-        // A dense selection would otherwise be read as a mask over every page, fetched or not.
-        .with_row_selection_policy(RowSelectionPolicy::Selectors)
-        .build()?
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut batches = Vec::new();
+    for group in plan(metadata.metadata(), &projection, rows) {
+        let chunks = store.get_ranges(location, &group.ranges).await?;
+        let pages = FetchedPages::new(size, group.ranges, chunks);
+        let (metadata, projection) = (metadata.clone(), projection.clone());
+        let decoded = tokio::task::spawn_blocking(move || {
+            ParquetRecordBatchReaderBuilder::new_with_metadata(pages, metadata)
+                .with_projection(projection)
+                .with_row_groups(vec![group.index])
+                .with_row_selection(group.rows)
+                // A dense selection would otherwise be read as a mask over every page, fetched
+                // or not.
+                .with_row_selection_policy(RowSelectionPolicy::Selectors)
+                .build()?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|error| DeltaTableError::Generic(format!("reading {location}: {error}")))?;
+        batches.extend(decoded?);
+    }
     Ok(batches)
 }
 
-/// What to fetch and decode: the row groups with a selected row, the selection within them,
-/// and the byte ranges of their pages that hold selected rows (with each column chunk's
-/// dictionary page).
+/// What to fetch and decode of one row group with a selected row: the selection within it,
+/// and the byte ranges of its pages that hold selected rows (with each column chunk's
+/// dictionary page), sorted.
 #[derive(Debug, PartialEq)]
-struct Plan {
-    row_groups: Vec<usize>,
+struct GroupPlan {
+    index: usize,
     rows: RowSelection,
     ranges: Vec<Range<u64>>,
 }
 
-fn plan(metadata: &ParquetMetaData, projection: &ProjectionMask, mut rows: RowSelection) -> Plan {
-    let mut plan = Plan {
-        row_groups: Vec::new(),
-        rows: RowSelection::from(Vec::new()),
-        ranges: Vec::new(),
-    };
-    let mut selected = Vec::new();
-    for (group, group_meta) in metadata.row_groups().iter().enumerate() {
-        let in_group = rows.split_off(group_meta.num_rows() as usize);
+fn plan(
+    metadata: &ParquetMetaData,
+    projection: &ProjectionMask,
+    mut rows: RowSelection,
+) -> Vec<GroupPlan> {
+    let mut plans = Vec::new();
+    for (index, group) in metadata.row_groups().iter().enumerate() {
+        let in_group = rows.split_off(group.num_rows() as usize);
         if !in_group.selects_any() {
             continue;
         }
-        let pages = metadata.offset_index().and_then(|index| index.get(group));
-        for (column, chunk) in group_meta.columns().iter().enumerate() {
+        let pages = metadata
+            .offset_index()
+            .and_then(|index_of| index_of.get(index));
+        let mut ranges = Vec::new();
+        for (column, chunk) in group.columns().iter().enumerate() {
             if !projection.leaf_included(column) {
                 continue;
             }
@@ -94,19 +109,21 @@ fn plan(metadata: &ParquetMetaData, projection: &ProjectionMask, mut rows: RowSe
                 Some(locations) if !locations.is_empty() => {
                     let first = locations[0].offset as u64;
                     if first != start {
-                        plan.ranges.push(start..first);
+                        ranges.push(start..first);
                     }
-                    plan.ranges.extend(in_group.scan_ranges(locations));
+                    ranges.extend(in_group.scan_ranges(locations));
                 }
-                _ => plan.ranges.push(start..start + length),
+                _ => ranges.push(start..start + length),
             }
         }
-        plan.row_groups.push(group);
-        selected.extend(Vec::from(in_group));
+        ranges.sort_unstable_by_key(|r| r.start);
+        plans.push(GroupPlan {
+            index,
+            rows: in_group,
+            ranges,
+        });
     }
-    plan.rows = RowSelection::from(selected);
-    plan.ranges.sort_unstable_by_key(|r| r.start);
-    plan
+    plans
 }
 
 /// Byte ranges of one file, fetched, answering the reader's requests by binary search.
@@ -133,7 +150,7 @@ impl FetchedPages {
             .checked_sub(1)
             .map(|i| (&self.ranges[i], &self.chunks[i]))
         {
-            Some((range, chunk)) if start < range.end => {
+            Some((range, chunk)) if start <= range.end => {
                 Ok(chunk.slice((start - range.start) as usize..))
             }
             _ => Err(ParquetError::General(format!(
@@ -178,12 +195,26 @@ mod tests {
     use deltalake::logstore::object_store::ObjectStoreExt;
     use deltalake::parquet::arrow::arrow_reader::RowSelector;
     use deltalake::parquet::arrow::ArrowWriter;
-    use deltalake::parquet::file::properties::WriterProperties;
+    use deltalake::parquet::file::properties::{
+        EnabledStatistics, WriterProperties, WriterPropertiesBuilder,
+    };
 
     use super::*;
 
     /// A file of `rows` rows (`id`, `name`) in row groups of 1,000 rows and pages of 100.
     async fn file(store: &InMemory, rows: i64) -> (Path, u64) {
+        let properties = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(1000))
+            .set_data_page_row_count_limit(100)
+            .set_write_batch_size(100);
+        file_with(store, rows, properties).await
+    }
+
+    async fn file_with(
+        store: &InMemory,
+        rows: i64,
+        properties: WriterPropertiesBuilder,
+    ) -> (Path, u64) {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
             Field::new("name", DataType::Utf8, false),
@@ -192,13 +223,9 @@ mod tests {
         let names = StringArray::from_iter_values((0..rows).map(|i| format!("n{}", i % 7)));
         let batch =
             RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(names)]).unwrap();
-        let properties = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(1000))
-            .set_data_page_row_count_limit(100)
-            .set_write_batch_size(100)
-            .build();
         let mut bytes = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut bytes, schema, Some(properties)).unwrap();
+        let mut writer =
+            ArrowWriter::try_new(&mut bytes, schema, Some(properties.build())).unwrap();
         writer.write(&batch).unwrap();
         writer.close().unwrap();
         let location = Path::from("f.parquet");
@@ -265,8 +292,9 @@ mod tests {
         let plan = plan(metadata.metadata(), &ProjectionMask::all(), select(&wanted));
         // Row groups 0, 1, 2 and 4; in each, per column, the pages holding the rows and the
         // dictionary page: 18 of the file's 110 pages.
-        assert_eq!(plan.row_groups, vec![0, 1, 2, 4]);
-        assert_eq!(plan.ranges.len(), 18);
+        let groups: Vec<usize> = plan.iter().map(|g| g.index).collect();
+        assert_eq!(groups, vec![0, 1, 2, 4]);
+        assert_eq!(plan.iter().map(|g| g.ranges.len()).sum::<usize>(), 18);
         assert_eq!(
             read_ids(&store, &location, size, &wanted).await,
             expected(&wanted)
@@ -282,6 +310,34 @@ mod tests {
         let wanted: Vec<usize> = (0..5000)
             .filter(|i| i % 3 != 1 && (i / 100) % 2 == 0)
             .collect();
+        assert_eq!(
+            read_ids(&store, &location, size, &wanted).await,
+            expected(&wanted)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_of_rows_across_row_groups_is_read_whole() {
+        let store = Arc::new(InMemory::new());
+        let (location, size) = file(&store, 5000).await;
+        let wanted = [998, 999, 1000, 1001, 1999, 2000];
+        assert_eq!(
+            read_ids(&store, &location, size, &wanted).await,
+            expected(&wanted)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_without_a_page_index_is_read_by_whole_column_chunks() {
+        let store = Arc::new(InMemory::new());
+        let properties = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(1000))
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_offset_index_disabled(true);
+        let (location, size) = file_with(&store, 3000, properties).await;
+        let metadata = metadata(store.clone(), &location, size).await.unwrap();
+        assert!(metadata.metadata().offset_index().is_none());
+        let wanted = [5, 1500, 2999];
         assert_eq!(
             read_ids(&store, &location, size, &wanted).await,
             expected(&wanted)
