@@ -276,6 +276,16 @@ mod tests {
             .collect()
     }
 
+    /// Reads `wanted` from a 5,000-row file: exactly those rows come back, in order.
+    async fn assert_reads(wanted: &[usize]) {
+        let store = Arc::new(InMemory::new());
+        let (location, size) = file(&store, 5000).await;
+        assert_eq!(
+            read_ids(&store, &location, size, wanted).await,
+            expected(wanted)
+        );
+    }
+
     fn expected(wanted: &[usize]) -> Vec<(i64, String)> {
         wanted
             .iter()
@@ -295,36 +305,22 @@ mod tests {
         let groups: Vec<usize> = plan.iter().map(|g| g.index).collect();
         assert_eq!(groups, vec![0, 1, 2, 4]);
         assert_eq!(plan.iter().map(|g| g.ranges.len()).sum::<usize>(), 18);
-        assert_eq!(
-            read_ids(&store, &location, size, &wanted).await,
-            expected(&wanted)
-        );
+        assert_reads(&wanted).await;
     }
 
     #[tokio::test]
     async fn dense_selections_are_read_from_the_pages_fetched() {
-        let store = Arc::new(InMemory::new());
-        let (location, size) = file(&store, 5000).await;
         // Short selectors, which parquet would read as a mask over every page, and every
         // other page (of 100 rows) not fetched.
         let wanted: Vec<usize> = (0..5000)
             .filter(|i| i % 3 != 1 && (i / 100) % 2 == 0)
             .collect();
-        assert_eq!(
-            read_ids(&store, &location, size, &wanted).await,
-            expected(&wanted)
-        );
+        assert_reads(&wanted).await;
     }
 
     #[tokio::test]
     async fn a_run_of_rows_across_row_groups_is_read_whole() {
-        let store = Arc::new(InMemory::new());
-        let (location, size) = file(&store, 5000).await;
-        let wanted = [998, 999, 1000, 1001, 1999, 2000];
-        assert_eq!(
-            read_ids(&store, &location, size, &wanted).await,
-            expected(&wanted)
-        );
+        assert_reads(&[998, 999, 1000, 1001, 1999, 2000]).await;
     }
 
     #[tokio::test]
