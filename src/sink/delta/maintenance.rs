@@ -15,8 +15,8 @@ use deltalake::parquet::file::properties::WriterProperties;
 
 use deltalake::{DeltaTable, DeltaTableError};
 
-use super::deletion_vectors::{self, PurgeThreshold};
-use super::writer::{commit_properties, DeltaTableWriter, SinkError};
+use super::deletion_vectors::PurgeThreshold;
+use super::writer::{commit_properties, data_file_properties, DeltaTableWriter, SinkError};
 use crate::config::Maintenance;
 
 /// The table's data files at the loaded version.
@@ -105,13 +105,10 @@ const ZORDER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 /// level 4), with row groups closed at [`ROW_GROUP_BYTES`] and the pages of the table's
 /// other files.
 fn writer_properties(table: &DeltaTable) -> WriterProperties {
-    let properties = WriterProperties::builder()
-        .set_created_by(format!("delta-rs version {}", deltalake::crate_version()))
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(4).expect("a valid ZSTD level"),
-        ))
-        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES));
-    deletion_vectors::page_size_for(table, properties).build()
+    let zstd = Compression::ZSTD(ZstdLevel::try_new(4).expect("a valid ZSTD level"));
+    data_file_properties(table, zstd)
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
+        .build()
 }
 
 /// `OPTIMIZE` of `table`: small files rewritten into files of about `target_file_size`,

@@ -11,7 +11,7 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, StructField, Transaction};
 use deltalake::operations::merge::MergeBuilder;
 use deltalake::parquet::basic::Compression;
-use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
@@ -884,14 +884,23 @@ fn qualified(relation: &str, name: &str) -> Expr {
 pub(super) fn file_writer(table: &DeltaTable) -> Result<RecordBatchWriter, DeltaTableError> {
     use deltalake::table::config::TablePropertiesExt;
     let target = table.snapshot()?.table_config().target_file_size();
-    // delta-rs's own defaults, with the page size deletion vectors read by.
-    let defaults = WriterProperties::builder()
-        .set_created_by(format!("delta-rs version {}", deltalake::crate_version()))
-        .set_compression(Compression::SNAPPY);
-    let properties = deletion_vectors::page_size_for(table, defaults);
+    // delta-rs's own default compression for the files it appends.
+    let properties = data_file_properties(table, Compression::SNAPPY).build();
     Ok(RecordBatchWriter::for_table(table)?
         .with_target_file_size(target.get())
-        .with_writer_properties(properties.build()))
+        .with_writer_properties(properties))
+}
+
+/// The Parquet settings of the data files pgdelta writes to `table`: delta-rs's name as the
+/// writer, `compression`, and the page size deletion vectors read by.
+pub(super) fn data_file_properties(
+    table: &DeltaTable,
+    compression: Compression,
+) -> WriterPropertiesBuilder {
+    let properties = WriterProperties::builder()
+        .set_created_by(format!("delta-rs version {}", deltalake::crate_version()))
+        .set_compression(compression);
+    deletion_vectors::page_size_for(table, properties)
 }
 
 /// Text values of one column across the rows; deletes carry only their key.

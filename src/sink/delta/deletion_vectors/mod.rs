@@ -68,7 +68,7 @@ const PAGE_ROWS: usize = 128;
 
 /// `properties` with pages small enough for reading single rows where `table` takes deletion
 /// vectors (copy-on-write reads whole files: Parquet's defaults stay).
-pub fn page_size_for(
+pub(super) fn page_size_for(
     table: &DeltaTable,
     properties: WriterPropertiesBuilder,
 ) -> WriterPropertiesBuilder {

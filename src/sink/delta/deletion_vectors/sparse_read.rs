@@ -193,12 +193,12 @@ mod tests {
     use deltalake::arrow::datatypes::{DataType, Field, Schema};
     use deltalake::logstore::object_store::memory::InMemory;
     use deltalake::logstore::object_store::ObjectStoreExt;
-    use deltalake::parquet::arrow::arrow_reader::RowSelector;
     use deltalake::parquet::arrow::ArrowWriter;
     use deltalake::parquet::file::properties::{
         EnabledStatistics, WriterProperties, WriterPropertiesBuilder,
     };
 
+    use super::super::selection;
     use super::*;
 
     /// A file of `rows` rows (`id`, `name`) in row groups of 1,000 rows and pages of 100.
@@ -234,22 +234,11 @@ mod tests {
         (location, size)
     }
 
-    /// Like the deletion-vector reads: the selection ends at the last selected row.
-    fn select(positions: &[usize]) -> RowSelection {
-        let mut selectors = Vec::new();
-        let mut at = 0;
-        for &p in positions {
-            selectors.extend([RowSelector::skip(p - at), RowSelector::select(1)]);
-            at = p + 1;
-        }
-        RowSelection::from(selectors)
-    }
-
     async fn read_ids(
         store: &Arc<InMemory>,
         location: &Path,
         size: u64,
-        wanted: &[usize],
+        wanted: &[u64],
     ) -> Vec<(i64, String)> {
         let metadata = metadata(store.clone(), location, size).await.unwrap();
         let batches = read(
@@ -258,7 +247,7 @@ mod tests {
             size,
             metadata,
             ProjectionMask::all(),
-            select(wanted),
+            selection(wanted),
         )
         .await
         .unwrap();
@@ -277,7 +266,7 @@ mod tests {
     }
 
     /// Reads `wanted` from a 5,000-row file: exactly those rows come back, in order.
-    async fn assert_reads(wanted: &[usize]) {
+    async fn assert_reads(wanted: &[u64]) {
         let store = Arc::new(InMemory::new());
         let (location, size) = file(&store, 5000).await;
         assert_eq!(
@@ -286,7 +275,7 @@ mod tests {
         );
     }
 
-    fn expected(wanted: &[usize]) -> Vec<(i64, String)> {
+    fn expected(wanted: &[u64]) -> Vec<(i64, String)> {
         wanted
             .iter()
             .map(|&w| (w as i64, format!("n{}", w % 7)))
@@ -299,7 +288,11 @@ mod tests {
         let (location, size) = file(&store, 5000).await;
         let wanted = [3, 1500, 1999, 2000, 4500];
         let metadata = metadata(store.clone(), &location, size).await.unwrap();
-        let plan = plan(metadata.metadata(), &ProjectionMask::all(), select(&wanted));
+        let plan = plan(
+            metadata.metadata(),
+            &ProjectionMask::all(),
+            selection(&wanted),
+        );
         // Row groups 0, 1, 2 and 4; in each, per column, the pages holding the rows and the
         // dictionary page: 18 of the file's 110 pages.
         let groups: Vec<usize> = plan.iter().map(|g| g.index).collect();
@@ -312,7 +305,7 @@ mod tests {
     async fn dense_selections_are_read_from_the_pages_fetched() {
         // Short selectors, which parquet would read as a mask over every page, and every
         // other page (of 100 rows) not fetched.
-        let wanted: Vec<usize> = (0..5000)
+        let wanted: Vec<u64> = (0..5000)
             .filter(|i| i % 3 != 1 && (i / 100) % 2 == 0)
             .collect();
         assert_reads(&wanted).await;
