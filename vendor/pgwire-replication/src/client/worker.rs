@@ -424,7 +424,7 @@ impl WorkerState {
             if drained > 0 {
                 // Check stop signal without blocking
                 if self.stop_rx.has_changed().unwrap_or(false) && *self.stop_rx.borrow() {
-                    let _ = write_copy_done(stream).await;
+                    self.finish(stream).await;
                     return Ok(());
                 }
                 continue;
@@ -451,7 +451,7 @@ impl WorkerState {
 
                 _ = self.stop_rx.changed() => {
                     if *self.stop_rx.borrow() {
-                        let _ = write_copy_done(stream).await;
+                        self.finish(stream).await;
                         return Ok(());
                     }
                     continue;
@@ -839,6 +839,18 @@ impl WorkerState {
 
             Ok(())
         }
+    }
+
+    /// Ends the stream on a stop: reports the newest applied position first, so the server
+    /// confirms it now instead of at the next status interval (a stopping consumer would
+    /// otherwise wait for it, or restart from an older position), then sends CopyDone.
+    /// Best effort: the connection is closing either way.
+    async fn finish<S: AsyncWrite + Unpin>(&mut self, stream: &mut S) {
+        let applied = self.progress.load_applied();
+        if self.last_sent.is_none_or(|sent| applied > sent) {
+            let _ = self.send_feedback(stream, applied, false).await;
+        }
+        let _ = write_copy_done(stream).await;
     }
 
     /// Send standby status update to server.
@@ -1843,6 +1855,24 @@ mod tests {
         );
         assert!(t.elapsed() <= SECOND, "took {:?}", t.elapsed());
         r.task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_reports_the_newest_position_before_copy_done() {
+        let progress = Arc::new(SharedProgress::new(Lsn(0)));
+        let mut r = run_stream(&progress, 64 * 1024);
+        assert_eq!(r.server.status().await.applied, 0);
+        progress.update_applied(Lsn(100));
+        assert_eq!(r.server.status().await.applied, 100);
+        // Within the status interval: only a stop sends it early.
+        progress.update_applied(Lsn(300));
+        let t = Instant::now();
+        r.stop.send(true).unwrap();
+        assert_eq!(r.server.status().await.applied, 300);
+        assert!(t.elapsed() < SECOND, "took {:?}", t.elapsed());
+        let done = r.server.reader.read(&mut r.server.end).await.unwrap();
+        assert_eq!(done.tag, b'c', "CopyDone follows the status update");
+        r.task.await.unwrap().unwrap();
     }
 
     #[tokio::test(start_paused = true)]
