@@ -9,6 +9,7 @@ use tokio_postgres::Client;
 
 use pgdelta::config::{PipelineMode, ResolvedPipeline};
 use pgdelta::observe::sink_probe::{probe, probe_targets};
+use pgdelta::pipeline::check_source_built_in;
 use pgdelta::pipeline::status::pipeline_status;
 use pgdelta::source::postgres::{self as pg, ConnectionSettings, SourceTable};
 
@@ -75,7 +76,7 @@ impl fmt::Display for Finding {
 
 /// Every check of `pipeline`, in the order a person would go through them.
 pub async fn diagnose(pipeline: &ResolvedPipeline, settings: &ConnectionSettings) -> Vec<Finding> {
-    let mut findings = Vec::new();
+    let mut findings: Vec<Finding> = source_built_in(pipeline).into_iter().collect();
     match settings.connect_without_retry().await {
         Ok(client) => source_checks(&client, pipeline, &mut findings).await,
         Err(error) => findings.push(Finding::fail(
@@ -87,6 +88,17 @@ pub async fn diagnose(pipeline: &ResolvedPipeline, settings: &ConnectionSettings
     }
     sink_checks(pipeline, &mut findings).await;
     findings
+}
+
+/// A pipeline whose source this build left out (Kafka mode without the `kafka` feature)
+/// cannot start, whatever the other checks find.
+fn source_built_in(pipeline: &ResolvedPipeline) -> Option<Finding> {
+    let error = check_source_built_in(pipeline).err()?;
+    Some(Finding::fail(
+        "build",
+        error.to_string(),
+        "build pgdelta with its default features: cargo build",
+    ))
 }
 
 /// Whether every check passed (warnings pass).
@@ -378,6 +390,20 @@ mod tests {
             "FAIL  publication p: does not hold public.a\n      fix: ALTER PUBLICATION"
         );
         assert!(!all_passed(&[failed]));
+    }
+
+    #[cfg(not(feature = "kafka"))]
+    #[test]
+    fn a_kafka_mode_pipeline_fails_the_build_check_without_kafka_support() {
+        let text = "[source]\nurl = \"postgres://u@h/db\"\n[pipelines.shop]\nmode = \"kafka\"\ntables = [\"public.a\"]\n[pipelines.shop.kafka]\nbootstrap_servers = \"b:9092\"\n";
+        let path = std::path::Path::new("t.toml");
+        let config = pgdelta::config::Config::from_toml(text, path, Vec::new()).unwrap();
+        let finding = source_built_in(&config.pipeline("shop").unwrap()).expect("a finding");
+        assert_eq!(finding.verdict, Verdict::Fail);
+        assert!(
+            finding.detail.contains("`kafka` cargo feature"),
+            "{finding}"
+        );
     }
 
     #[test]

@@ -30,13 +30,12 @@ use crate::event::{Lsn, Origin, TableName, TableSchema, Transaction};
 use crate::observe::{Observer, TransactionCounts};
 use crate::sink::delta::evolution::plan_schema_change;
 use crate::sink::delta::{ChangeError, DeltaTableWriter, KafkaOffset, SinkError};
-use crate::source::kafka::KafkaSourceError;
 use crate::source::postgres::SourceError;
 use crate::source::{ChangeSource, SourceItem};
 use batch::Batch;
 use commit::Committer;
 use dead_letter::{DeadLetter, DeadLetterError, DeadLetterFile, RecordPosition};
-pub use prepare::{prepare, Prepared};
+pub use prepare::{check_source_built_in, prepare, Prepared};
 use read_ahead::ReadAhead;
 pub use tables::{TableState, Tables};
 use tokio_util::task::AbortOnDropHandle;
@@ -47,8 +46,9 @@ pub enum PipelineError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[cfg(feature = "kafka")]
     #[error(transparent)]
-    Kafka(#[from] KafkaSourceError),
+    Kafka(#[from] crate::source::kafka::KafkaSourceError),
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
@@ -61,6 +61,8 @@ pub enum PipelineError {
     NoKey { pipeline: String, table: TableName },
     #[error("pipeline {pipeline}: --resnapshot copies from a replication slot, which only mode = \"direct\" has; a Kafka-mode pipeline gets a new snapshot from Debezium (its snapshot signal or a new connector)")]
     ResnapshotInKafkaMode { pipeline: String },
+    #[error("pipeline {pipeline}: mode = \"kafka\", but this pgdelta was built without the `kafka` cargo feature (Kafka support); build it with default features to get it: `cargo build`")]
+    KafkaNotBuiltIn { pipeline: String },
     #[error("pipeline {pipeline}: a `pipeline start --resnapshot` did not finish copying {}: their positions belong to the dropped slot, so streaming would skip changes; run `pgdelta pipeline start {pipeline} --resnapshot` again", .tables.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "))]
     ResnapshotUnfinished {
         pipeline: String,
@@ -96,7 +98,9 @@ impl PipelineError {
     pub fn error_type(&self) -> &'static str {
         match self {
             PipelineError::Config(_) => "config",
-            PipelineError::Source(_) | PipelineError::Kafka(_) => "source",
+            PipelineError::Source(_) => "source",
+            #[cfg(feature = "kafka")]
+            PipelineError::Kafka(_) => "source",
             PipelineError::ReceiveWhole { .. } => "source",
             PipelineError::Overtaken { .. } => "sink",
             PipelineError::Sink(_) | PipelineError::DeadLetter(_) => "sink",
@@ -105,6 +109,7 @@ impl PipelineError {
             PipelineError::NoKey { .. }
             | PipelineError::NoPartitionColumn { .. }
             | PipelineError::ResnapshotInKafkaMode { .. }
+            | PipelineError::KafkaNotBuiltIn { .. }
             | PipelineError::ResnapshotUnfinished { .. } => "setup",
             PipelineError::TablesStopped { .. } => "table_stopped",
         }

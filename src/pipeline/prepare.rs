@@ -1,6 +1,9 @@
 //! Everything before streaming: check the source, open (or create) the Delta tables, set up
 //! the source, take the initial snapshot. The same steps for both sources, as far as they go.
 
+#[cfg(feature = "kafka")]
+mod kafka;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -14,14 +17,12 @@ use super::{
     TableState, Tables,
 };
 use crate::config::{Config, PipelineMode, ResolvedPipeline, ResolvedTable, SnapshotMode};
-use crate::debezium::connector::{consumer_group, kafka_settings, table_topic, topic_prefix};
 use crate::event::{TableName, TableSchema};
 use crate::observe::Observer;
 use crate::sink::delta::maintenance::{file_size_setting, table_settings};
 use crate::sink::delta::txn::table_app_id;
 use crate::sink::delta::types::delta_type;
 use crate::sink::delta::{DeltaTableWriter, TableLayout};
-use crate::source::kafka::{KafkaChangeSource, KafkaSettings, KafkaSourceSettings, Subscription};
 use crate::source::postgres::{
     self as pg, ConnectionSettings, SlotSettings, SlotSource, SourceError, SourceTable,
 };
@@ -29,7 +30,8 @@ use crate::source::postgres::{
 /// A pipeline ready to stream, whichever its source.
 pub enum Prepared {
     Direct(Box<Pipeline<SlotSource>>),
-    Kafka(Box<Pipeline<KafkaChangeSource>>),
+    #[cfg(feature = "kafka")]
+    Kafka(Box<Pipeline<crate::source::kafka::KafkaChangeSource>>),
     /// `snapshot_mode = "initial_only"`: the copy is done, nothing streams.
     Copied,
 }
@@ -41,6 +43,7 @@ impl Prepared {
     ) -> Result<RunSummary, PipelineError> {
         match self {
             Prepared::Direct(pipeline) => pipeline.run(shutdown).await,
+            #[cfg(feature = "kafka")]
             Prepared::Kafka(pipeline) => pipeline.run(shutdown).await,
             Prepared::Copied => {
                 tracing::info!("snapshot_mode = initial_only: not streaming");
@@ -66,6 +69,17 @@ pub async fn prepare(
     prepared
 }
 
+/// Refuses a pipeline whose source this build of pgdelta left out: Kafka mode needs the cargo
+/// feature `kafka` (librdkafka), a default one that `--no-default-features` drops.
+pub fn check_source_built_in(resolved: &ResolvedPipeline) -> Result<(), PipelineError> {
+    match resolved.mode {
+        PipelineMode::Kafka if !cfg!(feature = "kafka") => Err(PipelineError::KafkaNotBuiltIn {
+            pipeline: resolved.name.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 async fn prepare_source_and_tables(
     config: &Config,
     name: &str,
@@ -73,6 +87,7 @@ async fn prepare_source_and_tables(
     observer: Arc<Observer>,
 ) -> Result<Prepared, PipelineError> {
     let resolved = config.pipeline(name)?;
+    check_source_built_in(&resolved)?;
     let connection = ConnectionSettings::from_config(config)?;
     let client = connection.connect().await?;
     let sources = describe_tables(&client, &resolved).await?;
@@ -120,29 +135,15 @@ async fn prepare_source_and_tables(
         PipelineMode::Kafka if options.resnapshot => Err(PipelineError::ResnapshotInKafkaMode {
             pipeline: resolved.name.clone(),
         }),
+        #[cfg(feature = "kafka")]
         PipelineMode::Kafka => {
-            if let Some(table) = resolved.tables.iter().find(|t| keys[&t.name].is_empty()) {
-                return Err(PipelineError::NoKey {
-                    pipeline: resolved.name.clone(),
-                    table: table.name.clone(),
-                });
-            }
-            let tables = open_tables(&resolved, &sources, &keys).await?;
-            let schemas: Vec<Arc<TableSchema>> = sources
-                .iter()
-                .map(|source| Arc::new(source_schema(source, &keys[&source.name])))
-                .collect();
-            let settings = KafkaSourceSettings {
-                consumer: kafka_source_settings(config, &resolved),
-                postgres: connection,
-                keys,
-                exit_when_caught_up: options.exit_when_caught_up,
-            };
-            let source = KafkaChangeSource::connect(settings, schemas)?;
-            Ok(Prepared::Kafka(Box::new(Pipeline::new(
-                resolved, tables, source, observer,
-            ))))
+            kafka::prepare(
+                config, resolved, connection, &sources, keys, options, observer,
+            )
+            .await
         }
+        #[cfg(not(feature = "kafka"))]
+        PipelineMode::Kafka => unreachable!("check_source_built_in refuses Kafka mode"),
     }
 }
 
@@ -411,42 +412,9 @@ fn table_layout(
     })
 }
 
-/// The consumer settings of a Kafka-mode pipeline: its topics are Debezium's
-/// `<topic_prefix>.<schema>.<table>` unless `topics` or `topic_pattern` says otherwise.
-pub fn kafka_source_settings(config: &Config, resolved: &ResolvedPipeline) -> KafkaSettings {
-    let kafka = kafka_settings(config, &resolved.name);
-    let subscription = match (&kafka.topic_pattern, kafka.topics.is_empty()) {
-        (Some(pattern), _) => Subscription::Pattern(pattern.clone()),
-        (None, false) => Subscription::Topics(kafka.topics.clone()),
-        (None, true) => {
-            let prefix = topic_prefix(&kafka, &resolved.name);
-            Subscription::Topics(
-                resolved
-                    .tables
-                    .iter()
-                    .map(|t| table_topic(&prefix, &t.name))
-                    .collect(),
-            )
-        }
-    };
-    KafkaSettings {
-        bootstrap_servers: kafka.bootstrap_servers.clone().unwrap_or_default(),
-        group_id: consumer_group(&kafka, &resolved.name),
-        subscription,
-        properties: kafka.consumer.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(kafka: &str) -> Config {
-        let text = format!(
-            "[source]\nurl = \"postgres://u@h/db\"\n[pipelines.shop]\nmode = \"kafka\"\ntables = [\"public.orders\", \"sales.items\"]\n[pipelines.shop.kafka]\nbootstrap_servers = \"b:9092\"\n{kafka}"
-        );
-        Config::from_toml(&text, std::path::Path::new("t.toml"), Vec::new()).unwrap()
-    }
 
     #[tokio::test]
     async fn a_failure_before_streaming_is_counted_under_its_kind() {
@@ -505,29 +473,29 @@ mod tests {
         assert!(!off.contains_key("delta.checkpointInterval"));
     }
 
-    #[test]
-    fn subscribes_to_debezium_topics_of_the_tables_by_default() {
-        let config = config("");
-        let settings = kafka_source_settings(&config, &config.pipeline("shop").unwrap());
-        assert_eq!(
-            settings.subscription,
-            Subscription::Topics(vec!["shop.public.orders".into(), "shop.sales.items".into()])
+    #[cfg(not(feature = "kafka"))]
+    #[tokio::test]
+    async fn kafka_mode_in_a_build_without_kafka_is_refused_before_connecting() {
+        // Nothing listens on port 1: reaching PostgreSQL would fail differently.
+        let text = "[source]\nurl = \"postgres://u@127.0.0.1:1/db\"\nconnect_attempts = 1\n[pipelines.shop]\nmode = \"kafka\"\ntables = [\"public.a\"]\n[pipelines.shop.kafka]\nbootstrap_servers = \"b:9092\"\n";
+        let config = Config::from_toml(text, std::path::Path::new("t.toml"), Vec::new()).unwrap();
+        let observer = Arc::new(Observer::new(&config.pipeline("shop").unwrap()));
+        let Err(error) = prepare(&config, "shop", RunOptions::default(), observer.clone()).await
+        else {
+            panic!("prepared a Kafka source without Kafka support");
+        };
+        assert!(
+            matches!(&error, PipelineError::KafkaNotBuiltIn { pipeline } if pipeline == "shop"),
+            "{error}"
         );
-        assert_eq!(settings.group_id, "pgdelta-shop");
-        assert_eq!(settings.bootstrap_servers, "b:9092");
-    }
-
-    #[test]
-    fn topics_pattern_group_and_consumer_properties_come_from_the_config() {
-        let config = config(
-            "group_id = \"g\"\ntopic_pattern = \"cdc\\\\..*\"\n[pipelines.shop.kafka.consumer]\n\"fetch.min.bytes\" = \"1\"\n",
+        let message = error.to_string();
+        assert!(message.contains("pipeline shop"), "{message}");
+        assert!(message.contains("`kafka` cargo feature"), "{message}");
+        assert!(message.contains("`cargo build`"), "{message}");
+        let metrics = observer.encode_metrics();
+        assert!(
+            metrics.contains("cdc_errors_total{pipeline=\"shop\",error_type=\"setup\"} 1"),
+            "{metrics}"
         );
-        let settings = kafka_source_settings(&config, &config.pipeline("shop").unwrap());
-        assert_eq!(
-            settings.subscription,
-            Subscription::Pattern("cdc\\..*".into())
-        );
-        assert_eq!(settings.group_id, "g");
-        assert_eq!(settings.properties["fetch.min.bytes"], "1");
     }
 }

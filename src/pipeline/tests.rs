@@ -465,6 +465,7 @@ async fn a_fatal_source_error_is_counted_as_a_source_error() {
     );
 }
 
+#[cfg(feature = "kafka")]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fatal_kafka_error_is_counted_as_a_source_error() {
     use crate::source::kafka::KafkaSourceError;
@@ -502,8 +503,7 @@ async fn a_kafka_fed_table_whose_path_became_unwritable_is_counted_as_a_sink_err
     let path = h.path("a");
     std::fs::remove_dir_all(&path).unwrap();
     std::fs::write(&path, "not a directory").unwrap();
-    let items: Vec<Result<SourceItem, crate::source::kafka::KafkaSourceError>> =
-        vec![record_change(&a, 0, 7, &["1", "x"])];
+    let items: Vec<Result<SourceItem, SourceError>> = vec![record_change(&a, 0, 7, &["1", "x"])];
     let mut pipeline = h.pipeline(tables, items, None);
     pipeline.committer.sink_attempts = 2;
     let error = pipeline.run(std::future::pending()).await.unwrap_err();
@@ -647,8 +647,7 @@ async fn a_batch_another_member_applied_in_part_is_read_again_after_what_the_tab
     use crate::sink::delta::KafkaOffset;
     let h = Harness::new(&["a"], "");
     let a = two_columns("a");
-    let change =
-        |offset: i64, values: &[&str]| record_change::<KafkaSourceError>(&a, offset, 7, values);
+    let change = |offset: i64, values: &[&str]| record_change::<SourceError>(&a, offset, 7, values);
     let tables = h.tables(&["a"]).await;
 
     let mut other = h.tables(&["a"]).await;

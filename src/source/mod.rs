@@ -1,7 +1,9 @@
 //! Where changes come from: a PostgreSQL replication slot ([`postgres`]) or Debezium events
-//! in Kafka topics ([`kafka`]). Both hand the one event model to the pipeline through
-//! [`ChangeSource`]; batching, the Delta commits and confirming happen once, in `pipeline`.
+//! in Kafka topics (`kafka`, in builds with the cargo feature `kafka`). Both hand the one
+//! event model to the pipeline through [`ChangeSource`]; batching, the Delta commits and
+//! confirming happen once, in `pipeline`.
 
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod postgres;
 

@@ -18,6 +18,7 @@ use crate::support::{self, PgCluster};
 pub use crate::support::{delta_as_strings, pg_as_strings};
 
 pub mod azure;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod s3;
 
