@@ -143,7 +143,9 @@ async fn prepare_source_and_tables(
             .await
         }
         #[cfg(not(feature = "kafka"))]
-        PipelineMode::Kafka => unreachable!("check_source_built_in refuses Kafka mode"),
+        PipelineMode::Kafka => Err(PipelineError::KafkaNotBuiltIn {
+            pipeline: resolved.name.clone(),
+        }),
     }
 }
 
