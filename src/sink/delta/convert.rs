@@ -36,77 +36,155 @@ fn convert_error(value: &str, target: &DataType, reason: impl Into<String>) -> C
 
 /// Build one Arrow array of `target` type from text values (`None` = SQL NULL).
 pub fn build_array(target: &DataType, values: &[Option<&str>]) -> Result<ArrayRef, ConvertError> {
-    macro_rules! parsed {
-        ($builder:ty, $parse:expr) => {{
-            let mut builder = <$builder>::with_capacity(values.len());
-            for value in values {
-                match value {
-                    None => builder.append_null(),
-                    Some(text) => builder.append_option($parse(text)?),
-                }
-            }
-            Arc::new(builder.finish()) as ArrayRef
-        }};
+    let mut builder = ColumnBuilder::new(target, values.len());
+    for value in values {
+        builder.append(*value)?;
     }
-    let array = match target {
-        DataType::Null => new_null_array(target, values.len()),
-        DataType::Boolean => parsed!(BooleanBuilder, |t| parse_bool(t, target)),
-        DataType::Int16 => parsed!(Int16Builder, |t: &str| parse_number(t, target)),
-        DataType::Int32 => parsed!(Int32Builder, |t: &str| parse_number(t, target)),
-        DataType::Int64 => parsed!(Int64Builder, |t: &str| parse_number(t, target)),
-        DataType::Float32 => parsed!(Float32Builder, |t: &str| parse_number(t, target)),
-        DataType::Float64 => parsed!(Float64Builder, |t: &str| parse_number(t, target)),
-        DataType::Utf8 => {
-            let mut builder = StringBuilder::with_capacity(values.len(), 0);
-            values.iter().for_each(|v| builder.append_option(*v));
-            Arc::new(builder.finish())
+    builder.finish()
+}
+
+/// The columns of `types` for `rows` rows, converted row by row: `value(row, column)` is a
+/// cell's text. A value that does not convert comes back with its column's index.
+pub fn build_columns<'t, 'a>(
+    types: impl Iterator<Item = &'t DataType>,
+    rows: usize,
+    value: impl Fn(usize, usize) -> Option<&'a str>,
+) -> Result<Vec<ArrayRef>, (usize, ConvertError)> {
+    let mut builders: Vec<ColumnBuilder> = types.map(|t| ColumnBuilder::new(t, rows)).collect();
+    for row in 0..rows {
+        for (column, builder) in builders.iter_mut().enumerate() {
+            builder
+                .append(value(row, column))
+                .map_err(|error| (column, error))?;
         }
-        DataType::Binary => {
-            let mut builder = BinaryBuilder::with_capacity(values.len(), 0);
-            for value in values {
+    }
+    builders
+        .into_iter()
+        .enumerate()
+        .map(|(column, builder)| builder.finish().map_err(|error| (column, error)))
+        .collect()
+}
+
+/// One Arrow column built from text values appended one at a time, so that a batch is
+/// converted row by row: each row's cells are read once, where they lie in memory, instead
+/// of once per column over every row (a wide batch no longer fits in the caches).
+pub struct ColumnBuilder<'a> {
+    target: DataType,
+    values: Values<'a>,
+}
+
+enum Values<'a> {
+    Boolean(BooleanBuilder),
+    Int16(Int16Builder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Float32(Float32Builder),
+    Float64(Float64Builder),
+    Utf8(StringBuilder),
+    Binary(BinaryBuilder),
+    Date32(Date32Builder),
+    /// With the column's time zone.
+    Timestamp(TimestampMicrosecondBuilder, Option<Arc<str>>),
+    /// With the column's precision and scale.
+    Decimal(Decimal128Builder, u8, i8),
+    /// Nulls, lists, maps and types without a conversion: built from all values at once.
+    Whole(Vec<Option<&'a str>>),
+}
+
+impl<'a> ColumnBuilder<'a> {
+    pub fn new(target: &DataType, capacity: usize) -> Self {
+        let values = match target {
+            DataType::Boolean => Values::Boolean(BooleanBuilder::with_capacity(capacity)),
+            DataType::Int16 => Values::Int16(Int16Builder::with_capacity(capacity)),
+            DataType::Int32 => Values::Int32(Int32Builder::with_capacity(capacity)),
+            DataType::Int64 => Values::Int64(Int64Builder::with_capacity(capacity)),
+            DataType::Float32 => Values::Float32(Float32Builder::with_capacity(capacity)),
+            DataType::Float64 => Values::Float64(Float64Builder::with_capacity(capacity)),
+            DataType::Utf8 => Values::Utf8(StringBuilder::with_capacity(capacity, 0)),
+            DataType::Binary => Values::Binary(BinaryBuilder::with_capacity(capacity, 0)),
+            DataType::Date32 => Values::Date32(Date32Builder::with_capacity(capacity)),
+            DataType::Timestamp(TimeUnit::Microsecond, zone) => Values::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(capacity),
+                zone.clone(),
+            ),
+            DataType::Decimal128(precision, scale) => Values::Decimal(
+                Decimal128Builder::with_capacity(capacity),
+                *precision,
+                *scale,
+            ),
+            _ => Values::Whole(Vec::with_capacity(capacity)),
+        };
+        ColumnBuilder {
+            target: target.clone(),
+            values,
+        }
+    }
+
+    /// Adds the next row's value (`None` = SQL NULL).
+    pub fn append(&mut self, value: Option<&'a str>) -> Result<(), ConvertError> {
+        let target = &self.target;
+        macro_rules! parsed {
+            ($builder:expr, $parse:expr) => {
                 match value {
-                    None => builder.append_null(),
-                    Some(text) => builder.append_option(parse_bytea(text, target)?),
+                    None => $builder.append_null(),
+                    Some(text) => $builder.append_option($parse(text)?),
                 }
+            };
+        }
+        match &mut self.values {
+            Values::Boolean(b) => parsed!(b, |t| parse_bool(t, target)),
+            Values::Int16(b) => parsed!(b, |t: &str| parse_number(t, target)),
+            Values::Int32(b) => parsed!(b, |t: &str| parse_number(t, target)),
+            Values::Int64(b) => parsed!(b, |t: &str| parse_number(t, target)),
+            Values::Float32(b) => parsed!(b, |t: &str| parse_number(t, target)),
+            Values::Float64(b) => parsed!(b, |t: &str| parse_number(t, target)),
+            Values::Utf8(b) => b.append_option(value),
+            Values::Binary(b) => parsed!(b, |t| parse_bytea(t, target)),
+            Values::Date32(b) => parsed!(b, |t| parse_date(t, target)),
+            Values::Timestamp(b, _) => parsed!(b, |t| parse_timestamp(t, target)),
+            Values::Decimal(b, _, scale) => parsed!(b, |t| parse_decimal(t, *scale, target)),
+            Values::Whole(values) => values.push(value),
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<ArrayRef, ConvertError> {
+        let target = &self.target;
+        let array: ArrayRef = match self.values {
+            Values::Boolean(mut b) => Arc::new(b.finish()),
+            Values::Int16(mut b) => Arc::new(b.finish()),
+            Values::Int32(mut b) => Arc::new(b.finish()),
+            Values::Int64(mut b) => Arc::new(b.finish()),
+            Values::Float32(mut b) => Arc::new(b.finish()),
+            Values::Float64(mut b) => Arc::new(b.finish()),
+            Values::Utf8(mut b) => Arc::new(b.finish()),
+            Values::Binary(mut b) => Arc::new(b.finish()),
+            Values::Date32(mut b) => Arc::new(b.finish()),
+            Values::Timestamp(mut b, zone) => Arc::new(b.finish().with_timezone_opt(zone)),
+            Values::Decimal(mut b, precision, scale) => {
+                let array = b
+                    .finish()
+                    .with_precision_and_scale(precision, scale)
+                    .map_err(|e| convert_error("", target, e.to_string()))?;
+                Arc::new(array)
             }
-            Arc::new(builder.finish())
-        }
-        DataType::Date32 => parsed!(Date32Builder, |t| parse_date(t, target)),
-        DataType::Timestamp(TimeUnit::Microsecond, zone) => {
-            let mut builder = TimestampMicrosecondBuilder::with_capacity(values.len());
-            for value in values {
-                match value {
-                    None => builder.append_null(),
-                    Some(text) => builder.append_option(parse_timestamp(text, target)?),
-                }
-            }
-            Arc::new(builder.finish().with_timezone_opt(zone.clone()))
-        }
-        DataType::Decimal128(precision, scale) => {
-            let mut builder = Decimal128Builder::with_capacity(values.len());
-            for value in values {
-                match value {
-                    None => builder.append_null(),
-                    Some(text) => builder.append_option(parse_decimal(text, *scale, target)?),
-                }
-            }
-            let array = builder
-                .finish()
-                .with_precision_and_scale(*precision, *scale)
-                .map_err(|e| convert_error("", target, e.to_string()))?;
-            Arc::new(array)
-        }
-        DataType::List(element) => build_list(element, values, target)?,
-        DataType::Map(entries, _) => build_hstore_map(entries, values, target)?,
-        other => {
-            return Err(convert_error(
-                values.iter().flatten().next().unwrap_or(&""),
-                other,
-                "pgdelta has no conversion to this Arrow type",
-            ))
-        }
-    };
-    Ok(array)
+            Values::Whole(values) => build_whole(target, &values)?,
+        };
+        Ok(array)
+    }
+}
+
+fn build_whole(target: &DataType, values: &[Option<&str>]) -> Result<ArrayRef, ConvertError> {
+    match target {
+        DataType::Null => Ok(new_null_array(target, values.len())),
+        DataType::List(element) => build_list(element, values, target),
+        DataType::Map(entries, _) => build_hstore_map(entries, values, target),
+        other => Err(convert_error(
+            values.iter().flatten().next().unwrap_or(&""),
+            other,
+            "pgdelta has no conversion to this Arrow type",
+        )),
+    }
 }
 
 fn build_list(
@@ -585,6 +663,24 @@ mod tests {
         );
         assert_eq!(parse_hstore("").unwrap(), vec![]);
         assert!(parse_hstore("a=>1").is_none());
+    }
+
+    #[test]
+    fn columns_are_built_row_by_row_and_a_bad_value_names_its_column() {
+        let types = [DataType::Int64, DataType::Utf8, DataType::Decimal128(5, 2)];
+        let rows = [[Some("1"), Some("a"), Some("1.5")], [Some("2"), None, None]];
+        let columns = build_columns(types.iter(), rows.len(), |r, c| rows[r][c]).unwrap();
+        for (index, t) in types.iter().enumerate() {
+            let values: Vec<Option<&str>> = rows.iter().map(|row| row[index]).collect();
+            assert_eq!(
+                columns[index].as_ref(),
+                build_array(t, &values).unwrap().as_ref()
+            );
+        }
+        let bad = [[Some("1"), Some("a"), Some("x")]];
+        let (column, error) = build_columns(types.iter(), 1, |r, c| bad[r][c]).unwrap_err();
+        assert_eq!(column, 2);
+        assert_eq!(error.value, "x");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
 use super::changes::{RowChange, TableChanges};
 use super::commit_hint::CommitHint;
-use super::convert::{build_array, ConvertError};
+use super::convert::{build_array, build_columns, ConvertError};
 use super::deletion_vectors::{self, KeyIndex};
 use super::storage;
 use super::txn::kafka_app_id;
@@ -179,8 +179,8 @@ impl SnapshotAppender {
         if rows.is_empty() {
             return Ok(());
         }
-        let batch = self.record_batch(changes.table(), |index| {
-            rows.iter().map(|cells| cells[index].as_text()).collect()
+        let batch = self.record_batch(changes.table(), rows.len(), |row, column| {
+            rows[row][column].as_text()
         })?;
         self.write(changes.table(), batch).await
     }
@@ -193,33 +193,22 @@ impl SnapshotAppender {
         rows: &[Vec<Option<String>>],
         positions: &[Option<usize>],
     ) -> Result<(), SinkError> {
-        let batch = self.record_batch(table, |index| {
-            let position = positions[index];
-            rows.iter()
-                .map(|row| position.and_then(|p| row[p].as_deref()))
-                .collect()
+        let batch = self.record_batch(table, rows.len(), |row, column| {
+            positions[column].and_then(|p| rows[row][p].as_deref())
         })?;
         self.write(table, batch).await
     }
 
-    /// The rows as Arrow columns: `column(i)` gives the text values of the table's `i`th
-    /// column, one per row.
+    /// The rows as Arrow columns: `value(row, column)` gives the text of one cell.
     fn record_batch<'a>(
         &self,
         table: &TableName,
-        column: impl Fn(usize) -> Vec<Option<&'a str>>,
+        rows: usize,
+        value: impl Fn(usize, usize) -> Option<&'a str>,
     ) -> Result<RecordBatch, SinkError> {
-        let mut arrays = Vec::with_capacity(self.schema.fields().len());
-        for (index, field) in self.schema.fields().iter().enumerate() {
-            let array = build_array(field.data_type(), &column(index)).map_err(|source| {
-                SinkError::Convert {
-                    table: table.clone(),
-                    column: field.name().clone(),
-                    source: Box::new(source),
-                }
-            })?;
-            arrays.push(array);
-        }
+        let types = self.schema.fields().iter().map(|f| f.data_type());
+        let arrays = build_columns(types, rows, value)
+            .map_err(|(column, error)| unconvertible(table, &self.schema, column, error))?;
         RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| SinkError::Delta {
             location: table.to_string(),
             source: e.into(),
@@ -776,19 +765,21 @@ impl DeltaTableWriter {
     /// that has unchanged TOAST values.
     fn source_batch(&self, changes: &TableChanges) -> Result<RecordBatch, SinkError> {
         let rows: Vec<(&Vec<Cell>, &RowChange)> = changes.rows().collect();
+        let key_positions = changes.key_positions();
+        let types = self.schema.fields().iter().map(|f| f.data_type());
+        let columns = build_columns(types, rows.len(), |row, column| {
+            cell_text(rows[row], key_positions, column)
+        })
+        .map_err(|(column, error)| {
+            unconvertible(&self.source_table, &self.schema, column, error)
+        })?;
+        let mut keep = keep_flags(&rows, self.schema.fields().len());
         let mut fields: Vec<Field> = Vec::new();
         let mut arrays: Vec<ArrayRef> = Vec::new();
-        for (index, field) in self.schema.fields().iter().enumerate() {
-            let values = column_values(&rows, changes.key_positions(), index);
-            let array =
-                build_array(field.data_type(), &values).map_err(|source| SinkError::Convert {
-                    table: self.source_table.clone(),
-                    column: field.name().clone(),
-                    source: Box::new(source),
-                })?;
+        for ((index, field), array) in self.schema.fields().iter().enumerate().zip(columns) {
             fields.push(Field::new(field.name(), field.data_type().clone(), true));
             arrays.push(array);
-            if let Some(keep) = keep_flags(&rows, index) {
+            if let Some(keep) = keep[index].take() {
                 fields.push(Field::new(
                     format!("{KEEP_PREFIX}{index}"),
                     ArrowType::Boolean,
@@ -903,29 +894,62 @@ pub(super) fn data_file_properties(
     deletion_vectors::page_size_for(table, properties)
 }
 
-/// Text values of one column across the rows; deletes carry only their key.
-fn column_values<'a>(
-    rows: &[(&'a Vec<Cell>, &'a RowChange)],
+/// A cell's text; deletes carry only their key.
+fn cell_text<'a>(
+    (key, change): (&'a Vec<Cell>, &'a RowChange),
     key_positions: &[usize],
     index: usize,
-) -> Vec<Option<&'a str>> {
-    rows.iter()
-        .map(|(key, change)| match change {
-            RowChange::Upsert(cells) => cells[index].as_text(),
-            RowChange::Delete => key_positions
-                .iter()
-                .position(|&k| k == index)
-                .and_then(|i| key[i].as_text()),
+) -> Option<&'a str> {
+    match change {
+        RowChange::Upsert(cells) => cells[index].as_text(),
+        RowChange::Delete => key_positions
+            .iter()
+            .position(|&k| k == index)
+            .and_then(|i| key[i].as_text()),
+    }
+}
+
+/// Per column, which rows keep the stored value (an unchanged TOASTed value): `None` for the
+/// columns where no row does, which is nearly all of them.
+fn keep_flags(rows: &[(&Vec<Cell>, &RowChange)], columns: usize) -> Vec<Option<BooleanArray>> {
+    // One pass in memory order finds the columns; only theirs are read again.
+    let mut any_unchanged = vec![false; columns];
+    for row in rows {
+        for (index, any) in any_unchanged.iter_mut().enumerate() {
+            *any |= keeps_stored_value(row, index);
+        }
+    }
+    any_unchanged
+        .iter()
+        .enumerate()
+        .map(|(index, &any)| {
+            any.then(|| {
+                let flags: Vec<bool> = rows
+                    .iter()
+                    .map(|row| keeps_stored_value(row, index))
+                    .collect();
+                BooleanArray::from(flags)
+            })
         })
         .collect()
 }
 
-fn keep_flags(rows: &[(&Vec<Cell>, &RowChange)], index: usize) -> Option<BooleanArray> {
-    let flags: Vec<bool> = rows
-        .iter()
-        .map(|(_, change)| matches!(change, RowChange::Upsert(cells) if cells[index] == Cell::UnchangedToast))
-        .collect();
-    flags.iter().any(|&f| f).then(|| BooleanArray::from(flags))
+fn keeps_stored_value((_, change): &(&Vec<Cell>, &RowChange), index: usize) -> bool {
+    matches!(change, RowChange::Upsert(cells) if matches!(cells[index], Cell::UnchangedToast))
+}
+
+/// A value of `column` that does not convert, named by table and column.
+fn unconvertible(
+    table: &TableName,
+    schema: &Schema,
+    column: usize,
+    error: ConvertError,
+) -> SinkError {
+    SinkError::Convert {
+        table: table.clone(),
+        column: schema.field(column).name().clone(),
+        source: Box::new(error),
+    }
 }
 
 /// `{topic: {partition: next offset}}`.
