@@ -895,7 +895,7 @@ pub(super) fn data_file_properties(
 }
 
 /// A cell's text; deletes carry only their key.
-fn cell_text<'a>(
+pub(super) fn cell_text<'a>(
     (key, change): (&'a Vec<Cell>, &'a RowChange),
     key_positions: &[usize],
     index: usize,
@@ -911,7 +911,10 @@ fn cell_text<'a>(
 
 /// Per column, which rows keep the stored value (an unchanged TOASTed value): `None` for the
 /// columns where no row does, which is nearly all of them.
-fn keep_flags(rows: &[(&Vec<Cell>, &RowChange)], columns: usize) -> Vec<Option<BooleanArray>> {
+pub(super) fn keep_flags(
+    rows: &[(&Vec<Cell>, &RowChange)],
+    columns: usize,
+) -> Vec<Option<BooleanArray>> {
     // One pass in memory order finds the columns; only theirs are read again.
     let mut any_unchanged = vec![false; columns];
     for row in rows {
@@ -939,7 +942,7 @@ fn keeps_stored_value((_, change): &(&Vec<Cell>, &RowChange), index: usize) -> b
 }
 
 /// A value of `column` that does not convert, named by table and column.
-fn unconvertible(
+pub(super) fn unconvertible(
     table: &TableName,
     schema: &Schema,
     column: usize,

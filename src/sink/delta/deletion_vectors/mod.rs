@@ -41,8 +41,8 @@ pub use index::KeyIndex;
 use index::{DataFile, RowLocation};
 
 use super::changes::{RowChange, TableChanges};
-use super::convert::build_array;
-use super::writer::{file_writer, SinkError};
+use super::convert::{build_array, build_columns};
+use super::writer::{cell_text, file_writer, keep_flags, unconvertible, SinkError};
 use crate::event::{Cell, TableName};
 
 /// The table property that turns the feature on (and, set on a table, upgrades its protocol
@@ -489,26 +489,23 @@ fn new_images(
     let arrow_err = target.arrow_err();
     let indices = UInt32Array::from_iter_values(upserts.iter().map(|&i| i as u32));
     let old = take_record_batch(old, &indices).map_err(&arrow_err)?;
-    let cells: Vec<&Vec<Cell>> = upserts
-        .iter()
-        .map(|&i| match rows[i].1 {
-            RowChange::Upsert(cells) => cells,
-            RowChange::Delete => unreachable!("upserts hold only upsert rows"),
+    let upsert_rows: Vec<(&Vec<Cell>, &RowChange)> = upserts.iter().map(|&i| rows[i]).collect();
+    let types = target.schema.fields().iter().map(|f| f.data_type());
+    let new = build_columns(types, upsert_rows.len(), |row, column| {
+        cell_text(upsert_rows[row], &[], column)
+    })
+    .map_err(|(column, error)| unconvertible(target.source_table, target.schema, column, error))?;
+    let keep = keep_flags(&upsert_rows, target.schema.fields().len());
+    let columns = new
+        .into_iter()
+        .zip(keep)
+        .enumerate()
+        .map(|(index, (column, keep))| match keep {
+            Some(keep) => zip(&keep, old.column(index), &column),
+            None => Ok(column),
         })
-        .collect();
-    let mut columns = Vec::with_capacity(target.schema.fields().len());
-    for (index, field) in target.schema.fields().iter().enumerate() {
-        let values: Vec<Option<&str>> = cells.iter().map(|c| c[index].as_text()).collect();
-        let mut column = target.column(field, &values)?;
-        let keep: BooleanArray = cells
-            .iter()
-            .map(|c| Some(c[index] == Cell::UnchangedToast))
-            .collect();
-        if keep.true_count() > 0 {
-            column = zip(&keep, old.column(index), &column).map_err(&arrow_err)?;
-        }
-        columns.push(column);
-    }
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(&arrow_err)?;
     RecordBatch::try_new(target.schema.clone(), columns).map_err(arrow_err)
 }
 
