@@ -29,6 +29,14 @@ const CONFLICT_ATTEMPTS: usize = 100;
 /// racing members do not meet again).
 const CONFLICT_DELAY: Duration = Duration::from_millis(200);
 
+/// What writing a batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Written {
+    pub commits: usize,
+    /// Commits that lost a race with another writer's and were made again.
+    pub lost_races: usize,
+}
+
 /// What committing needs to know of the pipeline.
 #[derive(Clone)]
 pub(super) struct Committer {
@@ -51,13 +59,13 @@ impl Committer {
         }
     }
 
-    /// Writes every table of the batch, one Delta commit each; returns how many commits.
+    /// Writes every table of the batch, one Delta commit each.
     pub(super) async fn write_batch(
         &self,
         tables: &mut Tables,
         batch: &mut Batch,
-    ) -> Result<usize, PipelineError> {
-        let mut commits = 0;
+    ) -> Result<Written, PipelineError> {
+        let mut written = Written::default();
         let lsn = batch.progress.lsn;
         for (table, part) in batch.tables.iter_mut() {
             if part.changes.is_empty() {
@@ -77,7 +85,8 @@ impl Committer {
                 first_offsets: part.first_offsets.clone(),
             };
             let before = tables.get(table).and_then(|s| s.writer.version());
-            self.commit(tables, table, &mut part.changes, &position)
+            written.lost_races += self
+                .commit(tables, table, &mut part.changes, &position)
                 .await?;
             let state = tables.get_mut(table).expect("batches hold open tables");
             let next_offsets = std::mem::take(&mut part.next_offsets);
@@ -92,9 +101,9 @@ impl Committer {
                 }
             }
             self.observer.table_committed(table, started.elapsed());
-            commits += 1;
+            written.commits += 1;
         }
-        Ok(commits)
+        Ok(written)
     }
 
     /// [`Tables::reload`], tried again with backoff while the store is unreachable.
@@ -120,17 +129,18 @@ impl Committer {
     /// member of the consumer group, a compaction). Before each retry the table is read
     /// again: a commit whose answer was lost may have landed, and in Kafka mode another
     /// member may have applied records of this batch (then it is [`PipelineError::Overtaken`]).
+    /// Returns how many races with other writers the commit lost first.
     pub(super) async fn commit(
         &self,
         tables: &mut Tables,
         table: &TableName,
         changes: &mut TableChanges,
         position: &SourcePosition,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<usize, PipelineError> {
         let (mut failures, mut conflicts) = (0, 0);
         loop {
             let error = match self.apply(tables, table, changes, position).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(conflicts),
                 Err(PipelineError::Sink(error)) if error.is_transient() || error.is_conflict() => {
                     error
                 }
@@ -159,7 +169,7 @@ impl Committer {
             match state.reload().await {
                 Ok(()) if state.holds_commit(position).await? => {
                     tracing::info!(%table, "the table already holds this commit (its answer was lost, or another member applied the same records)");
-                    return Ok(());
+                    return Ok(conflicts);
                 }
                 Ok(()) => {
                     if let Some(overtaken) = state.overtaken(position).await? {

@@ -8,6 +8,7 @@
 
 mod batch;
 mod commit;
+mod contention;
 pub mod dead_letter;
 mod large;
 mod maintain;
@@ -34,6 +35,7 @@ use crate::source::postgres::SourceError;
 use crate::source::{ChangeSource, SourceItem};
 use batch::Batch;
 use commit::Committer;
+use contention::Contention;
 use dead_letter::{DeadLetter, DeadLetterError, DeadLetterFile, RecordPosition};
 pub use prepare::{check_source_built_in, prepare, Prepared};
 use read_ahead::ReadAhead;
@@ -143,6 +145,7 @@ pub struct Pipeline<S: ChangeSource> {
     summary: RunSummary,
     committer: Committer,
     ahead: ReadAhead<S::Error>,
+    contention: Contention,
 }
 
 /// What the streaming loop does after an item.
@@ -184,6 +187,7 @@ where
             observer,
             summary: RunSummary::default(),
             ahead: ReadAhead::default(),
+            contention: Contention::default(),
         }
     }
 
@@ -217,7 +221,8 @@ where
         let mut batch = Batch::default();
         let mut large: Option<large::LargeTransaction> = None;
         loop {
-            let deadline = batch.started.map(|s| s + self.resolved.batch_interval);
+            let interval = self.contention.batch_interval(self.resolved.batch_interval);
+            let deadline = batch.started.map(|s| s + interval);
             let wake = match self.ahead.pop() {
                 Some(item) => Wake::Item(item),
                 None => tokio::select! {
@@ -379,9 +384,10 @@ where
 
     /// Events at which the batch is written: `batch_size`, or, while items read during the
     /// last write are still waiting to be handled, up to `max_batch_size`: when the source
-    /// outpaces the store, a slow store pays its per-commit cost less often.
+    /// outpaces the store, a slow store pays its per-commit cost less often. The same while
+    /// commits lose races with other writers ([`Contention`]).
     fn batch_limit(&self) -> usize {
-        match self.ahead.is_empty() {
+        match self.ahead.is_empty() && !self.contention.is_contended() {
             true => self.resolved.batch_size,
             false => self.resolved.max_batch_size,
         }
@@ -411,8 +417,19 @@ where
             Err(error) => std::panic::resume_unwind(error.into_panic()),
         };
         self.tables = tables;
-        self.summary.delta_commits += written?;
+        let written = written?;
+        self.summary.delta_commits += written.commits;
+        self.note_contention(written.lost_races);
         Ok(batch)
+    }
+
+    fn note_contention(&mut self, lost_races: usize) {
+        let before = self.contention;
+        self.contention = before.after_batch(lost_races);
+        if self.contention != before {
+            let interval = self.contention.batch_interval(self.resolved.batch_interval);
+            tracing::info!(lost_races, batch_interval = ?interval, "commits race other writers of the same tables: batch interval adjusted");
+        }
     }
 
     /// Reads every table's latest version again, tried again while the store fails.
