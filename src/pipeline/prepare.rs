@@ -418,16 +418,22 @@ fn table_layout(
 mod tests {
     use super::*;
 
+    /// Prepares pipeline `shop` of the config `text`, which must fail; the error and the
+    /// pipeline's metrics.
+    async fn failed_prepare(text: &str) -> (PipelineError, Arc<Observer>) {
+        let config = Config::from_toml(text, std::path::Path::new("t.toml"), Vec::new()).unwrap();
+        let observer = Arc::new(Observer::new(&config.pipeline("shop").unwrap()));
+        match prepare(&config, "shop", RunOptions::default(), observer.clone()).await {
+            Err(error) => (error, observer),
+            Ok(_) => panic!("prepared pipeline shop"),
+        }
+    }
+
     #[tokio::test]
     async fn a_failure_before_streaming_is_counted_under_its_kind() {
         // Nothing listens on port 1: the one connection attempt is refused.
         let text = "[source]\nurl = \"postgres://u@127.0.0.1:1/db\"\nconnect_attempts = 1\n[pipelines.shop]\ntables = [\"public.a\"]\n";
-        let config = Config::from_toml(text, std::path::Path::new("t.toml"), Vec::new()).unwrap();
-        let observer = Arc::new(Observer::new(&config.pipeline("shop").unwrap()));
-        let Err(error) = prepare(&config, "shop", RunOptions::default(), observer.clone()).await
-        else {
-            panic!("prepared without a source");
-        };
+        let (error, observer) = failed_prepare(text).await;
         assert!(matches!(error, PipelineError::Source(_)), "{error}");
         let metrics = observer.encode_metrics();
         assert!(
@@ -480,12 +486,7 @@ mod tests {
     async fn kafka_mode_in_a_build_without_kafka_is_refused_before_connecting() {
         // Nothing listens on port 1: reaching PostgreSQL would fail differently.
         let text = "[source]\nurl = \"postgres://u@127.0.0.1:1/db\"\nconnect_attempts = 1\n[pipelines.shop]\nmode = \"kafka\"\ntables = [\"public.a\"]\n[pipelines.shop.kafka]\nbootstrap_servers = \"b:9092\"\n";
-        let config = Config::from_toml(text, std::path::Path::new("t.toml"), Vec::new()).unwrap();
-        let observer = Arc::new(Observer::new(&config.pipeline("shop").unwrap()));
-        let Err(error) = prepare(&config, "shop", RunOptions::default(), observer.clone()).await
-        else {
-            panic!("prepared a Kafka source without Kafka support");
-        };
+        let (error, observer) = failed_prepare(text).await;
         assert!(
             matches!(&error, PipelineError::KafkaNotBuiltIn { pipeline } if pipeline == "shop"),
             "{error}"
