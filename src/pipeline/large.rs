@@ -122,6 +122,8 @@ where
                     lsn: Some(lsn),
                     ..SourcePosition::default()
                 };
+                // Direct mode only (one writer): a lost race here is with table
+                // maintenance, no reason to batch differently.
                 self.committer
                     .commit(&mut self.tables, &table, &mut entry.pending, &position)
                     .await?;

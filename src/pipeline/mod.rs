@@ -220,9 +220,12 @@ where
         tokio::pin!(shutdown);
         let mut batch = Batch::default();
         let mut large: Option<large::LargeTransaction> = None;
+        let mut last_item = Instant::now();
         loop {
-            let interval = self.contention.batch_interval(self.resolved.batch_interval);
-            let deadline = batch.started.map(|s| s + interval);
+            let deadline = batch.started.map(|started| {
+                self.contention
+                    .flush_deadline(started, last_item, self.resolved.batch_interval)
+            });
             let wake = match self.ahead.pop() {
                 Some(item) => Wake::Item(item),
                 None => tokio::select! {
@@ -232,7 +235,10 @@ where
                 },
             };
             let flow = match wake {
-                Wake::Item(item) => self.handle(item?, &mut batch, &mut large).await,
+                Wake::Item(item) => {
+                    last_item = Instant::now();
+                    self.handle(item?, &mut batch, &mut large).await
+                }
                 Wake::BatchDue => self.flush(&mut batch).await.map(|()| Flow::Continue),
                 Wake::Shutdown => {
                     tracing::info!("stopping: writing the current batch first");
@@ -426,9 +432,17 @@ where
     fn note_contention(&mut self, lost_races: usize) {
         let before = self.contention;
         self.contention = before.after_batch(lost_races);
-        if self.contention != before {
-            let interval = self.contention.batch_interval(self.resolved.batch_interval);
-            tracing::info!(lost_races, batch_interval = ?interval, "commits race other writers of the same tables: batch interval adjusted");
+        if self.contention == before {
+            return;
+        }
+        let interval = self.contention.batch_interval(self.resolved.batch_interval);
+        match lost_races {
+            0 => {
+                tracing::info!(batch_interval = ?interval, "a batch committed without losing a race: batch interval shortened")
+            }
+            _ => {
+                tracing::info!(lost_races, batch_interval = ?interval, "commits lose races with other writers of the same tables: batch interval lengthened")
+            }
         }
     }
 

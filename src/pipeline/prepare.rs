@@ -142,6 +142,7 @@ async fn prepare_source_and_tables(
             )
             .await
         }
+        // Refused by check_source_built_in above; the match needs the arm.
         #[cfg(not(feature = "kafka"))]
         PipelineMode::Kafka => Err(PipelineError::KafkaNotBuiltIn {
             pipeline: resolved.name.clone(),

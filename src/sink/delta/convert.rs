@@ -44,7 +44,8 @@ pub fn build_array(target: &DataType, values: &[Option<&str>]) -> Result<ArrayRe
 }
 
 /// The columns of `types` for `rows` rows, converted row by row: `value(row, column)` is a
-/// cell's text. A value that does not convert comes back with its column's index.
+/// cell's text. The first value that does not convert (in row order; a column of a type
+/// without a conversion fails once every row is read) comes back with its column's index.
 pub fn build_columns<'t, 'a>(
     types: impl Iterator<Item = &'t DataType>,
     rows: usize,

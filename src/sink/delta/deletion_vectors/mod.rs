@@ -490,6 +490,9 @@ fn new_images(
     let indices = UInt32Array::from_iter_values(upserts.iter().map(|&i| i as u32));
     let old = take_record_batch(old, &indices).map_err(&arrow_err)?;
     let upsert_rows: Vec<(&Vec<Cell>, &RowChange)> = upserts.iter().map(|&i| rows[i]).collect();
+    debug_assert!(upsert_rows
+        .iter()
+        .all(|(_, change)| matches!(change, RowChange::Upsert(_))));
     let types = target.schema.fields().iter().map(|f| f.data_type());
     let new = build_columns(types, upsert_rows.len(), |row, column| {
         cell_text(upsert_rows[row], &[], column)

@@ -585,7 +585,7 @@ impl WorkerState {
                             {
                                 return Ok(true);
                             }
-                            let _ = write_copy_done(stream).await;
+                            self.finish(stream).await;
                             return Ok(true); // should stop.
                         }
                     }
@@ -624,7 +624,7 @@ impl WorkerState {
                             return Ok(true);
                         }
 
-                        let _ = write_copy_done(stream).await;
+                        self.finish(stream).await;
                         return Ok(true);
                     }
                 }
@@ -694,16 +694,10 @@ impl WorkerState {
         let stall_start = Instant::now();
         loop {
             let deadline = *last_status_sent + self.cfg.status_interval;
-            tokio::select! {
+            let stopped = tokio::select! {
                 biased;
 
-                _ = self.stop_rx.changed() => {
-                    if *self.stop_rx.borrow() {
-                        let _ = write_copy_done(stream).await;
-                        return Ok(true);
-                    }
-                    continue;
-                }
+                _ = self.stop_rx.changed() => *self.stop_rx.borrow(),
 
                 permit = self.out.reserve() => {
                     self.metrics
@@ -720,7 +714,14 @@ impl WorkerState {
                     return Ok(false);
                 }
 
-                _ = tokio::time::sleep_until(deadline) => {}
+                _ = tokio::time::sleep_until(deadline) => false,
+            };
+            if stopped {
+                self.finish(stream).await;
+                return Ok(true);
+            }
+            if Instant::now() < deadline {
+                continue; // the stop signal changed, but not to a stop
             }
             // The status interval elapsed while parked.
             let applied = self.progress.load_applied();
@@ -1637,6 +1638,47 @@ mod tests {
 
         let _ = stop_tx.send(true);
         let _ = worker_task.await;
+    }
+
+    /// A stop while the worker waits for room in a full event channel also reports the
+    /// newest applied position before CopyDone.
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_while_backpressured_reports_the_newest_position_before_copy_done() {
+        use tokio::io::AsyncWriteExt;
+
+        let cfg = ReplicationConfig {
+            buffer_events: 1,
+            ..feedback_cfg()
+        };
+        let progress = Arc::new(SharedProgress::new(Lsn(0)));
+        let (stop, stop_rx) = watch::channel(false);
+        let (tx, _never_drained) = mpsc::channel(cfg.buffer_events);
+        let metrics = Arc::new(ReplicationMetrics::default());
+        let mut worker = WorkerState::new(cfg, Arc::clone(&progress), stop_rx, tx, metrics);
+        let (worker_end, mut end) = tokio::io::duplex(64 * 1024);
+        let task = tokio::spawn(async move {
+            let mut buf = BufReader::with_capacity(1024, worker_end);
+            worker.stream_loop(&mut buf).await
+        });
+        let mut server = Server {
+            end: {
+                for i in 1..=3u64 {
+                    end.write_all(&xlog_frame(i, b"Idummy")).await.unwrap();
+                }
+                end.flush().await.unwrap();
+                end
+            },
+            reader: MessageReader::new(),
+        };
+        assert_eq!(server.status().await.applied, 0);
+        // The second event waits for room that never comes; within the status interval.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        progress.update_applied(Lsn(100));
+        stop.send(true).unwrap();
+        assert_eq!(server.status().await.applied, 100);
+        let done = server.reader.read(&mut server.end).await.unwrap();
+        assert_eq!(done.tag, b'c', "CopyDone follows the status update");
+        task.await.unwrap().unwrap();
     }
 
     /// Feedback under backpressure must be *rate-limited* to `status_interval`,
