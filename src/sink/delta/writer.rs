@@ -208,7 +208,7 @@ impl SnapshotAppender {
     ) -> Result<RecordBatch, SinkError> {
         let types = self.schema.fields().iter().map(|f| f.data_type());
         let arrays = build_columns(types, rows, value)
-            .map_err(|(column, error)| unconvertible(table, &self.schema, column, error))?;
+            .map_err(|(column, error)| unconvertible(table, self.schema.field(column), error))?;
         RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| SinkError::Delta {
             location: table.to_string(),
             source: e.into(),
@@ -771,7 +771,7 @@ impl DeltaTableWriter {
             cell_text(rows[row], key_positions, column)
         })
         .map_err(|(column, error)| {
-            unconvertible(&self.source_table, &self.schema, column, error)
+            unconvertible(&self.source_table, self.schema.field(column), error)
         })?;
         let mut keep = keep_flags(&rows, self.schema.fields().len());
         let mut fields: Vec<Field> = Vec::new();
@@ -941,16 +941,11 @@ fn keeps_stored_value((_, change): &(&Vec<Cell>, &RowChange), index: usize) -> b
     matches!(change, RowChange::Upsert(cells) if matches!(cells[index], Cell::UnchangedToast))
 }
 
-/// A value of `column` that does not convert, named by table and column.
-pub(super) fn unconvertible(
-    table: &TableName,
-    schema: &Schema,
-    column: usize,
-    error: ConvertError,
-) -> SinkError {
+/// A value of `field` that does not convert, named by table and column.
+pub(super) fn unconvertible(table: &TableName, field: &Field, error: ConvertError) -> SinkError {
     SinkError::Convert {
         table: table.clone(),
-        column: schema.field(column).name().clone(),
+        column: field.name().clone(),
         source: Box::new(error),
     }
 }

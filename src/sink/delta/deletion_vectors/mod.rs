@@ -104,11 +104,8 @@ impl Target<'_> {
     /// The values of `field` as its Delta type; a value that does not convert names the
     /// table and column (and may go to the dead-letter file).
     fn column(&self, field: &Field, values: &[Option<&str>]) -> Result<ArrayRef, SinkError> {
-        build_array(field.data_type(), values).map_err(|source| SinkError::Convert {
-            table: self.source_table.clone(),
-            column: field.name().clone(),
-            source: Box::new(source),
-        })
+        build_array(field.data_type(), values)
+            .map_err(|error| unconvertible(self.source_table, field, error))
     }
 }
 
@@ -497,7 +494,9 @@ fn new_images(
     let new = build_columns(types, upsert_rows.len(), |row, column| {
         cell_text(upsert_rows[row], &[], column)
     })
-    .map_err(|(column, error)| unconvertible(target.source_table, target.schema, column, error))?;
+    .map_err(|(column, error)| {
+        unconvertible(target.source_table, target.schema.field(column), error)
+    })?;
     let keep = keep_flags(&upsert_rows, target.schema.fields().len());
     let columns = new
         .into_iter()

@@ -1640,47 +1640,6 @@ mod tests {
         let _ = worker_task.await;
     }
 
-    /// A stop while the worker waits for room in a full event channel also reports the
-    /// newest applied position before CopyDone.
-    #[tokio::test(start_paused = true)]
-    async fn a_stop_while_backpressured_reports_the_newest_position_before_copy_done() {
-        use tokio::io::AsyncWriteExt;
-
-        let cfg = ReplicationConfig {
-            buffer_events: 1,
-            ..feedback_cfg()
-        };
-        let progress = Arc::new(SharedProgress::new(Lsn(0)));
-        let (stop, stop_rx) = watch::channel(false);
-        let (tx, _never_drained) = mpsc::channel(cfg.buffer_events);
-        let metrics = Arc::new(ReplicationMetrics::default());
-        let mut worker = WorkerState::new(cfg, Arc::clone(&progress), stop_rx, tx, metrics);
-        let (worker_end, mut end) = tokio::io::duplex(64 * 1024);
-        let task = tokio::spawn(async move {
-            let mut buf = BufReader::with_capacity(1024, worker_end);
-            worker.stream_loop(&mut buf).await
-        });
-        let mut server = Server {
-            end: {
-                for i in 1..=3u64 {
-                    end.write_all(&xlog_frame(i, b"Idummy")).await.unwrap();
-                }
-                end.flush().await.unwrap();
-                end
-            },
-            reader: MessageReader::new(),
-        };
-        assert_eq!(server.status().await.applied, 0);
-        // The second event waits for room that never comes; within the status interval.
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        progress.update_applied(Lsn(100));
-        stop.send(true).unwrap();
-        assert_eq!(server.status().await.applied, 100);
-        let done = server.reader.read(&mut server.end).await.unwrap();
-        assert_eq!(done.tag, b'c', "CopyDone follows the status update");
-        task.await.unwrap().unwrap();
-    }
-
     /// Feedback under backpressure must be *rate-limited* to `status_interval`,
     /// not emitted on every loop iteration. Guards the stall-loop deadline math:
     /// a wrong sign (deadline in the past) would busy-loop and flood the server.
@@ -1897,6 +1856,27 @@ mod tests {
         );
         assert!(t.elapsed() <= SECOND, "took {:?}", t.elapsed());
         r.task.abort();
+    }
+
+    /// A stop while the worker waits for room in the full event channel also reports the
+    /// newest applied position before CopyDone.
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_while_backpressured_reports_the_newest_position_before_copy_done() {
+        let progress = Arc::new(SharedProgress::new(Lsn(0)));
+        let mut r = run_stream(&progress, 64 * 1024);
+        assert_eq!(r.server.status().await.applied, 0);
+        // More events than the channel nobody drains holds (16): the worker waits for room,
+        // within the status interval.
+        for i in 1..=20u64 {
+            r.server.send(&xlog_frame(i, b"Idummy")).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        progress.update_applied(Lsn(100));
+        r.stop.send(true).unwrap();
+        assert_eq!(r.server.status().await.applied, 100);
+        let done = r.server.reader.read(&mut r.server.end).await.unwrap();
+        assert_eq!(done.tag, b'c', "CopyDone follows the status update");
+        r.task.await.unwrap().unwrap();
     }
 
     #[tokio::test(start_paused = true)]
