@@ -84,22 +84,9 @@ impl Committer {
                     .collect(),
                 first_offsets: part.first_offsets.clone(),
             };
-            let before = tables.get(table).and_then(|s| s.writer.version());
             written.lost_races += self
                 .commit(tables, table, &mut part.changes, &position)
                 .await?;
-            let state = tables.get_mut(table).expect("batches hold open tables");
-            let next_offsets = std::mem::take(&mut part.next_offsets);
-            if state.writer.version() > before.map(|v| v + 1) {
-                // Another writer committed in between (the commit went on after it, or found
-                // its records there), perhaps records of partitions this process reads next,
-                // beyond this batch: ask the table again.
-                state.forget_offsets();
-            } else {
-                for (partition, next) in next_offsets {
-                    state.applied(partition, next);
-                }
-            }
             self.observer.table_committed(table, started.elapsed());
             written.commits += 1;
         }
@@ -127,8 +114,11 @@ impl Committer {
     /// [`Committer::apply`], tried again with backoff while the store is unreachable or
     /// failing, and at once on the new version when another writer committed first (another
     /// member of the consumer group, a compaction). Before each retry the table is read
-    /// again: a commit whose answer was lost may have landed, and in Kafka mode another
-    /// member may have applied records of this batch (then it is [`PipelineError::Overtaken`]).
+    /// again: a commit whose answer was lost may have landed. In Kafka mode, before each try,
+    /// the version it is made on must not hold records of this batch: the records were
+    /// chosen against an earlier version, and another member may have applied some since
+    /// (then it is [`PipelineError::Overtaken`]). Delta's conflict check covers the rest: a
+    /// commit of the same partitions' offsets landing first makes this one fail.
     /// Returns how many races with other writers the commit lost first.
     pub(super) async fn commit(
         &self,
@@ -139,6 +129,10 @@ impl Committer {
     ) -> Result<usize, PipelineError> {
         let (mut failures, mut conflicts) = (0, 0);
         loop {
+            let state = tables.get_mut(table).expect("batches hold open tables");
+            if let Some(overtaken) = state.overtaken(position).await? {
+                return Err(overtaken);
+            }
             let error = match self.apply(tables, table, changes, position).await {
                 Ok(()) => return Ok(conflicts),
                 Err(PipelineError::Sink(error)) if error.is_transient() || error.is_conflict() => {
@@ -171,11 +165,7 @@ impl Committer {
                     tracing::info!(%table, "the table already holds this commit (its answer was lost, or another member applied the same records)");
                     return Ok(conflicts);
                 }
-                Ok(()) => {
-                    if let Some(overtaken) = state.overtaken(position).await? {
-                        return Err(overtaken);
-                    }
-                }
+                Ok(()) => {}
                 Err(error) => tracing::warn!(%table, %error, "cannot read the Delta table yet"),
             }
         }

@@ -1,7 +1,7 @@
 //! The state of each replicated table, in one place: its Delta writer, what it last saw of
 //! the source, whether it stopped, and where it resumes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use crate::config::Maintenance;
@@ -26,9 +26,6 @@ pub struct TableState {
     pub maintenance: Maintenance,
     /// The maintenance job running on the table, and when it was last looked at.
     pub maintenance_state: MaintenanceState,
-    /// Kafka mode: per partition, the next offset the Delta table does not hold yet (`None`
-    /// when it holds none), read from the Delta log when first needed.
-    next_offsets: HashMap<TopicPartition, Option<i64>>,
     /// Kafka mode: the partitions whose resume point was checked against the broker since
     /// the table was last read again.
     resumed: HashSet<TopicPartition>,
@@ -47,7 +44,6 @@ impl TableState {
             stopped: None,
             maintenance,
             maintenance_state: MaintenanceState::default(),
-            next_offsets: HashMap::new(),
             resumed: HashSet::new(),
         }
     }
@@ -68,36 +64,21 @@ impl TableState {
                 .is_some_and(|applied| *lsn <= applied)),
             Origin::Record(record) => {
                 let partition = record.topic_partition();
-                let next = match self.next_offsets.get(&partition) {
-                    Some(next) => *next,
-                    None => self.resume_point(&partition, source).await?,
-                };
+                let next = self.writer.kafka_next_offset(&partition).await?;
+                if let Some(next) = next.filter(|_| !self.resumed.contains(&partition)) {
+                    self.resumed.insert(partition.clone());
+                    let table = self.writer.table_name();
+                    tracing::info!(%table, %partition, next_offset = next, "resuming after what Delta holds");
+                    source.check_resume(table, &partition, next)?;
+                }
                 Ok(next.is_some_and(|next| record.offset < next))
             }
         }
     }
 
-    async fn resume_point<S: ChangeSource>(
-        &mut self,
-        partition: &TopicPartition,
-        source: &S,
-    ) -> Result<Option<i64>, PipelineError>
-    where
-        PipelineError: From<S::Error>,
-    {
-        let next = self.writer.kafka_next_offset(partition).await?;
-        if let Some(next) = next.filter(|_| self.resumed.insert(partition.clone())) {
-            let table = self.writer.table_name();
-            tracing::info!(%table, %partition, next_offset = next, "resuming after what Delta holds");
-            source.check_resume(table, partition, next)?;
-        }
-        self.next_offsets.insert(partition.clone(), next);
-        Ok(next)
-    }
-
     /// Whether the loaded table version already holds a commit of `position`.
     pub(super) async fn holds_commit(
-        &self,
+        &mut self,
         position: &super::SourcePosition,
     ) -> Result<bool, SinkError> {
         if let Some(lsn) = position.lsn.filter(|_| position.offsets.is_empty()) {
@@ -117,7 +98,7 @@ impl TableState {
     /// moved to it while the batch was written). Such a batch cannot be applied on top; it
     /// must be read again after what the table holds.
     pub(super) async fn overtaken(
-        &self,
+        &mut self,
         position: &super::SourcePosition,
     ) -> Result<Option<PipelineError>, SinkError> {
         for (partition, first) in &position.first_offsets {
@@ -134,19 +115,8 @@ impl TableState {
         Ok(None)
     }
 
-    /// The table's Delta commit now holds `partition` up to `next`.
-    pub fn applied(&mut self, partition: TopicPartition, next: i64) {
-        self.next_offsets.insert(partition, Some(next));
-    }
-
-    /// Forgets the Kafka offsets read from the table: they are read again when next needed.
-    pub fn forget_offsets(&mut self) {
-        self.next_offsets.clear();
-    }
-
     /// Reads the Delta table's latest version (another process may have committed since).
     pub async fn reload(&mut self) -> Result<(), SinkError> {
-        self.forget_offsets();
         self.resumed.clear();
         self.writer.reload().await
     }

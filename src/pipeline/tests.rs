@@ -9,7 +9,7 @@ use super::*;
 use crate::config::Config;
 use crate::event::{Cell, ChangeEvent, ColumnSchema, EventMetadata, Operation, SourceRecord};
 use crate::sink::delta::reader::read_rows;
-use crate::sink::delta::TableLayout;
+use crate::sink::delta::{KafkaOffset, TableLayout};
 use crate::source::Progress;
 
 const INT4: u32 = 23;
@@ -496,9 +496,13 @@ async fn a_kafka_fed_table_whose_path_became_unwritable_is_counted_as_a_sink_err
     let h = Harness::new(&["a"], "");
     let a = two_columns("a");
     let mut tables = h.tables(&["a"]).await;
-    // As if the resume point had been read from the table before it broke: the commit fails.
+    // The resume point is read from the table before it breaks: the commit fails.
     let state = tables.get_mut(&TableName::new("public", "a")).unwrap();
-    state.applied(record(0).topic_partition(), 0);
+    let partition = record(0).topic_partition();
+    assert_eq!(
+        state.writer.kafka_next_offset(&partition).await.unwrap(),
+        None
+    );
     // The table is open; now its directory is a file: nothing can be written under it.
     let path = h.path("a");
     std::fs::remove_dir_all(&path).unwrap();
@@ -644,36 +648,11 @@ async fn changes_a_table_already_holds_are_skipped_and_kafka_offsets_are_recorde
 /// and reads the partition again from the table's offset: each record is applied once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_another_member_applied_in_part_is_read_again_after_what_the_table_holds() {
-    use crate::sink::delta::KafkaOffset;
     let h = Harness::new(&["a"], "");
     let a = two_columns("a");
     let change = |offset: i64, values: &[&str]| record_change::<SourceError>(&a, offset, 7, values);
     let tables = h.tables(&["a"]).await;
-
-    let mut other = h.tables(&["a"]).await;
-    let other_writer = &mut other
-        .get_mut(&TableName::new("public", "a"))
-        .unwrap()
-        .writer;
-    other_writer.set_member("other");
-    let mut first_two = other_writer.new_changes();
-    for values in [["1", "x"], ["2", "y"]] {
-        first_two
-            .push(event(&a, Operation::Insert, &values))
-            .unwrap();
-    }
-    let partition = crate::event::TopicPartition {
-        topic: "shop.public.a".into(),
-        partition: 0,
-    };
-    let next = KafkaOffset {
-        partition: partition.clone(),
-        next_offset: 2,
-    };
-    other_writer
-        .apply_from(&first_two, None, &[next])
-        .await
-        .unwrap();
+    another_member_applies(&h, &a, &[["1", "x"], ["2", "y"]]).await;
 
     let items = vec![
         change(0, &["1", "x"]),
@@ -690,13 +669,85 @@ async fn a_batch_another_member_applied_in_part_is_read_again_after_what_the_tab
 
     let path = h.path("a");
     assert_eq!(rows(&path).await, vec!["1=x", "2=y", "3=z"]);
-    let app_id = crate::sink::delta::txn::kafka_app_id(&h.app_id("a"), &partition);
+    let app_id =
+        crate::sink::delta::txn::kafka_app_id(&h.app_id("a"), &record(0).topic_partition());
     assert_eq!(applied_version(&path, &app_id).await, Some(3));
     assert_eq!(
         change_rows(&path).await,
         3,
         "each record is in the change feed once"
     );
+}
+
+/// Another member's commit of `rows`, the records of [`record`]'s partition from offset 0.
+async fn another_member_applies(h: &Harness, schema: &Arc<TableSchema>, rows: &[[&str; 2]]) {
+    let mut other = h.tables(&["a"]).await;
+    let writer = &mut other
+        .get_mut(&TableName::new("public", "a"))
+        .unwrap()
+        .writer;
+    writer.set_member("other");
+    let mut changes = writer.new_changes();
+    for values in rows {
+        changes
+            .push(event(schema, Operation::Insert, values))
+            .unwrap();
+    }
+    let next = KafkaOffset {
+        partition: record(0).topic_partition(),
+        next_offset: rows.len() as i64,
+    };
+    writer.apply_from(&changes, None, &[next]).await.unwrap();
+}
+
+/// This member chose records 0..3 against the empty table; another member applied 0..2
+/// since, and this member read the table again in between (as it does after maintenance),
+/// so its commit would not lose a race. It is refused as overtaken: nothing is applied twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_another_member_applied_since_they_were_chosen_are_not_applied_again() {
+    let h = Harness::new(&["a"], "");
+    let a = two_columns("a");
+    let name = TableName::new("public", "a");
+    let partition = record(0).topic_partition();
+    let mut tables = h.tables(&["a"]).await;
+    let state = tables.get_mut(&name).unwrap();
+    assert_eq!(
+        state.writer.kafka_next_offset(&partition).await.unwrap(),
+        None
+    );
+    let mut changes = state.writer.new_changes();
+    for values in [["1", "x"], ["2", "y"], ["3", "z"]] {
+        changes.push(event(&a, Operation::Insert, &values)).unwrap();
+    }
+
+    another_member_applies(&h, &a, &[["1", "x"], ["2", "y"]]).await;
+    state.writer.reload().await.unwrap();
+
+    let position = SourcePosition {
+        lsn: None,
+        offsets: vec![KafkaOffset {
+            partition: partition.clone(),
+            next_offset: 3,
+        }],
+        first_offsets: [(partition, 0)].into(),
+    };
+    let committer = super::commit::Committer::new(&h.resolved, h.observer.clone());
+    let error = committer
+        .commit(&mut tables, &name, &mut changes, &position)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            PipelineError::Overtaken {
+                held: 2,
+                first: 0,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(change_rows(&h.path("a")).await, 2, "nothing applied twice");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,7 @@
 //! Applies collapsed batches to one Delta table with MERGE, one Delta commit per batch,
 //! recording the source position in the commit's `txn` action for exactly-once restarts.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
@@ -245,6 +246,49 @@ pub struct DeltaTableWriter {
     /// The store refuses to overwrite a commit file: commits can skip looking for newer
     /// versions first (see [`CommitHint`]).
     hint_commits: bool,
+    /// Kafka mode: the offsets the loaded table version holds, as far as read.
+    known_offsets: KnownOffsets,
+}
+
+/// Kafka mode: per topic-partition, the next offset a table version does not hold (`None`
+/// when it holds none of the partition). Bound to the version it was read from: any other
+/// loaded version (another member's commit, maintenance, a reload) starts it afresh, so a
+/// commit never relies on offsets of a version it is not made on.
+#[derive(Debug, Default)]
+struct KnownOffsets {
+    version: Option<u64>,
+    next: HashMap<TopicPartition, Option<i64>>,
+}
+
+impl KnownOffsets {
+    /// The offsets known for `version`; forgets those of any other.
+    fn at(&mut self, version: Option<u64>) -> &mut HashMap<TopicPartition, Option<i64>> {
+        if self.version != version {
+            *self = KnownOffsets {
+                version,
+                next: HashMap::new(),
+            };
+        }
+        &mut self.next
+    }
+
+    /// This writer's commit of `offsets` made `read_version` into `version`: what was known
+    /// of `read_version` holds for `version` too, with `offsets` moved on.
+    fn committed(
+        &mut self,
+        read_version: Option<u64>,
+        version: Option<u64>,
+        offsets: &[KafkaOffset],
+    ) {
+        if self.version != read_version {
+            return;
+        }
+        self.version = version;
+        for offset in offsets {
+            self.next
+                .insert(offset.partition.clone(), Some(offset.next_offset));
+        }
+    }
 }
 
 /// Kafka mode: the next offset of one topic-partition, recorded in a Delta commit.
@@ -259,7 +303,7 @@ pub struct TableLayout {
     pub columns: Vec<StructField>,
     pub partition_by: Vec<String>,
     /// Table properties to create it with (e.g. checkpoint and log-retention settings).
-    pub properties: std::collections::HashMap<String, String>,
+    pub properties: HashMap<String, String>,
     /// How updates and deletes are written; an existing table is upgraded for deletion vectors.
     pub write_mode: WriteMode,
 }
@@ -327,6 +371,7 @@ impl DeltaTableWriter {
             row_index,
             member: None,
             hint_commits: false,
+            known_offsets: KnownOffsets::default(),
         };
         writer.read_state().await?;
         Ok(writer)
@@ -506,8 +551,12 @@ impl DeltaTableWriter {
             // Another writer (a member of the consumer group) committed in between and this
             // commit went on after it: its position may be ahead of this batch's.
             self.read_state().await?;
-        } else if lsn.is_some() {
-            self.last_applied = lsn;
+        } else {
+            let version = self.table.version();
+            self.known_offsets.committed(read_version, version, offsets);
+            if lsn.is_some() {
+                self.last_applied = lsn;
+            }
         }
         Ok(())
     }
@@ -559,13 +608,23 @@ impl DeltaTableWriter {
         Ok(updated)
     }
 
-    /// The offset of the next record of `partition` this table has not applied.
+    /// The offset of the next record of `partition` the loaded table version has not
+    /// applied (read from the Delta log once per version).
     pub async fn kafka_next_offset(
-        &self,
+        &mut self,
         partition: &TopicPartition,
     ) -> Result<Option<i64>, SinkError> {
-        self.transaction_version(&kafka_app_id(&self.app_id, partition))
-            .await
+        let version = self.table.version();
+        if let Some(next) = self.known_offsets.at(version).get(partition) {
+            return Ok(*next);
+        }
+        let next = self
+            .transaction_version(&kafka_app_id(&self.app_id, partition))
+            .await?;
+        self.known_offsets
+            .at(version)
+            .insert(partition.clone(), next);
+        Ok(next)
     }
 
     /// Reads the table's latest version (another process may have committed since).
@@ -648,7 +707,7 @@ impl DeltaTableWriter {
             .table
             .clone()
             .set_tbl_properties()
-            .with_properties(std::collections::HashMap::from([(
+            .with_properties(HashMap::from([(
                 RESNAPSHOT_PENDING.to_string(),
                 pending.to_string(),
             )]))
@@ -1002,7 +1061,7 @@ async fn enable_deletion_vectors(
     tracing::info!(table = %source_table, location = %table.table_url(), "turning on deletion vectors: the table's protocol becomes reader 3 / writer 7");
     table
         .set_tbl_properties()
-        .with_properties(std::collections::HashMap::from([(
+        .with_properties(HashMap::from([(
             deletion_vectors::ENABLE_PROPERTY.to_string(),
             "true".to_string(),
         )]))
@@ -1048,6 +1107,29 @@ mod tests {
             location: "s3://b/t".into(),
             source,
         }
+    }
+
+    #[test]
+    fn known_offsets_hold_for_their_version_and_move_on_with_this_writers_next_commit() {
+        let partition = TopicPartition {
+            topic: "shop.public.a".into(),
+            partition: 0,
+        };
+        let next = |next_offset| {
+            [KafkaOffset {
+                partition: partition.clone(),
+                next_offset,
+            }]
+        };
+        let mut known = KnownOffsets::default();
+        known.at(Some(3)).insert(partition.clone(), Some(10));
+        known.committed(Some(3), Some(4), &next(12));
+        assert_eq!(known.at(Some(4)).get(&partition), Some(&Some(12)));
+        // A commit made on a version whose offsets were not known teaches nothing.
+        known.committed(Some(5), Some(6), &next(14));
+        assert_eq!(known.at(Some(6)).get(&partition), None);
+        known.at(Some(6)).insert(partition.clone(), Some(20));
+        assert_eq!(known.at(Some(7)).get(&partition), None, "another version");
     }
 
     #[test]
