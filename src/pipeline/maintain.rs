@@ -208,7 +208,7 @@ where
                 tracing::warn!(%table, %error, operation = job.operation, "table maintenance failed; it is tried again after a later batch");
             }
         }
-        if let Err(error) = state.writer.reload().await {
+        if let Err(error) = state.reload().await {
             tracing::warn!(%table, %error, "cannot read the Delta table after maintenance; the next commit reads it");
         }
     }

@@ -700,6 +700,33 @@ async fn another_member_applies(h: &Harness, schema: &Arc<TableSchema>, rows: &[
     writer.apply_from(&changes, None, &[next]).await.unwrap();
 }
 
+/// A batch whose MERGE changes nothing (a delete of a row the table does not hold) makes no
+/// commit, so the table holds none of its offsets.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_that_changes_nothing_leaves_the_offsets_the_table_holds() {
+    let h = Harness::new(&["a"], "");
+    let a = two_columns("a");
+    let mut tables = h.tables(&["a"]).await;
+    let writer = &mut tables
+        .get_mut(&TableName::new("public", "a"))
+        .unwrap()
+        .writer;
+    let mut changes = writer.new_changes();
+    changes
+        .push(event(&a, Operation::Delete, &["1", "x"]))
+        .unwrap();
+    let partition = record(0).topic_partition();
+    let next = KafkaOffset {
+        partition: partition.clone(),
+        next_offset: 1,
+    };
+    assert_eq!(writer.kafka_next_offset(&partition).await.unwrap(), None);
+    let version = writer.version();
+    writer.apply_from(&changes, None, &[next]).await.unwrap();
+    assert_eq!(writer.version(), version, "no commit");
+    assert_eq!(writer.kafka_next_offset(&partition).await.unwrap(), None);
+}
+
 /// This member chose records 0..3 against the empty table; another member applied 0..2
 /// since, and this member read the table again in between (as it does after maintenance),
 /// so its commit would not lose a race. It is refused as overtaken: nothing is applied twice.

@@ -552,8 +552,11 @@ impl DeltaTableWriter {
             // commit went on after it: its position may be ahead of this batch's.
             self.read_state().await?;
         } else {
-            let version = self.table.version();
-            self.known_offsets.committed(read_version, version, offsets);
+            // A MERGE that changes nothing commits nothing (the version stays).
+            if self.table.version() != read_version {
+                let version = self.table.version();
+                self.known_offsets.committed(read_version, version, offsets);
+            }
             if lsn.is_some() {
                 self.last_applied = lsn;
             }
