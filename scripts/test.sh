@@ -11,7 +11,8 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # The build without Kafka support (scripts/demo.sh's) still compiles and is lint-clean.
 cargo clippy --locked --no-default-features --lib --bins -- -D warnings
-cargo test --locked --no-default-features --lib --bins kafka   # its refusal of Kafka mode
+# Its refusal of Kafka mode and of object stores, naming the feature.
+cargo test --locked --no-default-features --lib --bins -- kafka build_without
 bash scripts/fuzz.sh 10   # the parsers must survive a bounded fuzzing run
 # --all-targets: no doc-test run (the crate has none) closing the output with "0 passed".
 cargo test --locked --no-fail-fast --all-targets "$@"

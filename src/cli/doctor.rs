@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 
 use pgdelta::config::{PipelineMode, ResolvedPipeline};
 use pgdelta::observe::sink_probe::{probe, probe_targets};
-use pgdelta::pipeline::check_source_built_in;
+use pgdelta::pipeline::check_built_in;
 use pgdelta::pipeline::status::pipeline_status;
 use pgdelta::source::postgres::{self as pg, ConnectionSettings, SourceTable};
 
@@ -76,7 +76,7 @@ impl fmt::Display for Finding {
 
 /// Every check of `pipeline`, in the order a person would go through them.
 pub async fn diagnose(pipeline: &ResolvedPipeline, settings: &ConnectionSettings) -> Vec<Finding> {
-    let mut findings: Vec<Finding> = source_built_in(pipeline).into_iter().collect();
+    let mut findings: Vec<Finding> = built_in(pipeline).into_iter().collect();
     match settings.connect_without_retry().await {
         Ok(client) => source_checks(&client, pipeline, &mut findings).await,
         Err(error) => findings.push(Finding::fail(
@@ -90,10 +90,10 @@ pub async fn diagnose(pipeline: &ResolvedPipeline, settings: &ConnectionSettings
     findings
 }
 
-/// A pipeline whose source this build left out (Kafka mode without the `kafka` feature)
-/// cannot start, whatever the other checks find.
-fn source_built_in(pipeline: &ResolvedPipeline) -> Option<Finding> {
-    let error = check_source_built_in(pipeline).err()?;
+/// A pipeline that needs what this build left out (Kafka mode without the `kafka` feature, a
+/// table on S3 without the `s3` one) cannot start, whatever the other checks find.
+fn built_in(pipeline: &ResolvedPipeline) -> Option<Finding> {
+    let error = check_built_in(pipeline).err()?;
     Some(Finding::fail(
         "build",
         error.to_string(),
@@ -398,7 +398,7 @@ mod tests {
         let text = "[source]\nurl = \"postgres://u@h/db\"\n[pipelines.shop]\nmode = \"kafka\"\ntables = [\"public.a\"]\n[pipelines.shop.kafka]\nbootstrap_servers = \"b:9092\"\n";
         let path = std::path::Path::new("t.toml");
         let config = pgdelta::config::Config::from_toml(text, path, Vec::new()).unwrap();
-        let finding = source_built_in(&config.pipeline("shop").unwrap()).expect("a finding");
+        let finding = built_in(&config.pipeline("shop").unwrap()).expect("a finding");
         assert_eq!(finding.verdict, Verdict::Fail);
         assert!(
             finding.detail.contains("`kafka` cargo feature"),

@@ -37,7 +37,7 @@ use batch::Batch;
 use commit::Committer;
 use contention::Contention;
 use dead_letter::{DeadLetter, DeadLetterError, DeadLetterFile, RecordPosition};
-pub use prepare::{check_source_built_in, prepare, Prepared};
+pub use prepare::{check_built_in, prepare, Prepared};
 use read_ahead::ReadAhead;
 pub use tables::{TableState, Tables};
 use tokio_util::task::AbortOnDropHandle;
@@ -65,6 +65,12 @@ pub enum PipelineError {
     ResnapshotInKafkaMode { pipeline: String },
     #[error("pipeline {pipeline}: mode = \"kafka\", but this pgdelta was built without the `kafka` cargo feature (Kafka support); build it with default features to get it: `cargo build`")]
     KafkaNotBuiltIn { pipeline: String },
+    #[error("pipeline {pipeline}: Delta table {location}: {}", crate::sink::delta::storage::not_built_in_message(.feature))]
+    StoreNotBuiltIn {
+        pipeline: String,
+        location: String,
+        feature: &'static str,
+    },
     #[error("pipeline {pipeline}: a `pipeline start --resnapshot` did not finish copying {}: their positions belong to the dropped slot, so streaming would skip changes; run `pgdelta pipeline start {pipeline} --resnapshot` again", .tables.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "))]
     ResnapshotUnfinished {
         pipeline: String,
@@ -112,6 +118,7 @@ impl PipelineError {
             | PipelineError::NoPartitionColumn { .. }
             | PipelineError::ResnapshotInKafkaMode { .. }
             | PipelineError::KafkaNotBuiltIn { .. }
+            | PipelineError::StoreNotBuiltIn { .. }
             | PipelineError::ResnapshotUnfinished { .. } => "setup",
             PipelineError::TablesStopped { .. } => "table_stopped",
         }

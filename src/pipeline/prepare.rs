@@ -69,15 +69,25 @@ pub async fn prepare(
     prepared
 }
 
-/// Refuses a pipeline whose source this build of pgdelta left out: Kafka mode needs the cargo
-/// feature `kafka` (librdkafka), a default one that `--no-default-features` drops.
-pub fn check_source_built_in(resolved: &ResolvedPipeline) -> Result<(), PipelineError> {
-    match resolved.mode {
-        PipelineMode::Kafka if !cfg!(feature = "kafka") => Err(PipelineError::KafkaNotBuiltIn {
+/// Refuses a pipeline that needs what this build of pgdelta left out: Kafka mode needs the
+/// cargo feature `kafka` (librdkafka), a table on S3, Azure or GCS the store's feature
+/// (`s3`, `azure`, `gcs`); all are default ones that `--no-default-features` drops.
+pub fn check_built_in(resolved: &ResolvedPipeline) -> Result<(), PipelineError> {
+    if resolved.mode == PipelineMode::Kafka && !cfg!(feature = "kafka") {
+        return Err(PipelineError::KafkaNotBuiltIn {
             pipeline: resolved.name.clone(),
-        }),
-        _ => Ok(()),
+        });
     }
+    for table in &resolved.tables {
+        if let Some(feature) = crate::sink::delta::storage::store_not_built_in(&table.path) {
+            return Err(PipelineError::StoreNotBuiltIn {
+                pipeline: resolved.name.clone(),
+                location: table.path.clone(),
+                feature,
+            });
+        }
+    }
+    Ok(())
 }
 
 async fn prepare_source_and_tables(
@@ -87,7 +97,7 @@ async fn prepare_source_and_tables(
     observer: Arc<Observer>,
 ) -> Result<Prepared, PipelineError> {
     let resolved = config.pipeline(name)?;
-    check_source_built_in(&resolved)?;
+    check_built_in(&resolved)?;
     let connection = ConnectionSettings::from_config(config)?;
     let client = connection.connect().await?;
     let sources = describe_tables(&client, &resolved).await?;
@@ -142,7 +152,7 @@ async fn prepare_source_and_tables(
             )
             .await
         }
-        // Refused by check_source_built_in above; the match needs the arm.
+        // Refused by check_built_in above; the match needs the arm.
         #[cfg(not(feature = "kafka"))]
         PipelineMode::Kafka => Err(PipelineError::KafkaNotBuiltIn {
             pipeline: resolved.name.clone(),
@@ -480,6 +490,20 @@ mod tests {
         let off = layout("enabled = false");
         assert_eq!(off["delta.targetFileSize"], (8 << 20).to_string());
         assert!(!off.contains_key("delta.checkpointInterval"));
+    }
+
+    #[cfg(not(feature = "s3"))]
+    #[tokio::test]
+    async fn a_table_on_s3_in_a_build_without_s3_is_refused_before_connecting() {
+        let text = "[source]\nurl = \"postgres://u@127.0.0.1:1/db\"\nconnect_attempts = 1\n[pipelines.shop]\ntables = [\"public.a\"]\ndelta_root = \"s3://lake/shop\"\n";
+        let (error, _) = failed_prepare(text).await;
+        assert!(
+            matches!(&error, PipelineError::StoreNotBuiltIn { feature: "s3", .. }),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(message.contains("s3://lake/shop/public/a"), "{message}");
+        assert!(message.contains("`s3` cargo feature"), "{message}");
     }
 
     #[cfg(not(feature = "kafka"))]

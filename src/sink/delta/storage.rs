@@ -24,6 +24,24 @@ pub fn is_object_store(location: &str) -> bool {
     location.contains("://") && !location.starts_with("file://")
 }
 
+/// The cargo feature of the object store `location` is on, when this build left it out
+/// (`--no-default-features`): without it delta-rs knows no store for the URL's scheme.
+pub fn store_not_built_in(location: &str) -> Option<&'static str> {
+    let (scheme, _) = location.split_once("://")?;
+    let (feature, built_in) = match scheme {
+        "s3" | "s3a" => ("s3", cfg!(feature = "s3")),
+        "az" | "adl" | "azure" | "abfs" | "abfss" => ("azure", cfg!(feature = "azure")),
+        "gs" => ("gcs", cfg!(feature = "gcs")),
+        _ => return None,
+    };
+    (!built_in).then_some(feature)
+}
+
+/// What a build without the store's feature says about `location`.
+pub fn not_built_in_message(feature: &str) -> String {
+    format!("this pgdelta was built without the `{feature}` cargo feature (that object store); build it with default features to get it: `cargo build`")
+}
+
 /// The table at `location`, loaded when it exists (an empty location is no error: the
 /// table can be created there).
 pub async fn open_or_empty(
@@ -50,6 +68,9 @@ pub async fn open(location: &str, storage: &StorageOptions) -> Result<DeltaTable
 /// in memory once written or read ([`ObjectCache`]), and a commit can skip listing the log
 /// first ([`HintedLogStore`]).
 pub fn unloaded(location: &str, storage: &StorageOptions) -> Result<DeltaTable, DeltaTableError> {
+    if let Some(feature) = store_not_built_in(location) {
+        return Err(DeltaTableError::Generic(not_built_in_message(feature)));
+    }
     let url = deltalake::ensure_table_uri(location)?;
     let options = storage.to_map();
     let mut builder =
@@ -174,6 +195,34 @@ mod tests {
         for path in ["./delta/t", "/data/t", "file:///data/t"] {
             assert!(!is_object_store(path), "{path}");
         }
+    }
+
+    #[test]
+    fn a_store_this_build_left_out_is_named_by_its_feature() {
+        let cases = [
+            ("s3a://b/t", "s3", cfg!(feature = "s3")),
+            (
+                "abfss://c@a.dfs.core.windows.net/t",
+                "azure",
+                cfg!(feature = "azure"),
+            ),
+            ("gs://b/t", "gcs", cfg!(feature = "gcs")),
+        ];
+        for (url, feature, built_in) in cases {
+            let expected = (!built_in).then_some(feature);
+            assert_eq!(store_not_built_in(url), expected, "{url}");
+        }
+        assert_eq!(store_not_built_in("/data/t"), None);
+        assert_eq!(store_not_built_in("file:///data/t"), None);
+    }
+
+    #[cfg(not(feature = "s3"))]
+    #[tokio::test]
+    async fn opening_a_table_on_s3_in_a_build_without_s3_names_the_feature() {
+        let error = open("s3://b/t", &StorageOptions::default())
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("`s3` cargo feature"), "{error}");
     }
 
     #[test]
