@@ -272,6 +272,36 @@ impl KnownOffsets {
         &mut self.next
     }
 
+    /// The versions after the known one up to `version`, when they are few enough that
+    /// reading their commits costs less than reading the offsets afresh (which replays the
+    /// log back to its last checkpoint, once per partition).
+    fn versions_up_to(&self, version: Option<u64>) -> Option<std::ops::RangeInclusive<u64>> {
+        let (Some(known), Some(version)) = (self.version, version) else {
+            return None;
+        };
+        if self.next.is_empty() {
+            return None;
+        }
+        (version > known && version - known <= COMMITS_READ_FORWARD).then(|| known + 1..=version)
+    }
+
+    /// The commits after the known version up to `version` hold `transactions` (in commit
+    /// order): what was known moves on to `version`.
+    fn moved_on(
+        &mut self,
+        version: u64,
+        transactions: &[Transaction],
+        app_id: impl Fn(&TopicPartition) -> String,
+    ) {
+        for (partition, next) in &mut self.next {
+            let app_id = app_id(partition);
+            if let Some(latest) = transactions.iter().rev().find(|t| t.app_id == app_id) {
+                *next = Some(latest.version);
+            }
+        }
+        self.version = Some(version);
+    }
+
     /// This writer's commit of `offsets` made `read_version` into `version`: what was known
     /// of `read_version` holds for `version` too, with `offsets` moved on.
     fn committed(
@@ -290,6 +320,10 @@ impl KnownOffsets {
         }
     }
 }
+
+/// At most this many commits since the version whose offsets are known are read to move
+/// them on (other members' commits, maintenance); further behind, they are read afresh.
+const COMMITS_READ_FORWARD: u64 = 16;
 
 /// Kafka mode: the next offset of one topic-partition, recorded in a Delta commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -617,6 +651,7 @@ impl DeltaTableWriter {
         &mut self,
         partition: &TopicPartition,
     ) -> Result<Option<i64>, SinkError> {
+        self.move_known_offsets_on().await?;
         let version = self.table.version();
         if let Some(next) = self.known_offsets.at(version).get(partition) {
             return Ok(*next);
@@ -628,6 +663,32 @@ impl DeltaTableWriter {
             .at(version)
             .insert(partition.clone(), next);
         Ok(next)
+    }
+
+    /// Brings the known offsets to the loaded version through the application transactions
+    /// of the commits in between; leaves them to be read afresh where a commit is gone.
+    async fn move_known_offsets_on(&mut self) -> Result<(), SinkError> {
+        let Some(versions) = self.known_offsets.versions_up_to(self.table.version()) else {
+            return Ok(());
+        };
+        let to = *versions.end();
+        let log_store = self.table.log_store();
+        let mut transactions = Vec::new();
+        for version in versions {
+            let Some(commit) = self.delta(log_store.read_commit_entry(version).await)? else {
+                return Ok(());
+            };
+            let actions = self.delta(deltalake::logstore::get_actions(version, &commit))?;
+            transactions.extend(actions.into_iter().filter_map(|action| match action {
+                Action::Txn(transaction) => Some(transaction),
+                _ => None,
+            }));
+        }
+        let app_id = &self.app_id;
+        self.known_offsets.moved_on(to, &transactions, |partition| {
+            kafka_app_id(app_id, partition)
+        });
+        Ok(())
     }
 
     /// Reads the table's latest version (another process may have committed since).
@@ -1133,6 +1194,32 @@ mod tests {
         assert_eq!(known.at(Some(6)).get(&partition), None);
         known.at(Some(6)).insert(partition.clone(), Some(20));
         assert_eq!(known.at(Some(7)).get(&partition), None, "another version");
+    }
+
+    #[test]
+    fn known_offsets_move_on_through_the_transactions_of_the_commits_in_between() {
+        let partition = |partition| TopicPartition {
+            topic: "t".into(),
+            partition,
+        };
+        let (ours, untouched) = (partition(0), partition(1));
+        let app_id = |p: &TopicPartition| format!("app-{}", p.partition);
+        let txn = |app_id: &str, version| Transaction::new(app_id, version);
+        let mut known = KnownOffsets::default();
+        assert_eq!(known.versions_up_to(Some(3)), None, "nothing known");
+        known.at(Some(3)).insert(ours.clone(), Some(10));
+        known.at(Some(3)).insert(untouched.clone(), None);
+        assert_eq!(known.versions_up_to(Some(3)), None, "the same version");
+        assert_eq!(known.versions_up_to(Some(2)), None, "an older version");
+        assert_eq!(known.versions_up_to(Some(3 + 17)), None, "too far ahead");
+        assert_eq!(known.versions_up_to(Some(5)), Some(4..=5));
+        known.moved_on(
+            5,
+            &[txn("app-0", 12), txn("other-0", 99), txn("app-0", 14)],
+            app_id,
+        );
+        assert_eq!(known.at(Some(5)).get(&ours), Some(&Some(14)));
+        assert_eq!(known.at(Some(5)).get(&untouched), Some(&None));
     }
 
     #[test]
