@@ -1211,7 +1211,8 @@ mod tests {
         known.at(Some(3)).insert(untouched.clone(), None);
         assert_eq!(known.versions_up_to(Some(3)), None, "the same version");
         assert_eq!(known.versions_up_to(Some(2)), None, "an older version");
-        assert_eq!(known.versions_up_to(Some(3 + 17)), None, "too far ahead");
+        let too_far = 3 + COMMITS_READ_FORWARD + 1;
+        assert_eq!(known.versions_up_to(Some(too_far)), None, "too far ahead");
         assert_eq!(known.versions_up_to(Some(5)), Some(4..=5));
         known.moved_on(
             5,
