@@ -3,6 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
+use indexmap::IndexMap;
+
 use crate::event::{Cell, ChangeEvent, Operation, TableName, TableSchema};
 
 /// What one key ends as after a batch.
@@ -37,13 +40,13 @@ pub struct TableChanges {
     key_positions: Vec<usize>,
     /// Whether the table was truncated; rows then hold only what came after the last truncate.
     pub truncated: bool,
-    order: Vec<Vec<Cell>>,
-    rows: HashMap<Vec<Cell>, RowChange>,
+    /// Each key's last change, in the order the keys were first seen.
+    rows: IndexMap<Vec<Cell>, RowChange, RandomState>,
     /// The whole row each key had before the batch, where the source sent it (REPLICA
     /// IDENTITY FULL) with the key's first change in the batch.
-    old_rows: HashMap<Vec<Cell>, Vec<Cell>>,
-    /// Per source schema: the source column index feeding each Delta column.
-    mappings: Vec<(Arc<TableSchema>, Vec<Option<usize>>)>,
+    old_rows: HashMap<Vec<Cell>, Vec<Cell>, RandomState>,
+    /// Per source schema: how its columns feed the Delta columns.
+    mappings: Vec<(Arc<TableSchema>, ColumnMapping)>,
     pub events: usize,
     /// Whether every change pushed so far was an INSERT.
     pub only_inserts: bool,
@@ -61,9 +64,8 @@ impl TableChanges {
             columns,
             key_positions,
             truncated: false,
-            order: Vec::new(),
-            rows: HashMap::new(),
-            old_rows: HashMap::new(),
+            rows: IndexMap::default(),
+            old_rows: HashMap::default(),
             mappings: Vec::new(),
             events: 0,
             only_inserts: true,
@@ -89,13 +91,12 @@ impl TableChanges {
 
     /// The surviving changes in the order their keys were first seen.
     pub fn rows(&self) -> impl Iterator<Item = (&Vec<Cell>, &RowChange)> {
-        self.order.iter().filter_map(|k| self.rows.get_key_value(k))
+        self.rows.iter()
     }
 
     /// Drops `key`'s change (one that cannot be applied and went elsewhere).
     pub fn remove(&mut self, key: &Vec<Cell>) -> Option<RowChange> {
-        self.order.retain(|k| k != key);
-        self.rows.remove(key)
+        self.rows.shift_remove(key)
     }
 
     pub fn table(&self) -> &TableName {
@@ -109,22 +110,13 @@ impl TableChanges {
         if event.operation == Operation::Truncate {
             self.truncated = true;
             self.rows.clear();
-            self.order.clear();
             self.old_rows.clear();
             return Ok(());
         }
         let mapping = self.mapping_for(&event.schema)?;
-        let whole_old_row = event.before_is_whole_row && mapping.iter().all(Option::is_some);
-        let aligned = |mut cells: Vec<Cell>| -> Vec<Cell> {
-            mapping
-                .iter()
-                .map(|source| {
-                    source.map_or(Cell::Null, |i| std::mem::replace(&mut cells[i], Cell::Null))
-                })
-                .collect()
-        };
-        let after = event.data.take().map(aligned);
-        let before = event.before.take().map(aligned);
+        let whole_old_row = event.before_is_whole_row && mapping.covers_every_column();
+        let after = event.data.take().map(|cells| mapping.align(cells));
+        let before = event.before.take().map(|cells| mapping.align(cells));
         let event = &event;
         if let Some(old_row) = before.as_ref().filter(|_| whole_old_row) {
             self.remember_old_row(old_row, event);
@@ -152,12 +144,13 @@ impl TableChanges {
         Ok(())
     }
 
-    fn mapping_for(
-        &mut self,
-        schema: &Arc<TableSchema>,
-    ) -> Result<Vec<Option<usize>>, ChangeError> {
-        if let Some((_, mapping)) = self.mappings.iter().find(|(s, _)| Arc::ptr_eq(s, schema)) {
-            return Ok(mapping.clone());
+    fn mapping_for(&mut self, schema: &Arc<TableSchema>) -> Result<&ColumnMapping, ChangeError> {
+        if let Some(index) = self
+            .mappings
+            .iter()
+            .position(|(s, _)| Arc::ptr_eq(s, schema))
+        {
+            return Ok(&self.mappings[index].1);
         }
         if let Some(extra) = schema
             .columns
@@ -169,13 +162,9 @@ impl TableChanges {
                 column: extra.name.clone(),
             });
         }
-        let mapping: Vec<Option<usize>> = self
-            .columns
-            .iter()
-            .map(|name| schema.column_index(name))
-            .collect();
-        self.mappings.push((schema.clone(), mapping.clone()));
-        Ok(mapping)
+        let mapping = ColumnMapping::between(schema, &self.columns);
+        self.mappings.push((schema.clone(), mapping));
+        Ok(&self.mappings.last().expect("just pushed").1)
     }
 
     fn key_of(&self, row: &[Cell], event: &ChangeEvent) -> Result<Vec<Cell>, ChangeError> {
@@ -223,9 +212,58 @@ impl TableChanges {
         }
     }
 
+    /// A key seen before keeps its place in the order.
     fn record(&mut self, key: Vec<Cell>, change: RowChange) {
-        if self.rows.insert(key.clone(), change).is_none() {
-            self.order.push(key);
+        self.rows.insert(key, change);
+    }
+}
+
+/// How a source schema's columns feed the Delta columns.
+#[derive(Debug)]
+enum ColumnMapping {
+    /// The same columns in the same order (the common case): rows move over as they are.
+    Same,
+    /// The source column index feeding each Delta column (`None`: the source has no such
+    /// column, so it is NULL).
+    Indexed(Vec<Option<usize>>),
+}
+
+impl ColumnMapping {
+    fn between(schema: &TableSchema, columns: &[String]) -> Self {
+        let same = schema.columns.len() == columns.len()
+            && schema
+                .columns
+                .iter()
+                .zip(columns)
+                .all(|(c, name)| c.name == *name);
+        if same {
+            return ColumnMapping::Same;
+        }
+        ColumnMapping::Indexed(
+            columns
+                .iter()
+                .map(|name| schema.column_index(name))
+                .collect(),
+        )
+    }
+
+    fn covers_every_column(&self) -> bool {
+        match self {
+            ColumnMapping::Same => true,
+            ColumnMapping::Indexed(sources) => sources.iter().all(Option::is_some),
+        }
+    }
+
+    /// A source row's cells in the Delta columns' order.
+    fn align(&self, mut cells: Vec<Cell>) -> Vec<Cell> {
+        match self {
+            ColumnMapping::Same => cells,
+            ColumnMapping::Indexed(sources) => sources
+                .iter()
+                .map(|source| {
+                    source.map_or(Cell::Null, |i| std::mem::replace(&mut cells[i], Cell::Null))
+                })
+                .collect(),
         }
     }
 }
@@ -405,5 +443,49 @@ mod tests {
             ))
             .unwrap_err();
         assert!(err.to_string().contains("key column 'id'"), "{err}");
+    }
+
+    #[test]
+    fn rows_of_a_schema_in_another_column_order_are_aligned_with_the_delta_columns() {
+        let mut c = TableChanges::new(
+            TableName::new("public", "t"),
+            vec!["id".into(), "extra".into(), "v".into()],
+            &["id".into()],
+        );
+        c.push(event(
+            Operation::Insert,
+            Some(vec![text("1"), text("a")]),
+            None,
+        ))
+        .unwrap();
+        let rows: Vec<_> = c.rows().collect();
+        assert_eq!(
+            rows[0].1,
+            &RowChange::Upsert(vec![text("1"), Cell::Null, text("a")])
+        );
+    }
+
+    #[test]
+    fn keys_keep_the_place_of_their_first_change_until_removed() {
+        let mut c = changes();
+        for (id, v) in [("1", "a"), ("2", "b"), ("1", "c"), ("3", "d")] {
+            let row = Some(vec![text(id), text(v)]);
+            c.push(event(Operation::Update, row, None)).unwrap();
+        }
+        let keys =
+            |c: &TableChanges| -> Vec<Vec<Cell>> { c.rows().map(|(k, _)| k.clone()).collect() };
+        assert_eq!(
+            keys(&c),
+            [vec![text("1")], vec![text("2")], vec![text("3")]]
+        );
+        assert_eq!(
+            c.remove(&vec![text("2")]),
+            Some(RowChange::Upsert(vec![text("2"), text("b")]))
+        );
+        assert_eq!(keys(&c), [vec![text("1")], vec![text("3")]]);
+        assert_eq!(
+            c.rows().next().unwrap().1,
+            &RowChange::Upsert(vec![text("1"), text("c")])
+        );
     }
 }

@@ -303,7 +303,11 @@ fn tuple(r: &mut Reader, schema: &TableSchema) -> Result<Vec<Cell>, DecodeError>
             found: count,
         });
     }
-    (0..count).map(|_| cell(r)).collect()
+    let mut cells = Vec::with_capacity(count);
+    for _ in 0..count {
+        cells.push(cell(r)?);
+    }
+    Ok(cells)
 }
 
 fn cell(r: &mut Reader) -> Result<Cell, DecodeError> {
