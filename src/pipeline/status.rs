@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::ResolvedPipeline;
 use crate::event::Lsn;
-use crate::sink::delta::position::open_with_position;
+use crate::sink::delta::position::{open_with_position, recent_commits};
 use crate::sink::delta::{MEMBER_METADATA, OFFSETS_METADATA};
 
 /// One table's replication state.
@@ -32,15 +32,12 @@ pub struct TableStatus {
     /// The process (`member`) that made the newest of the table's recent data commits.
     pub last_committed_by: Option<String>,
     /// Kafka mode: per topic and partition, the offset of the next record the table does
-    /// not hold, as recorded by its recent commits (the last [`RECENT_COMMITS`]).
+    /// not hold, as recorded by its recent commits (the last [`RECENT_COMMITS`](crate::sink::delta::position::RECENT_COMMITS)).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub kafka_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
-
-/// How many of a table's newest commits `status` reads for members and Kafka offsets.
-pub const RECENT_COMMITS: usize = 50;
 
 pub async fn pipeline_status(pipeline: &ResolvedPipeline) -> Vec<TableStatus> {
     let mut statuses = Vec::new();
@@ -75,10 +72,10 @@ async fn fill_from_delta(
     let Some(position) = open_with_position(&status.delta_path, storage, app_id).await? else {
         return Ok(());
     };
-    status.last_applied_lsn = position.last_lsn();
+    let recent = recent_commits(&position.table).await?;
+    status.last_applied_lsn = position.newest_lsn(&recent);
     let table = position.table;
     status.delta_version = table.version();
-    let recent = recent_commits(&table).await?;
     status.last_commit_at = recent.first().and_then(commit_time);
     status.last_committed_by = last_member(&recent);
     status.kafka_offsets = kafka_offsets(&recent);
@@ -90,11 +87,6 @@ async fn fill_from_delta(
 }
 
 /// The table's newest commits, newest first.
-async fn recent_commits(table: &DeltaTable) -> Result<Vec<CommitInfo>, deltalake::DeltaTableError> {
-    use futures::TryStreamExt;
-    table.history(Some(RECENT_COMMITS)).try_collect().await
-}
-
 fn commit_time(commit: &CommitInfo) -> Option<chrono::DateTime<chrono::Utc>> {
     commit
         .in_commit_timestamp

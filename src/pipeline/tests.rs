@@ -7,7 +7,9 @@ use deltalake::kernel::{DataType, StructField};
 
 use super::*;
 use crate::config::Config;
-use crate::event::{Cell, ChangeEvent, ColumnSchema, EventMetadata, Operation, SourceRecord};
+use crate::event::{
+    Cell, ChangeEvent, ColumnSchema, EventMetadata, Operation, SourceRecord, TopicPartition,
+};
 use crate::sink::delta::reader::read_rows;
 use crate::sink::delta::{KafkaOffset, TableLayout};
 use crate::source::Progress;
@@ -698,6 +700,49 @@ async fn another_member_applies(h: &Harness, schema: &Arc<TableSchema>, rows: &[
         next_offset: rows.len() as i64,
     };
     writer.apply_from(&changes, None, &[next]).await.unwrap();
+}
+
+/// Two members append batches of different partitions to one table, both from the same
+/// table version: neither commit sets an application id the other sets, so the second does
+/// not conflict with the first; `status` and `validate` still see the newer LSN.
+#[tokio::test(flavor = "multi_thread")]
+async fn members_appending_batches_of_different_partitions_do_not_conflict() {
+    let h = Harness::new(&["a"], "");
+    let a = two_columns("a");
+    let name = TableName::new("public", "a");
+    let mut first = h.tables(&["a"]).await;
+    let mut second = h.tables(&["a"]).await;
+    for (tables, partition, values, lsn) in [
+        (&mut first, 0, ["1", "x"], 100),
+        (&mut second, 1, ["2", "y"], 200),
+    ] {
+        let writer = &mut tables.get_mut(&name).unwrap().writer;
+        let mut changes = writer.new_changes();
+        changes.push(event(&a, Operation::Insert, &values)).unwrap();
+        let next = KafkaOffset {
+            partition: TopicPartition {
+                topic: "shop.public.a".into(),
+                partition,
+            },
+            next_offset: 1,
+        };
+        writer
+            .apply_from(&changes, Some(Lsn(lsn)), &[next])
+            .await
+            .expect("no conflict with the other member's append");
+    }
+    let path = h.path("a");
+    assert_eq!(rows(&path).await, vec!["1=x", "2=y"]);
+    let storage = Default::default();
+    let position =
+        crate::sink::delta::position::open_with_position(&path, &storage, &h.app_id("a"))
+            .await
+            .unwrap()
+            .unwrap();
+    let recent = crate::sink::delta::position::recent_commits(&position.table)
+        .await
+        .unwrap();
+    assert_eq!(position.newest_lsn(&recent), Some(Lsn(200)));
 }
 
 /// A batch whose MERGE changes nothing (a delete of a row the table does not hold) makes no

@@ -13,12 +13,13 @@ use super::canonical::{render, row_hash, row_text};
 use super::chunks::{ChunkSum, Chunking, Key};
 use super::postgres::TableSpec;
 use crate::event::{quote_ident, Lsn};
-use crate::sink::delta::position::open_with_position;
+use crate::sink::delta::position::{open_with_position, recent_commits};
 
 /// One Delta table at the version it was opened at.
 pub struct DeltaSide {
     table: DeltaTable,
-    /// The commit LSN of the last source transaction applied (the writer's `txn` version).
+    /// The commit LSN of the newest source transaction applied (the writer's `txn` version,
+    /// or what the recent commits record where higher).
     pub last_lsn: Option<Lsn>,
 }
 
@@ -28,9 +29,12 @@ pub async fn open(
     storage: &crate::config::StorageOptions,
     app_id: &str,
 ) -> Result<Option<DeltaSide>, DeltaTableError> {
-    let opened = open_with_position(location, storage, app_id).await?;
-    Ok(opened.map(|position| DeltaSide {
-        last_lsn: position.last_lsn(),
+    let Some(position) = open_with_position(location, storage, app_id).await? else {
+        return Ok(None);
+    };
+    let recent = recent_commits(&position.table).await?;
+    Ok(Some(DeltaSide {
+        last_lsn: position.newest_lsn(&recent),
         table: position.table,
     }))
 }

@@ -17,5 +17,5 @@ mod writer;
 pub use changes::{ChangeError, RowChange, TableChanges};
 pub use writer::{
     lost_a_race, DeltaTableWriter, KafkaOffset, SinkError, SnapshotAppender, TableLayout,
-    MEMBER_METADATA, OFFSETS_METADATA,
+    LSN_METADATA, MEMBER_METADATA, OFFSETS_METADATA,
 };

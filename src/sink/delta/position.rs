@@ -2,6 +2,7 @@
 //! version of one application id (see [`super::txn`]). Used wherever a Delta table is looked
 //! at from outside the writer: `status`, `validate`.
 
+use deltalake::kernel::CommitInfo;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use crate::config::StorageOptions;
@@ -16,11 +17,36 @@ pub struct TablePosition {
     pub applied: Option<i64>,
 }
 
+/// How many of a table's newest commits `status` and `validate` read for members, Kafka
+/// offsets and LSNs.
+pub const RECENT_COMMITS: usize = 50;
+
 impl TablePosition {
     /// [`TablePosition::applied`] read as a commit LSN.
     pub fn last_lsn(&self) -> Option<Lsn> {
         self.applied.map(|version| Lsn(version as u64))
     }
+
+    /// The commit LSN of the newest source transaction the table holds: the `txn` version of
+    /// its application id or, where higher, the newest LSN its recent commits record (Kafka
+    /// mode records it only there).
+    pub fn newest_lsn(&self, recent: &[CommitInfo]) -> Option<Lsn> {
+        self.last_lsn().max(recorded_lsn(recent))
+    }
+}
+
+/// `table`'s newest commits, newest first (at most [`RECENT_COMMITS`]).
+pub async fn recent_commits(table: &DeltaTable) -> Result<Vec<CommitInfo>, DeltaTableError> {
+    use futures::TryStreamExt;
+    table.history(Some(RECENT_COMMITS)).try_collect().await
+}
+
+/// The highest source LSN the commits record in their metadata.
+fn recorded_lsn(commits: &[CommitInfo]) -> Option<Lsn> {
+    commits
+        .iter()
+        .filter_map(|commit| commit.info.get(super::LSN_METADATA)?.as_str()?.parse().ok())
+        .max()
 }
 
 /// Opens the table at `location` and reads the version of `app_id`; `None` when there is no

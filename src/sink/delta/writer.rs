@@ -159,6 +159,8 @@ pub const MEMBER_METADATA: &str = "pgdelta.member";
 /// Kafka mode: the commit metadata key of the offsets a commit holds, `{topic: {partition:
 /// next offset}}` (the same as its `txn` actions, which no reader lists).
 pub const OFFSETS_METADATA: &str = "pgdelta.kafkaOffsets";
+/// The commit metadata key of the commit LSN of the newest source transaction a commit holds.
+pub const LSN_METADATA: &str = "pgdelta.lsn";
 
 /// Rows of an initial copy being written to Parquet files, not yet committed.
 pub struct SnapshotAppender {
@@ -570,8 +572,14 @@ impl DeltaTableWriter {
             metadata.push((OFFSETS_METADATA.to_string(), offsets_metadata(offsets)));
         }
         if let Some(lsn) = lsn {
-            transactions.push(Transaction::new(&self.app_id, lsn.as_i64()));
-            metadata.push(("pgdelta.lsn".to_string(), lsn.to_string().into()));
+            // In Kafka mode the position is each partition's offset; a table-level `txn` as
+            // well would make every commit of one consumer group's members conflict with the
+            // others' (Delta fails a commit that sets an application id the winner set too),
+            // appends included. The LSN stays in the metadata for `status` and `validate`.
+            if offsets.is_empty() {
+                transactions.push(Transaction::new(&self.app_id, lsn.as_i64()));
+            }
+            metadata.push((LSN_METADATA.to_string(), lsn.to_string().into()));
         }
         let commit = commit_properties()
             .with_application_transactions(transactions)
@@ -862,7 +870,7 @@ impl DeltaTableWriter {
         appender: SnapshotAppender,
         lsn: Lsn,
     ) -> Result<u64, SinkError> {
-        self.commit_appended(appender, lsn, "pgdelta.lsn").await
+        self.commit_appended(appender, lsn, LSN_METADATA).await
     }
 
     async fn commit_appended(
