@@ -86,7 +86,7 @@ async fn fill_from_delta(
     Ok(())
 }
 
-/// The table's newest commits, newest first.
+/// When `commit` was made (its in-commit timestamp where it has one).
 fn commit_time(commit: &CommitInfo) -> Option<chrono::DateTime<chrono::Utc>> {
     commit
         .in_commit_timestamp
