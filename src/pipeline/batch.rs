@@ -1,7 +1,9 @@
 //! Changes received but not yet written, collapsed per table, with where they came from.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use crate::event::{Lsn, Origin, TableName, TopicPartition};
 use crate::sink::delta::TableChanges;
@@ -53,6 +55,8 @@ pub struct Batch {
     pub transactions: usize,
     pub events: usize,
     pub started: Option<Instant>,
+    /// When the newest transaction of the batch committed at the source.
+    pub newest_commit: Option<DateTime<Utc>>,
     last_xid: Option<u32>,
 }
 
@@ -91,6 +95,21 @@ impl Batch {
         self.events >= batch_size
     }
 
+    /// Notes that a transaction of the batch committed at the source at `commit`.
+    pub fn committed(&mut self, commit: DateTime<Utc>) {
+        self.newest_commit = self.newest_commit.max(Some(commit));
+    }
+
+    /// Whether the newest change of the batch committed more than `lag` before `now`: the
+    /// source is behind, catching up on a backlog.
+    pub fn is_behind(&self, now: DateTime<Utc>, lag: Duration) -> bool {
+        self.newest_commit.is_some_and(|commit| {
+            now.signed_duration_since(commit)
+                .to_std()
+                .is_ok_and(|age| age > lag)
+        })
+    }
+
     /// The newest source LSN the batch holds, for metrics and the run summary.
     pub fn newest_lsn(&self) -> Option<Lsn> {
         self.progress
@@ -125,5 +144,30 @@ mod tests {
         batch.note(&record(5), Some(None));
         assert_eq!(batch.transactions, 4);
         assert!(!batch.is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_behind_when_its_newest_commit_is_older_than_the_lag() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let second = Duration::from_secs(1);
+        let mut batch = Batch::default();
+        assert!(
+            !batch.is_behind(now, second),
+            "nothing read, nothing behind"
+        );
+        batch.committed(now - chrono::TimeDelta::seconds(5));
+        assert!(batch.is_behind(now, second));
+        batch.committed(now - chrono::TimeDelta::milliseconds(200));
+        assert!(!batch.is_behind(now, second), "the newest commit counts");
+        batch.committed(now - chrono::TimeDelta::seconds(9));
+        assert!(
+            !batch.is_behind(now, second),
+            "an older commit does not move it back"
+        );
+        batch.committed(now + chrono::TimeDelta::seconds(3));
+        assert!(
+            !batch.is_behind(now, second),
+            "a source clock ahead of ours is not behind"
+        );
     }
 }

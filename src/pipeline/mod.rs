@@ -24,6 +24,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use chrono::Utc;
 use deltalake::kernel::StructField;
 
 use crate::config::{ConfigError, ErrorPolicy, ResolvedPipeline};
@@ -289,7 +290,7 @@ where
                 None => {
                     self.follow_schema_changes(&transaction, batch).await?;
                     self.add_changes(batch, transaction, origin).await?;
-                    if batch.is_full(self.batch_limit()) {
+                    if batch.is_full(self.batch_limit(batch)) {
                         self.flush(batch).await?;
                     }
                 }
@@ -342,6 +343,7 @@ where
         origin: Origin,
     ) -> Result<(), PipelineError> {
         batch.note(&origin, Some(transaction.xid));
+        batch.committed(transaction.commit_timestamp);
         let counts = TransactionCounts::of(&transaction);
         for event in transaction.events {
             let table = event.table().clone();
@@ -395,14 +397,17 @@ where
         Ok(())
     }
 
-    /// Events at which the batch is written: `batch_size`, or, while items read during the
-    /// last write are still waiting to be handled, up to `max_batch_size`: when the source
-    /// outpaces the store, a slow store pays its per-commit cost less often. The same while
-    /// commits lose races with other writers ([`Contention`]).
-    fn batch_limit(&self) -> usize {
-        match self.ahead.is_empty() && !self.contention.is_contended() {
-            true => self.resolved.batch_size,
-            false => self.resolved.max_batch_size,
+    /// Events at which the batch is written: `batch_size`, or `max_batch_size` while the
+    /// pipeline is behind: items read during the last write are still waiting to be handled,
+    /// or the batch's newest change committed more than `batch_interval` ago (a backlog).
+    /// Catching up, each commit's fixed cost is then paid less often. The same while commits
+    /// lose races with other writers ([`Contention`]).
+    fn batch_limit(&self, batch: &Batch) -> usize {
+        let behind =
+            !self.ahead.is_empty() || batch.is_behind(Utc::now(), self.resolved.batch_interval);
+        match behind || self.contention.is_contended() {
+            false => self.resolved.batch_size,
+            true => self.resolved.max_batch_size,
         }
     }
 

@@ -431,6 +431,37 @@ async fn what_was_read_during_a_write_goes_into_one_larger_batch_up_to_max_batch
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_is_written_in_batches_of_max_batch_size_from_the_first_one() {
+    let h = Harness::new(&["a"], "batch_size = 2\nmax_batch_size = 5\n");
+    let a = two_columns("a");
+    let an_hour_ago = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    let backlog = single_inserts(&a, 12)
+        .into_iter()
+        .map(|item| match item {
+            Ok(SourceItem::Changes {
+                mut transaction,
+                origin,
+            }) => {
+                transaction.commit_timestamp = an_hour_ago;
+                Ok(SourceItem::Changes {
+                    transaction,
+                    origin,
+                })
+            }
+            other => other,
+        })
+        .collect();
+    let summary = h.run(&["a"], backlog).await.unwrap();
+    assert_eq!(
+        h.confirmed_lsns(),
+        vec![Some(Lsn(50)), Some(Lsn(100)), Some(Lsn(120))],
+        "batches of 5, 5 and 2 events"
+    );
+    assert_eq!(summary.delta_commits, 3);
+    assert_eq!(rows(&h.path("a")).await.len(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_failed_commit_confirms_nothing_and_counts_a_sink_error() {
     let h = Harness::new(&["a"], "");
     let a = two_columns("a");
