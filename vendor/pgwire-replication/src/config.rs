@@ -401,6 +401,25 @@ pub struct ReplicationConfig {
     /// Default: 10 seconds
     pub idle_wakeup_interval: Duration,
 
+    /// Pause before reading the socket again when the last reads brought less
+    /// than [`COALESCE_BELOW_BYTES`](crate::client::COALESCE_BELOW_BYTES): a
+    /// walsender writes every change as it decodes it, so a consumer faster than
+    /// it otherwise wakes, and makes a syscall, for almost every message. The
+    /// pause lets what arrives meanwhile be read at once; it adds at most this
+    /// much to the latency of a change.
+    ///
+    /// Default: zero (read again at once)
+    pub coalesce_reads: Duration,
+
+    /// The TCP socket's receive buffer (`SO_RCVBUF`, set before connecting), in
+    /// place of the kernel's default, which grows with the reads. A small buffer
+    /// fills while the consumer pauses ([`Self::coalesce_reads`]); the walsender
+    /// then gathers the changes it decodes meanwhile and writes them at once
+    /// instead of one write per change. Not used over Unix sockets.
+    ///
+    /// Default: `None` (the kernel's)
+    pub recv_buffer_size: Option<u32>,
+
     /// Size of the bounded event buffer between replication worker and consumer.
     ///
     /// Larger buffers can smooth out processing latency spikes but use more memory.
@@ -512,6 +531,8 @@ impl Default for ReplicationConfig {
             stop_at_lsn: None,
             status_interval: Duration::from_secs(10),
             idle_wakeup_interval: Duration::from_secs(10),
+            coalesce_reads: Duration::ZERO,
+            recv_buffer_size: None,
             buffer_events: 8192,
             binary: false,
             messages: true,
@@ -682,6 +703,19 @@ impl ReplicationConfig {
     /// See [`binary`](Self::binary) for caveats — off by default.
     pub fn with_binary(mut self, binary: bool) -> Self {
         self.binary = binary;
+        self
+    }
+
+    /// Pause this long before reading again after small reads (see
+    /// [`Self::coalesce_reads`]).
+    pub fn with_coalesce_reads(mut self, pause: Duration) -> Self {
+        self.coalesce_reads = pause;
+        self
+    }
+
+    /// Set the TCP socket's receive buffer (see [`Self::recv_buffer_size`]).
+    pub fn with_recv_buffer_size(mut self, bytes: u32) -> Self {
+        self.recv_buffer_size = Some(bytes);
         self
     }
 

@@ -79,4 +79,4 @@ mod worker;
 pub use feedback::{FeedbackObserver, FeedbackSent};
 pub use metrics::ReplicationMetrics;
 pub use tokio_client::{IdentifySystem, ReplicationClient, TimelineHistory};
-pub use worker::{QueryRow, ReplicationEvent, ReplicationEventReceiver};
+pub use worker::{QueryRow, ReplicationEvent, ReplicationEventReceiver, COALESCE_BELOW_BYTES};

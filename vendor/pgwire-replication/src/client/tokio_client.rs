@@ -483,7 +483,7 @@ async fn run_worker(worker: &mut WorkerState, cfg: &ReplicationConfig) -> Result
         return worker.run_on_stream(&mut stream).await;
     }
 
-    let tcp = TcpStream::connect((cfg.host.as_str(), cfg.port)).await?;
+    let tcp = connect_tcp(&cfg.host, cfg.port, cfg.recv_buffer_size).await?;
     tcp.set_nodelay(true)?;
 
     #[cfg(feature = "tls-rustls")]
@@ -504,4 +504,34 @@ async fn run_worker(worker: &mut WorkerState, cfg: &ReplicationConfig) -> Result
         let mut s = tcp;
         worker.run_on_stream(&mut s).await
     }
+}
+
+/// Connects to the first address of `host` that accepts, with `recv_buffer_size` as the
+/// socket's receive buffer when set (before the handshake, so the window scale fits it).
+async fn connect_tcp(
+    host: &str,
+    port: u16,
+    recv_buffer_size: Option<u32>,
+) -> std::io::Result<TcpStream> {
+    let Some(size) = recv_buffer_size else {
+        return TcpStream::connect((host, port)).await;
+    };
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = match addr {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_recv_buffer_size(size)?;
+        match socket.connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{host} resolves to no address"),
+        )
+    }))
 }

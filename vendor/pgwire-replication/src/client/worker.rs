@@ -172,6 +172,13 @@ pub enum ReplicationEvent {
     },
 }
 
+/// With [`ReplicationConfig::coalesce_reads`] set, the stream pauses before reading
+/// the socket again when what it read since it last waited was less than this.
+pub const COALESCE_BELOW_BYTES: usize = 64 * 1024;
+
+/// A backend message's tag and length.
+const MESSAGE_HEADER_BYTES: usize = 5;
+
 /// Channel receiver type for replication events.
 pub type ReplicationEventReceiver =
     mpsc::Receiver<std::result::Result<ReplicationEvent, PgWireError>>;
@@ -380,6 +387,8 @@ impl WorkerState {
         // How many messages to process in the tight loop before checking
         // stop signal and sending periodic status feedback.
         const DRAIN_BATCH: usize = 256;
+        // Bytes read since the loop last waited for the socket.
+        let mut since_wait = 0usize;
 
         loop {
             // Update applied LSN from client
@@ -402,6 +411,7 @@ impl WorkerState {
             while stream.buffer().len() >= 5 && drained < DRAIN_BATCH {
                 let msg = reader.read(stream).await?;
                 drained += 1;
+                since_wait += MESSAGE_HEADER_BYTES + msg.payload.len();
                 if msg.tag == b'E' {
                     return Err(PgWireError::Server(parse_error_response(&msg.payload)));
                 }
@@ -432,6 +442,17 @@ impl WorkerState {
 
             // ── Wait phase: buffer empty, need to wait for socket data ──
             //
+            // Little came since the last wait: the server writes changes one by
+            // one as it decodes them. Pausing lets them gather (see
+            // `ReplicationConfig::coalesce_reads`).
+            if since_wait > 0
+                && since_wait < COALESCE_BELOW_BYTES
+                && !self.cfg.coalesce_reads.is_zero()
+            {
+                tokio::time::sleep(self.cfg.coalesce_reads).await;
+            }
+            since_wait = 0;
+
             // Both `stop_rx.changed()` and the timeout can drop the read future
             // mid-message. `MessageReader::read` is cancellation-safe — partial
             // header/payload state lives on `reader` and is preserved across the
@@ -473,7 +494,11 @@ impl WorkerState {
                     reader.read(stream),
                 ) => {
                     match msg_result {
-                        Ok(res) => res?,
+                        Ok(res) => {
+                            let msg = res?;
+                            since_wait += MESSAGE_HEADER_BYTES + msg.payload.len();
+                            msg
+                        }
                         Err(_) => {
                             let applied = self.progress.load_applied();
                             last_applied = applied;
@@ -1120,6 +1145,7 @@ fn postgres_md5(password: &str, user: &str, salt: &[u8; 4]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn parse_sasl_mechanisms_single() {
@@ -1192,6 +1218,78 @@ mod tests {
         let metrics = Arc::new(ReplicationMetrics::default());
         let worker = WorkerState::new(cfg, progress, stop_rx, tx, metrics);
         (worker, stop_tx, rx)
+    }
+
+    /// Runs a worker with `cfg` on an in-memory stream; returns the server's end,
+    /// the event receiver and the stop sender.
+    fn streaming_worker(
+        cfg: ReplicationConfig,
+    ) -> (
+        tokio::io::DuplexStream,
+        mpsc::Receiver<std::result::Result<ReplicationEvent, PgWireError>>,
+        watch::Sender<bool>,
+    ) {
+        let (mut worker, stop_tx, rx) = test_worker(cfg);
+        let (worker_end, server_end) = tokio::io::duplex(1 << 20);
+        tokio::spawn(async move {
+            let mut buf = BufReader::with_capacity(128 * 1024, worker_end);
+            let _ = worker.stream_loop(&mut buf).await;
+        });
+        (server_end, rx, stop_tx)
+    }
+
+    fn coalescing(pause: Duration) -> ReplicationConfig {
+        ReplicationConfig {
+            coalesce_reads: pause,
+            status_interval: Duration::from_secs(3600),
+            idle_wakeup_interval: Duration::from_secs(3600),
+            ..Default::default()
+        }
+    }
+
+    /// After a read that brought little, the worker waits `coalesce_reads`
+    /// before reading the socket again: a change written meanwhile is received
+    /// only after the pause.
+    #[tokio::test(start_paused = true)]
+    async fn a_small_read_is_followed_by_a_pause() {
+        use tokio::io::AsyncWriteExt;
+        let pause = Duration::from_millis(50);
+        let (mut server, mut rx, _stop) = streaming_worker(coalescing(pause));
+        server.write_all(&xlog_frame(1, b"Ifirst")).await.unwrap();
+        assert!(rx.recv().await.unwrap().is_ok());
+        let first = tokio::time::Instant::now();
+        server.write_all(&xlog_frame(2, b"Isecond")).await.unwrap();
+        assert!(rx.recv().await.unwrap().is_ok());
+        assert!(
+            first.elapsed() >= pause,
+            "received after {:?}",
+            first.elapsed()
+        );
+    }
+
+    /// Without `coalesce_reads`, and after reads that brought at least
+    /// `COALESCE_BELOW_BYTES`, the next change is read at once.
+    #[tokio::test(start_paused = true)]
+    async fn no_pause_when_off_or_after_a_large_read() {
+        use tokio::io::AsyncWriteExt;
+        let big = vec![b'I'; 1024];
+        let burst_len = COALESCE_BELOW_BYTES / big.len();
+        let burst: Vec<u8> = (0..burst_len)
+            .flat_map(|i| xlog_frame(i as u64, &big))
+            .collect();
+        for (cfg, first, events) in [
+            (coalescing(Duration::ZERO), xlog_frame(1, b"Ifirst"), 1),
+            (coalescing(Duration::from_millis(50)), burst, burst_len),
+        ] {
+            let (mut server, mut rx, _stop) = streaming_worker(cfg);
+            server.write_all(&first).await.unwrap();
+            for _ in 0..events {
+                assert!(rx.recv().await.unwrap().is_ok());
+            }
+            server.write_all(&xlog_frame(2, b"Isecond")).await.unwrap();
+            let at_once = tokio::time::timeout(Duration::from_millis(10), rx.recv());
+            assert!(at_once.await.expect("read at once").unwrap().is_ok());
+        }
     }
 
     /// The `options` startup parameter is how `libpq`/`PGOPTIONS` lets a caller
