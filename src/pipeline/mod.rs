@@ -144,6 +144,28 @@ pub struct RunSummary {
     pub last_lsn: Option<Lsn>,
 }
 
+/// What decides how large the next batch may grow.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    /// No batch was written yet in this run.
+    first_batch: bool,
+    /// Items read during the last write are still waiting to be handled.
+    items_waiting: bool,
+    /// The batch's newest change committed more than `batch_interval` ago.
+    backlog: bool,
+    /// Commits lose races with other writers ([`Contention`]).
+    contended: bool,
+}
+
+/// Whether the next batch grows to `max_batch_size`: while the pipeline is behind (items
+/// read during the last write wait, or it catches up on a backlog) each commit's fixed cost
+/// is then paid less often; the same while commits lose races. A backlog does not grow a
+/// run's first batch: nothing is written while it is read, so a small one starts the writer
+/// early and the reading of the next batches overlaps it.
+fn grows_batches(pace: Pace) -> bool {
+    pace.items_waiting || pace.contended || (pace.backlog && !pace.first_batch)
+}
+
 /// A prepared pipeline over one source: tables open, the source ready to stream.
 pub struct Pipeline<S: ChangeSource> {
     resolved: ResolvedPipeline,
@@ -397,15 +419,16 @@ where
         Ok(())
     }
 
-    /// Events at which the batch is written: `batch_size`, or `max_batch_size` while the
-    /// pipeline is behind: items read during the last write are still waiting to be handled,
-    /// or the batch's newest change committed more than `batch_interval` ago (a backlog).
-    /// Catching up, each commit's fixed cost is then paid less often. The same while commits
-    /// lose races with other writers ([`Contention`]).
+    /// Events at which the batch is written: `batch_size`, or `max_batch_size` when
+    /// [`grows_batches`] says so.
     fn batch_limit(&self, batch: &Batch) -> usize {
-        let behind =
-            !self.ahead.is_empty() || batch.is_behind(Utc::now(), self.resolved.batch_interval);
-        match behind || self.contention.is_contended() {
+        let pace = Pace {
+            first_batch: self.summary.events == 0,
+            items_waiting: !self.ahead.is_empty(),
+            backlog: batch.is_behind(Utc::now(), self.resolved.batch_interval),
+            contended: self.contention.is_contended(),
+        };
+        match grows_batches(pace) {
             false => self.resolved.batch_size,
             true => self.resolved.max_batch_size,
         }

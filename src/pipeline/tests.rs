@@ -430,8 +430,33 @@ async fn what_was_read_during_a_write_goes_into_one_larger_batch_up_to_max_batch
     assert_eq!(rows(&h.path("a")).await.len(), 12);
 }
 
+#[test]
+fn batches_grow_while_behind_except_a_backlog_s_first_batch() {
+    let pace = |first_batch, items_waiting, backlog, contended| Pace {
+        first_batch,
+        items_waiting,
+        backlog,
+        contended,
+    };
+    assert!(
+        !grows_batches(pace(false, false, false, false)),
+        "keeping pace"
+    );
+    assert!(grows_batches(pace(false, false, true, false)), "a backlog");
+    assert!(
+        !grows_batches(pace(true, false, true, false)),
+        "a backlog's first batch"
+    );
+    assert!(
+        grows_batches(pace(false, true, false, false)),
+        "items waiting"
+    );
+    assert!(grows_batches(pace(true, true, false, false)));
+    assert!(grows_batches(pace(false, false, false, true)), "lost races");
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_backlog_is_written_in_batches_of_max_batch_size_from_the_first_one() {
+async fn a_backlog_is_written_in_batches_of_max_batch_size_after_the_first_one() {
     let h = Harness::new(&["a"], "batch_size = 2\nmax_batch_size = 5\n");
     let a = two_columns("a");
     let an_hour_ago = chrono::Utc::now() - chrono::TimeDelta::hours(1);
@@ -454,8 +479,8 @@ async fn a_backlog_is_written_in_batches_of_max_batch_size_from_the_first_one() 
     let summary = h.run(&["a"], backlog).await.unwrap();
     assert_eq!(
         h.confirmed_lsns(),
-        vec![Some(Lsn(50)), Some(Lsn(100)), Some(Lsn(120))],
-        "batches of 5, 5 and 2 events"
+        vec![Some(Lsn(20)), Some(Lsn(70)), Some(Lsn(120))],
+        "batches of 2, 5 and 5 events"
     );
     assert_eq!(summary.delta_commits, 3);
     assert_eq!(rows(&h.path("a")).await.len(), 12);
