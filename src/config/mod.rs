@@ -165,9 +165,9 @@ pub struct PipelineConfig {
     pub batch_interval_ms: u64,
     /// While a batch is being written and the source has more waiting, the next batch takes
     /// what was read meanwhile, up to this many events (default 4 x `batch_size`): a slow
-    /// store gets fewer, larger commits instead of falling further behind. The same, after a run's
-    /// first batch, while the changes read committed more than `batch_interval_ms` ago
-    /// (catching up on a backlog).
+    /// store gets fewer, larger commits instead of falling further behind. The same, after
+    /// a run's first batch, while the changes read committed more than `batch_interval_ms`
+    /// ago (catching up on a backlog).
     #[serde(default)]
     pub max_batch_size: Option<usize>,
     #[serde(default)]

@@ -56,7 +56,7 @@ pub struct Batch {
     pub events: usize,
     pub started: Option<Instant>,
     /// When the newest transaction of the batch committed at the source.
-    pub newest_commit: Option<DateTime<Utc>>,
+    newest_commit: Option<DateTime<Utc>>,
     last_xid: Option<u32>,
 }
 
