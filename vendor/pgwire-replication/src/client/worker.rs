@@ -1281,7 +1281,7 @@ mod tests {
             (coalescing(Duration::ZERO), xlog_frame(1, b"Ifirst"), 1),
             (coalescing(Duration::from_millis(50)), burst, burst_len),
         ] {
-            let (mut server, mut rx, _stop) = streaming_worker(cfg);
+            let (mut server, mut rx, stop) = streaming_worker(cfg);
             server.write_all(&first).await.unwrap();
             for _ in 0..events {
                 assert!(rx.recv().await.unwrap().is_ok());
@@ -1289,6 +1289,8 @@ mod tests {
             server.write_all(&xlog_frame(2, b"Isecond")).await.unwrap();
             let at_once = tokio::time::timeout(Duration::from_millis(10), rx.recv());
             assert!(at_once.await.expect("read at once").unwrap().is_ok());
+            // A worker whose stop sender is dropped would spin (the client aborts it).
+            stop.send(true).unwrap();
         }
     }
 
