@@ -408,7 +408,7 @@ impl WorkerState {
             // a large TCP segment, many WAL messages are available without syscalls.
             // Read them in a tight loop to avoid select!/timeout overhead per message.
             let mut drained = 0usize;
-            while stream.buffer().len() >= 5 && drained < DRAIN_BATCH {
+            while stream.buffer().len() >= MESSAGE_HEADER_BYTES && drained < DRAIN_BATCH {
                 let msg = reader.read(stream).await?;
                 drained += 1;
                 since_wait += MESSAGE_HEADER_BYTES + msg.payload.len();
