@@ -1,0 +1,297 @@
+// pgdelta: build the future of a concrete impl's async method in a nested fn without
+// where-clauses (see PGDELTA.md).
+//
+// Every method async-trait emits carries `where 'life0: 'async_trait, Self: 'async_trait`.
+// rustc answers auto-trait goals from its global cache only when the ParamEnv is empty, so
+// with those bounds in scope it proves the future `Send` from scratch in every method: the
+// whole type graph of what the future holds (rust-lang/rust#157595). In DataFusion and
+// delta-rs that was most of the frontend time of several crates. The nested fn has lifetime
+// parameters only, its `impl Future + Send` is proved once and cached, and the outer method
+// boxes an opaque type whose `Send` comes from its declared bound.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::visit_mut::{self, VisitMut};
+use syn::{
+    parse_quote, Block, FnArg, GenericParam, ImplItemFn, ItemImpl, Lifetime, Pat, ReceiverKind,
+    ReturnType, Signature, Type, TypePath, TypeReference,
+};
+
+/// The parts of an impl block a shim needs: its self type and its lifetime parameters.
+#[derive(Clone, Copy)]
+pub struct ImplShape<'a> {
+    self_ty: &'a Type,
+    generics: &'a syn::Generics,
+}
+
+impl<'a> ImplShape<'a> {
+    /// `None` when a nested fn cannot name everything the impl's methods can: type or const
+    /// parameters, bounds, where-clauses, or a self type with elided lifetimes, `impl Trait`,
+    /// `_` or a trait object (whose default lifetime differs behind a reference).
+    pub fn of(item: &'a ItemImpl) -> Option<Self> {
+        let only_plain_lifetimes = item.generics.params.iter().all(|param| match param {
+            GenericParam::Lifetime(param) => param.bounds.is_empty() && param.attrs.is_empty(),
+            _ => false,
+        });
+        if !only_plain_lifetimes || item.generics.where_clause.is_some() {
+            return None;
+        }
+        if !TypeCheck::passes(&item.self_ty, Position::SelfType) {
+            return None;
+        }
+        Some(ImplShape {
+            self_ty: &item.self_ty,
+            generics: &item.generics,
+        })
+    }
+
+    fn lifetimes(&self) -> impl Iterator<Item = &'a Lifetime> {
+        self.generics.params.iter().filter_map(|param| match param {
+            GenericParam::Lifetime(param) => Some(&param.lifetime),
+            _ => None,
+        })
+    }
+}
+
+/// Whether a method, as written (before async-trait's rewrite), can have its future built in a
+/// shim: no generics or where-clause of its own, plain identifiers as parameters, no `Self`
+/// outside the receiver, no elided lifetime in its output, and no attribute that reads the
+/// body's shape (`#[instrument]` finds async-trait's `Box::pin(async move ..)`).
+pub fn method_allows_shim(method: &ImplItemFn, is_local: bool) -> bool {
+    let sig = &method.sig;
+    let plain_signature = !is_local
+        && sig.generics.params.is_empty()
+        && sig.generics.where_clause.is_none()
+        && sig.constness.is_none()
+        && matches!(sig.safety, syn::Safety::Default)
+        && sig.abi.is_none()
+        && sig.variadic.is_none();
+    let known_attributes = method.attrs.iter().all(|attr| {
+        [
+            "doc", "allow", "expect", "warn", "deny", "inline", "must_use",
+        ]
+        .iter()
+        .any(|name| attr.path().is_ident(name))
+    });
+    let plain_inputs = sig.inputs.iter().all(|arg| match arg {
+        FnArg::Receiver(receiver) => {
+            receiver.attrs.is_empty()
+                && match &receiver.kind {
+                    ReceiverKind::Value | ReceiverKind::Reference(..) => true,
+                    ReceiverKind::Typed(_, ty) => TypeCheck::passes(ty, Position::Receiver),
+                    _ => false,
+                }
+        }
+        FnArg::Typed(arg) => {
+            arg.attrs.is_empty()
+                && matches!(&*arg.pat, Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none())
+                && TypeCheck::passes(&arg.ty, Position::Input)
+        }
+    });
+    let plain_output = match &sig.output {
+        ReturnType::Default => true,
+        ReturnType::Type(_, ty) => TypeCheck::passes(ty, Position::Output),
+    };
+    plain_signature
+        && known_attributes
+        && plain_inputs
+        && plain_output
+        && !mentions_self_type(&method.block)
+}
+
+/// Whether a body names `Self` (a nested fn cannot), outside nested items, which have their
+/// own. Macro input counts as a mention.
+fn mentions_self_type(block: &Block) -> bool {
+    struct FindSelf(bool);
+    impl VisitMut for FindSelf {
+        fn visit_path_mut(&mut self, path: &mut syn::Path) {
+            self.0 |= path.segments.first().is_some_and(|s| s.ident == "Self");
+            visit_mut::visit_path_mut(self, path);
+        }
+        fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+        fn visit_macro_mut(&mut self, mac: &mut syn::Macro) {
+            self.0 |= tokens_mention_self(mac.tokens.clone());
+        }
+    }
+    fn tokens_mention_self(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|tt| match tt {
+            proc_macro2::TokenTree::Ident(ident) => ident == "Self",
+            proc_macro2::TokenTree::Group(group) => tokens_mention_self(group.stream()),
+            _ => false,
+        })
+    }
+    let mut find = FindSelf(false);
+    find.visit_block_mut(&mut block.clone());
+    find.0
+}
+
+/// The method's new body: a nested fn that returns the future, called and boxed.
+/// `sig` is async-trait's rewritten signature (lifetimes named), `output` the method's return
+/// type as written, `body` the async block's contents, whose receiver binding reads `__self`.
+pub fn shim_block(
+    shape: ImplShape,
+    sig: &Signature,
+    output: &ReturnType,
+    body: TokenStream,
+) -> Block {
+    let output = match output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    let self_ty = shape.self_ty;
+    let mut params = Vec::new();
+    let mut args = Vec::new();
+    for arg in &sig.inputs {
+        match arg {
+            FnArg::Receiver(receiver) => {
+                let ty = match &receiver.kind {
+                    ReceiverKind::Reference(_, lifetime, mutability) => {
+                        quote!(&#lifetime #mutability #self_ty)
+                    }
+                    ReceiverKind::Typed(_, ty) => replace_self_type(ty, self_ty),
+                    _ => quote!(#self_ty),
+                };
+                params.push(quote!(__self: #ty));
+                let self_token = receiver.self_token;
+                args.push(quote!(#self_token));
+            }
+            FnArg::Typed(arg) => {
+                let (pat, ty) = (&arg.pat, &arg.ty);
+                params.push(quote!(#pat: #ty));
+                if let Pat::Ident(pat) = &**pat {
+                    let ident = &pat.ident;
+                    args.push(quote!(#ident));
+                }
+            }
+        }
+    }
+    let lifetimes: Vec<&Lifetime> = shape
+        .lifetimes()
+        .chain(sig.generics.params.iter().filter_map(|param| match param {
+            GenericParam::Lifetime(param) if param.lifetime.ident != "async_trait" => {
+                Some(&param.lifetime)
+            }
+            _ => None,
+        }))
+        .collect();
+    let lifetimes_unit = lifetimes.iter().map(|_| quote!(&()));
+    let shim = format_ident!("__async_trait_{}", sig.ident);
+    // `_: &'async_trait (&'life0 (), ..)` implies `'life0: 'async_trait`, .. without a
+    // where-clause: implied bounds are not part of the ParamEnv.
+    parse_quote! {{
+        #[allow(
+            clippy::let_unit_value,
+            clippy::no_effect_underscore_binding,
+            clippy::shadow_same,
+            clippy::type_complexity,
+            clippy::used_underscore_binding,
+            non_snake_case
+        )]
+        fn #shim<'async_trait, #(#lifetimes),*>(
+            #(#params,)*
+            _: &'async_trait (#(&#lifetimes (),)*),
+        ) -> ::core::pin::Pin<Box<
+            dyn ::core::future::Future<Output = #output> + ::core::marker::Send + 'async_trait
+        >> {
+            Box::pin(async move { #body })
+        }
+        #shim(#(#args,)* &(#(#lifetimes_unit,)*))
+    }}
+}
+
+fn replace_self_type(ty: &Type, self_ty: &Type) -> TokenStream {
+    struct ReplaceSelf<'a>(&'a Type);
+    impl VisitMut for ReplaceSelf<'_> {
+        fn visit_type_mut(&mut self, ty: &mut Type) {
+            if let Type::Path(path) = ty {
+                if path.qself.is_none() && path.path.is_ident("Self") {
+                    *ty = self.0.clone();
+                    return;
+                }
+            }
+            visit_mut::visit_type_mut(self, ty);
+        }
+    }
+    let mut ty = ty.clone();
+    ReplaceSelf(self_ty).visit_type_mut(&mut ty);
+    quote!(#ty)
+}
+
+/// Rejects types a nested fn would read differently or could not name.
+struct TypeCheck {
+    position: Position,
+    passes: bool,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Position {
+    /// The impl's self type, written into the shim's receiver parameter.
+    SelfType,
+    /// A typed receiver (`self: Arc<Self>`): `Self` alone is replaced by the self type.
+    Receiver,
+    /// A parameter: async-trait names its elided lifetimes.
+    Input,
+    Output,
+}
+
+impl TypeCheck {
+    fn passes(ty: &Type, position: Position) -> bool {
+        let mut check = TypeCheck {
+            position,
+            passes: true,
+        };
+        check.visit_type_mut(&mut ty.clone());
+        check.passes
+    }
+}
+
+impl VisitMut for TypeCheck {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        match ty {
+            Type::ImplTrait(_)
+            | Type::Infer(_)
+            | Type::FnPtr(_)
+            | Type::Macro(_)
+            | Type::Verbatim(_) => self.passes = false,
+            // A trait object's default lifetime is 'static in an impl header but the
+            // reference's lifetime behind `&self`.
+            Type::TraitObject(_) if self.position == Position::SelfType => self.passes = false,
+            Type::Path(path) if path.qself.is_none() && path.path.is_ident("Self") => {
+                self.passes &= self.position == Position::Receiver;
+            }
+            _ => visit_mut::visit_type_mut(self, ty),
+        }
+    }
+
+    fn visit_type_path_mut(&mut self, path: &mut TypePath) {
+        if path
+            .path
+            .segments
+            .first()
+            .is_some_and(|s| s.ident == "Self")
+        {
+            self.passes = false;
+        }
+        visit_mut::visit_type_path_mut(self, path);
+    }
+
+    fn visit_type_reference_mut(&mut self, reference: &mut TypeReference) {
+        // async-trait names elided lifetimes in inputs only.
+        if reference.lifetime.is_none() && !self.elided_lifetimes_named() {
+            self.passes = false;
+        }
+        visit_mut::visit_type_reference_mut(self, reference);
+    }
+
+    fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
+        if lifetime.ident == "_" && !self.elided_lifetimes_named() {
+            self.passes = false;
+        }
+    }
+}
+
+impl TypeCheck {
+    fn elided_lifetimes_named(&self) -> bool {
+        matches!(self.position, Position::Input | Position::Receiver)
+    }
+}
