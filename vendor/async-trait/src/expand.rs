@@ -2,7 +2,7 @@ use crate::bound::{has_bound, InferredBound, Supertraits};
 use crate::lifetime::{AddLifetimeToImplTrait, CollectLifetimes};
 use crate::parse::Item;
 use crate::receiver::{has_self_in_block, has_self_in_sig, mut_pat, ReplaceSelf};
-use crate::shim::{method_allows_shim, shim_block, ImplShape};
+use crate::shim::{method_allows_shim, name_elided_impl_lifetimes, shim_block, ImplShape};
 use crate::verbatim::VerbatimFn;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -90,6 +90,7 @@ pub fn expand(input: &mut Item, is_local: bool) {
                 }
             }
 
+            name_elided_impl_lifetimes(input);
             let mut items = mem::take(&mut input.items);
             let shape = ImplShape::of(input);
             let context = Context::Impl {

@@ -53,6 +53,63 @@ impl<'a> ImplShape<'a> {
     }
 }
 
+/// Names the elided lifetimes of an impl header (`impl ReadOptions<'_> for CsvReadOptions<'_>`)
+/// as impl lifetime parameters, which a shim can then declare. Each `'_` there is a fresh
+/// lifetime of the impl already, so the impl means the same.
+pub fn name_elided_impl_lifetimes(item: &mut ItemImpl) {
+    struct NameElided(Vec<Lifetime>);
+    impl NameElided {
+        fn next(&mut self) -> Lifetime {
+            let lifetime = Lifetime::new(
+                &format!("'__async_trait_impl{}", self.0.len()),
+                proc_macro2::Span::call_site(),
+            );
+            self.0.push(lifetime.clone());
+            lifetime
+        }
+    }
+    impl VisitMut for NameElided {
+        fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
+            if lifetime.ident == "_" {
+                *lifetime = self.next();
+            }
+        }
+        fn visit_type_reference_mut(&mut self, reference: &mut TypeReference) {
+            if reference.lifetime.is_none() {
+                reference.lifetime = Some(self.next());
+            }
+            visit_mut::visit_type_reference_mut(self, reference);
+        }
+        fn visit_type_fn_ptr_mut(&mut self, _: &mut syn::TypeFnPtr) {}
+        fn visit_type_trait_object_mut(&mut self, _: &mut syn::TypeTraitObject) {}
+        fn visit_parenthesized_generic_arguments_mut(
+            &mut self,
+            _: &mut syn::ParenthesizedGenericArguments,
+        ) {
+        }
+    }
+    let only_lifetimes = item
+        .generics
+        .params
+        .iter()
+        .all(|param| matches!(param, GenericParam::Lifetime(_)));
+    if !only_lifetimes || item.generics.where_clause.is_some() {
+        return;
+    }
+    let mut name = NameElided(Vec::new());
+    name.visit_type_mut(&mut item.self_ty);
+    if let Some((path, _)) = &mut item.trait_ {
+        name.visit_path_mut(path);
+    }
+    for lifetime in name.0.into_iter().rev() {
+        item.generics.params.insert(0, parse_quote!(#lifetime));
+    }
+    if item.generics.lt_token.is_none() && !item.generics.params.is_empty() {
+        item.generics.lt_token = Some(Default::default());
+        item.generics.gt_token = Some(Default::default());
+    }
+}
+
 /// Whether a method, as written (before async-trait's rewrite), can have its future built in a
 /// shim: no generics or where-clause of its own, plain identifiers as parameters, no `Self`
 /// outside the receiver, no elided lifetime in its output, and no attribute that reads the
@@ -83,9 +140,15 @@ pub fn method_allows_shim(method: &ImplItemFn, is_local: bool) -> bool {
                 }
         }
         FnArg::Typed(arg) => {
-            arg.attrs.is_empty()
-                && matches!(&*arg.pat, Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none())
-                && TypeCheck::passes(&arg.ty, Position::Input)
+            // async-trait names a by-value parameter's pattern `__argN`; a reference's stays.
+            let named = match &*arg.ty {
+                Type::Reference(_) => matches!(
+                    &*arg.pat,
+                    Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none()
+                ),
+                _ => true,
+            };
+            arg.attrs.is_empty() && named && TypeCheck::passes(&arg.ty, Position::Input)
         }
     });
     let plain_output = match &sig.output {
@@ -293,5 +356,117 @@ impl VisitMut for TypeCheck {
 impl TypeCheck {
     fn elided_lifetimes_named(&self) -> bool {
         matches!(self.position, Position::Input | Position::Receiver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::expand::expand;
+    use crate::parse::Item;
+    use quote::quote;
+
+    fn expanded(tokens: proc_macro2::TokenStream, is_local: bool) -> String {
+        let mut item: Item = syn::parse2(tokens).unwrap();
+        expand(&mut item, is_local);
+        quote!(#item).to_string()
+    }
+
+    #[test]
+    fn a_concrete_impl_builds_its_future_in_a_shim_without_where_clauses() {
+        let out = expanded(
+            quote! {
+                impl Scan for MemTable {
+                    async fn scan(&self, filters: &[Expr], mut limit: Option<usize>) -> Result<Plan> {
+                        limit.take();
+                        self.plan(filters).await
+                    }
+                }
+            },
+            false,
+        );
+        let shim = out.split("fn __async_trait_scan").nth(1).expect("a shim");
+        let shim_signature = &shim[..shim.find('{').unwrap()];
+        assert!(!shim_signature.contains("where"), "{shim_signature}");
+        assert!(
+            shim_signature.contains("__self : & 'life0 MemTable"),
+            "{shim_signature}"
+        );
+        assert!(
+            out.contains("__async_trait_scan (self , filters , limit , &"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn elided_lifetimes_of_an_impl_header_are_named_for_the_shim() {
+        let out = expanded(
+            quote! {
+                impl ReadOptions<'_> for CsvReadOptions<'_> {
+                    async fn schema(&self, state: &State) -> Result<Schema> { todo!() }
+                }
+            },
+            false,
+        );
+        assert!(
+            out.starts_with("impl < '__async_trait_impl0 , '__async_trait_impl1 >"),
+            "{out}"
+        );
+        assert!(out.contains("fn __async_trait_schema"), "{out}");
+    }
+
+    #[test]
+    fn methods_a_nested_fn_could_not_express_expand_as_before() {
+        let cases = [
+            (
+                quote!(
+                    impl<T: Send> Tr for W<T> {
+                        async fn f(&self) {}
+                    }
+                ),
+                false,
+            ),
+            (
+                quote!(impl Tr for W { async fn f(&self) { Self::g(); } }),
+                false,
+            ),
+            (
+                quote!(impl Tr for W { async fn f(&self) { let _ = Self { x: 1 }; } }),
+                false,
+            ),
+            (
+                quote!(impl Tr for W { async fn f(&self) -> Self { todo!() } }),
+                false,
+            ),
+            (
+                quote!(impl Tr for W { async fn f(&self) -> &str { todo!() } }),
+                false,
+            ),
+            (
+                quote!(impl Tr for W { async fn f<T: Send>(&self, t: T) {} }),
+                false,
+            ),
+            (
+                quote!(impl Tr for W { async fn f(&self, &(a, b): &(u8, u8)) {} }),
+                false,
+            ),
+            (
+                quote!(impl Tr for W { async fn f(&self, x: impl Send) {} }),
+                false,
+            ),
+            (
+                quote!(impl Tr for W { #[instrument] async fn f(&self) {} }),
+                false,
+            ),
+            (
+                quote!(impl Tr for dyn Other { async fn f(&self) {} }),
+                false,
+            ),
+            (quote!(impl Tr for W { async fn f(&self) {} }), true),
+        ];
+        for (tokens, is_local) in cases {
+            let out = expanded(tokens.clone(), is_local);
+            assert!(!out.contains("__async_trait_f"), "{tokens}\n{out}");
+            assert!(out.contains("Box :: pin (async move"), "{tokens}\n{out}");
+        }
     }
 }

@@ -1747,3 +1747,108 @@ pub mod issue300 {
         }
     }
 }
+
+// pgdelta: methods whose futures are built in a shim (src/shim.rs) behave as before.
+pub mod pgdelta_shim {
+    use crate::executor;
+    use async_trait::async_trait;
+    use std::fmt::Display;
+    use std::sync::Arc;
+
+    #[async_trait]
+    pub trait Store {
+        async fn by_ref(&self, key: &str, prefix: Option<&String>) -> String;
+        async fn by_mut(&mut self, value: String) -> usize;
+        async fn by_value(self, (a, b): (u8, u8), _: u8) -> u32
+        where
+            Self: Sized;
+        async fn by_arc(self: Arc<Self>, shown: &(dyn Display + Sync)) -> String;
+    }
+
+    struct Memory {
+        values: Vec<String>,
+    }
+
+    #[async_trait]
+    impl Store for Memory {
+        async fn by_ref(&self, key: &str, prefix: Option<&String>) -> String {
+            let found = self.values.iter().find(|v| v.starts_with(key));
+            format!(
+                "{}{}",
+                prefix.map_or("", String::as_str),
+                found.map_or("-", String::as_str)
+            )
+        }
+
+        async fn by_mut(&mut self, mut value: String) -> usize {
+            value.push('!');
+            self.values.push(value);
+            self.values.len()
+        }
+
+        async fn by_value(self, (a, b): (u8, u8), _: u8) -> u32 {
+            u32::from(a) + u32::from(b) + self.values.len() as u32
+        }
+
+        async fn by_arc(self: Arc<Self>, shown: &(dyn Display + Sync)) -> String {
+            format!("{shown}:{}", self.values.len())
+        }
+    }
+
+    #[async_trait]
+    pub trait Borrowed<'a> {
+        async fn first(&self, skip: usize) -> Option<&'a str>;
+    }
+
+    struct Words<'w>(&'w [&'w str]);
+
+    #[async_trait]
+    impl<'w> Borrowed<'w> for Words<'w> {
+        async fn first(&self, skip: usize) -> Option<&'w str> {
+            self.0.get(skip).copied()
+        }
+    }
+
+    #[async_trait]
+    pub trait Counted {
+        async fn count(&self) -> usize;
+    }
+
+    #[async_trait]
+    impl Counted for Words<'_> {
+        async fn count(&self) -> usize {
+            self.0.len()
+        }
+    }
+
+    fn assert_send<T: Send>(value: T) -> T {
+        value
+    }
+
+    #[test]
+    fn shimmed_methods_keep_their_behaviour() {
+        let mut memory = Memory {
+            values: vec!["apple".to_owned()],
+        };
+        let prefix = "p:".to_owned();
+        let found = executor::block_on_simple(assert_send(memory.by_ref("ap", Some(&prefix))));
+        assert_eq!(found, "p:apple");
+        assert_eq!(executor::block_on_simple(memory.by_ref("zz", None)), "-");
+        assert_eq!(
+            executor::block_on_simple(memory.by_mut("kiwi".to_owned())),
+            2
+        );
+        assert_eq!(memory.values[1], "kiwi!");
+        let memory = Arc::new(memory);
+        let shown = executor::block_on_simple(Arc::clone(&memory).by_arc(&7));
+        assert_eq!(shown, "7:2");
+        let memory = Arc::try_unwrap(memory).ok().unwrap();
+        assert_eq!(executor::block_on_simple(memory.by_value((1, 2), 9)), 5);
+
+        let words = ["a", "b"];
+        let words = Words(&words);
+        assert_eq!(executor::block_on_simple(words.first(1)), Some("b"));
+        assert_eq!(executor::block_on_simple(words.first(2)), None);
+        assert_eq!(executor::block_on_simple(words.count()), 2);
+    }
+}
