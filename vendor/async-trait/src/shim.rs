@@ -240,7 +240,9 @@ pub fn shim_block(
     let lifetimes_unit = lifetimes.iter().map(|_| quote!(&()));
     let shim = format_ident!("__async_trait_{}", sig.ident);
     // `_: &'async_trait (&'life0 (), ..)` implies `'life0: 'async_trait`, .. without a
-    // where-clause: implied bounds are not part of the ParamEnv.
+    // where-clause: implied bounds are not part of the ParamEnv. The method's where-clause
+    // gives these bounds for every lifetime its parameters tie to the shim's; the others
+    // are inferred freely at the call.
     parse_quote! {{
         #[allow(
             clippy::let_unit_value,

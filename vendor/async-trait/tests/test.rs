@@ -1812,12 +1812,17 @@ pub mod pgdelta_shim {
     #[async_trait]
     pub trait Counted {
         async fn count(&self) -> usize;
+        async fn zero() -> usize;
     }
 
     #[async_trait]
     impl Counted for Words<'_> {
         async fn count(&self) -> usize {
             self.0.len()
+        }
+
+        async fn zero() -> usize {
+            0
         }
     }
 
@@ -1850,5 +1855,6 @@ pub mod pgdelta_shim {
         assert_eq!(executor::block_on_simple(words.first(1)), Some("b"));
         assert_eq!(executor::block_on_simple(words.first(2)), None);
         assert_eq!(executor::block_on_simple(words.count()), 2);
+        assert_eq!(executor::block_on_simple(<Words<'_> as Counted>::zero()), 0);
     }
 }
