@@ -14,6 +14,10 @@ cargo clippy --locked --no-default-features --lib --bins -- -D warnings
 # Its refusal of Kafka mode and of object stores, naming the feature.
 cargo test --locked --no-default-features --lib --bins -- kafka build_without
 bash scripts/fuzz.sh 10   # the parsers must survive a bounded fuzzing run
+# The vendored crates' own tests, which cover what pgdelta changed in them (their PGDELTA.md).
+for crate in pgwire-replication async-trait; do
+    (cd "vendor/$crate" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/vendor" cargo test --locked --quiet)
+done
 # --all-targets: no doc-test run (the crate has none) closing the output with "0 passed".
 cargo test --locked --no-fail-fast --all-targets "$@"
 # The version matrix: tests/versions.rs runs the core path on 13 to 18; the direct-mode,
