@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use harness::{cluster_with_db, terminate, wait_for, Pgdelta, DB};
+use harness::{cluster_with_db, commit_operations, terminate, wait_for, Pgdelta, DB};
 use support::{
     delta_as_strings, pg_as_strings, read_delta_cdf, read_delta_meta, read_delta_rows,
     read_delta_rows_by_id, render, PgCluster, NULL_MARKER,
@@ -435,27 +435,6 @@ fn latest_version(table: &std::path::Path) -> u64 {
     commit_operations(table)
         .last()
         .map_or(0, |(version, _)| *version)
-}
-
-/// The operation of every Delta commit, by version, from the table's log.
-fn commit_operations(table: &std::path::Path) -> Vec<(u64, String)> {
-    let mut operations = Vec::new();
-    for entry in std::fs::read_dir(table.join("_delta_log")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let Some(Ok(version)) = name.strip_suffix(".json").map(str::parse::<u64>) else {
-            continue;
-        };
-        let text = std::fs::read_to_string(&path).unwrap();
-        for line in text.lines() {
-            let action: serde_json::Value = serde_json::from_str(line).unwrap();
-            if let Some(operation) = action["commitInfo"]["operation"].as_str() {
-                operations.push((version, operation.to_string()));
-            }
-        }
-    }
-    operations.sort();
-    operations
 }
 
 /// A transaction larger than `large_transaction_events` is applied while it streams in:

@@ -392,3 +392,24 @@ pub fn publication_exists(cluster: &PgCluster, publication: &str) -> bool {
     let sql = format!("SELECT count(*) FROM pg_publication WHERE pubname = '{publication}'");
     cluster.psql(DB, &sql).trim() == "1"
 }
+
+/// The operation of every Delta commit, by version, from the table's log.
+pub fn commit_operations(table: &Path) -> Vec<(u64, String)> {
+    let mut operations = Vec::new();
+    for entry in std::fs::read_dir(table.join("_delta_log")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(Ok(version)) = name.strip_suffix(".json").map(str::parse::<u64>) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(operation) = action["commitInfo"]["operation"].as_str() {
+                operations.push((version, operation.to_string()));
+            }
+        }
+    }
+    operations.sort();
+    operations
+}
