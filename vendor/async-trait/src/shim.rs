@@ -6,8 +6,9 @@
 // with those bounds in scope it proves the future `Send` from scratch in every method: the
 // whole type graph of what the future holds (rust-lang/rust#157595). In DataFusion and
 // delta-rs that was most of the frontend time of several crates. The nested fn has lifetime
-// parameters only, its `impl Future + Send` is proved once and cached, and the outer method
-// boxes an opaque type whose `Send` comes from its declared bound.
+// parameters only and no where-clause, so the `Send` of the future it builds and boxes is
+// proved with the global cache. (Boxing an `impl Future + Send` it returned in the method
+// instead left the coercion's proof in the method's ParamEnv, for the MIR validator.)
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -111,7 +112,7 @@ pub fn name_elided_impl_lifetimes(item: &mut ItemImpl) {
 }
 
 /// Whether a method, as written (before async-trait's rewrite), can have its future built in a
-/// shim: no generics or where-clause of its own, plain identifiers as parameters, no `Self`
+/// shim: no generics or where-clause of its own, plain identifiers for references, no `Self`
 /// outside the receiver, no elided lifetime in its output, and no attribute that reads the
 /// body's shape (`#[instrument]` finds async-trait's `Box::pin(async move ..)`).
 pub fn method_allows_shim(method: &ImplItemFn, is_local: bool) -> bool {
@@ -188,7 +189,7 @@ fn mentions_self_type(block: &Block) -> bool {
     find.0
 }
 
-/// The method's new body: a nested fn that returns the future, called and boxed.
+/// The method's new body: a call of a nested fn that builds and boxes the future.
 /// `sig` is async-trait's rewritten signature (lifetimes named), `output` the method's return
 /// type as written, `body` the async block's contents, whose receiver binding reads `__self`.
 pub fn shim_block(
