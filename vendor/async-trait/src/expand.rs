@@ -2,7 +2,10 @@ use crate::bound::{has_bound, InferredBound, Supertraits};
 use crate::lifetime::{AddLifetimeToImplTrait, CollectLifetimes};
 use crate::parse::Item;
 use crate::receiver::{has_self_in_block, has_self_in_sig, mut_pat, ReplaceSelf};
-use crate::shim::{method_allows_shim, name_elided_impl_lifetimes, shim_block, ImplShape};
+use crate::shim::{
+    drop_mut_of_forwarded_parameters, method_allows_shim, name_elided_impl_lifetimes, shim_block,
+    ImplShape,
+};
 use crate::verbatim::VerbatimFn;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -113,6 +116,7 @@ pub fn expand(input: &mut Item, is_local: bool) {
                         transform_sig(context, sig, has_self, false, is_local);
                         if let Some(shape) = shape {
                             *block = shim_block(shape, sig, &output, body);
+                            drop_mut_of_forwarded_parameters(sig);
                         }
                         method.attrs.push(lint_suppress_with_body());
                     }

@@ -163,8 +163,9 @@ pub fn method_allows_shim(method: &ImplItemFn, is_local: bool) -> bool {
         && !mentions_self_type(&method.block)
 }
 
-/// Whether a body names `Self` (a nested fn cannot), outside nested items, which have their
-/// own. Macro input counts as a mention.
+/// Whether a body needs what a nested fn does not have: `Self` (outside nested items, which
+/// have their own), in macro input and local `macro_rules!` too, or `self` in a macro whose
+/// input also holds `fn` (async-trait leaves that `self` alone, taking it for another one).
 fn mentions_self_type(block: &Block) -> bool {
     struct FindSelf(bool);
     impl VisitMut for FindSelf {
@@ -172,15 +173,20 @@ fn mentions_self_type(block: &Block) -> bool {
             self.0 |= path.segments.first().is_some_and(|s| s.ident == "Self");
             visit_mut::visit_path_mut(self, path);
         }
-        fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+        fn visit_item_mut(&mut self, item: &mut syn::Item) {
+            if let syn::Item::Macro(item) = item {
+                self.visit_macro_mut(&mut item.mac);
+            }
+        }
         fn visit_macro_mut(&mut self, mac: &mut syn::Macro) {
-            self.0 |= tokens_mention_self(mac.tokens.clone());
+            let has = |name| tokens_contain(mac.tokens.clone(), name);
+            self.0 |= has("Self") || (has("self") && has("fn"));
         }
     }
-    fn tokens_mention_self(tokens: TokenStream) -> bool {
+    fn tokens_contain(tokens: TokenStream, name: &str) -> bool {
         tokens.into_iter().any(|tt| match tt {
-            proc_macro2::TokenTree::Ident(ident) => ident == "Self",
-            proc_macro2::TokenTree::Group(group) => tokens_mention_self(group.stream()),
+            proc_macro2::TokenTree::Ident(ident) => ident == name,
+            proc_macro2::TokenTree::Group(group) => tokens_contain(group.stream(), name),
             _ => false,
         })
     }
@@ -215,7 +221,9 @@ pub fn shim_block(
                     ReceiverKind::Typed(_, ty) => replace_self_type(ty, self_ty),
                     _ => quote!(#self_ty),
                 };
-                params.push(quote!(__self: #ty));
+                // The span of `self`, as the body's `__self` has (a macro_rules! caller's).
+                let this = syn::Ident::new("__self", receiver.self_token.span);
+                params.push(quote!(#this: #ty));
                 let self_token = receiver.self_token;
                 args.push(quote!(#self_token));
             }
@@ -238,31 +246,72 @@ pub fn shim_block(
             _ => None,
         }))
         .collect();
-    let lifetimes_unit = lifetimes.iter().map(|_| quote!(&()));
+    let outliving: Vec<Lifetime> = lifetimes_in_parameters(sig, shape)
+        .into_iter()
+        .filter(|lifetime| lifetimes.contains(&lifetime))
+        .collect();
+    let outliving_unit = outliving.iter().map(|_| quote!(&()));
     let shim = format_ident!("__async_trait_{}", sig.ident);
     // `_: &'async_trait (&'life0 (), ..)` implies `'life0: 'async_trait`, .. without a
-    // where-clause: implied bounds are not part of the ParamEnv. The method's where-clause
-    // gives these bounds for every lifetime its parameters tie to the shim's; the others
-    // are inferred freely at the call.
+    // where-clause: implied bounds are not part of the ParamEnv. It names the lifetimes of
+    // the parameters, which the method's where-clause bounds so (`Self: 'async_trait` for
+    // the receiver's); an impl lifetime only in the output has no such bound.
     parse_quote! {{
         #[allow(
             clippy::let_unit_value,
             clippy::no_effect_underscore_binding,
             clippy::shadow_same,
+            clippy::too_many_arguments,
             clippy::type_complexity,
             clippy::used_underscore_binding,
             non_snake_case
         )]
         fn #shim<'async_trait, #(#lifetimes),*>(
             #(#params,)*
-            _: &'async_trait (#(&#lifetimes (),)*),
+            _: &'async_trait (#(&#outliving (),)*),
         ) -> ::core::pin::Pin<Box<
             dyn ::core::future::Future<Output = #output> + ::core::marker::Send + 'async_trait
         >> {
             Box::pin(async move { #body })
         }
-        #shim(#(#args,)* &(#(#lifetimes_unit,)*))
+        #shim(#(#args,)* &(#(#outliving_unit,)*))
     }}
+}
+
+/// The method only forwards its parameters to the shim, which binds them as written: a
+/// `mut x: &T` left on the method would be an unused `mut`.
+pub fn drop_mut_of_forwarded_parameters(sig: &mut Signature) {
+    for arg in &mut sig.inputs {
+        if let FnArg::Typed(arg) = arg {
+            if let Pat::Ident(pat) = &mut *arg.pat {
+                pat.mutability = None;
+            }
+        }
+    }
+}
+
+/// The lifetimes named in the types of the method's parameters (the receiver's: its own and
+/// the self type's), `'static` and higher-ranked ones included.
+fn lifetimes_in_parameters(sig: &Signature, shape: ImplShape) -> Vec<Lifetime> {
+    struct Collect(Vec<Lifetime>);
+    impl VisitMut for Collect {
+        fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
+            if !self.0.contains(lifetime) {
+                self.0.push(lifetime.clone());
+            }
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    for arg in &sig.inputs {
+        match arg {
+            FnArg::Receiver(receiver) => {
+                collect.visit_receiver_mut(&mut receiver.clone());
+                collect.visit_type_mut(&mut shape.self_ty.clone());
+            }
+            FnArg::Typed(arg) => collect.visit_type_mut(&mut arg.ty.clone()),
+        }
+    }
+    collect.0
 }
 
 fn replace_self_type(ty: &Type, self_ty: &Type) -> TokenStream {
@@ -339,6 +388,19 @@ impl VisitMut for TypeCheck {
             self.passes = false;
         }
         visit_mut::visit_type_path_mut(self, path);
+    }
+
+    fn visit_expr_path_mut(&mut self, path: &mut syn::ExprPath) {
+        // `[u8; Self::N]`
+        if path
+            .path
+            .segments
+            .first()
+            .is_some_and(|s| s.ident == "Self")
+        {
+            self.passes = false;
+        }
+        visit_mut::visit_expr_path_mut(self, path);
     }
 
     fn visit_type_reference_mut(&mut self, reference: &mut TypeReference) {

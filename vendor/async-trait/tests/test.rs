@@ -1749,6 +1749,7 @@ pub mod issue300 {
 }
 
 // pgdelta: methods whose futures are built in a shim (src/shim.rs) behave as before.
+#[deny(unused_mut, clippy::too_many_arguments)]
 pub mod pgdelta_shim {
     use crate::executor;
     use async_trait::async_trait;
@@ -1826,6 +1827,79 @@ pub mod pgdelta_shim {
         }
     }
 
+    // An impl lifetime named only in the output, with and without a receiver.
+    #[async_trait]
+    pub trait Make<'a> {
+        async fn make() -> &'a str;
+        async fn get(&self, n: usize) -> Option<&'a str>;
+    }
+
+    pub struct Plain;
+
+    #[async_trait]
+    impl<'a> Make<'a> for Plain {
+        async fn make() -> &'a str {
+            "made"
+        }
+
+        async fn get(&self, _n: usize) -> Option<&'a str> {
+            None
+        }
+    }
+
+    // Methods handed to `#[async_trait]` by a macro_rules! (the hygiene of `__self`), a
+    // `mut` reference parameter, seven parameters, and `Self` only inside a local macro.
+    #[async_trait]
+    pub trait Misc {
+        async fn get(&self) -> u8;
+        async fn len(&self, s: &str) -> usize;
+        async fn sum(&self, a: u8, b: u8, c: u8, d: u8, e: u8, f: u8) -> u8;
+        async fn named(&self) -> &'static str;
+    }
+
+    pub struct Byte(u8);
+
+    impl Byte {
+        fn name() -> &'static str {
+            "byte"
+        }
+    }
+
+    macro_rules! impl_misc {
+        ($t:ty, $($body:tt)*) => {
+            #[async_trait]
+            impl Misc for $t {
+                $($body)*
+            }
+        };
+    }
+
+    impl_misc!(Byte,
+        async fn get(&self) -> u8 {
+            self.0
+        }
+
+        async fn len(&self, mut s: &str) -> usize {
+            if s.is_empty() {
+                s = "ab";
+            }
+            s.len()
+        }
+
+        async fn sum(&self, a: u8, b: u8, c: u8, d: u8, e: u8, f: u8) -> u8 {
+            self.0 + a + b + c + d + e + f
+        }
+
+        async fn named(&self) -> &'static str {
+            macro_rules! name {
+                () => {
+                    Self::name()
+                };
+            }
+            name!()
+        }
+    );
+
     fn assert_send<T: Send>(value: T) -> T {
         value
     }
@@ -1856,5 +1930,12 @@ pub mod pgdelta_shim {
         assert_eq!(executor::block_on_simple(words.first(2)), None);
         assert_eq!(executor::block_on_simple(words.count()), 2);
         assert_eq!(executor::block_on_simple(<Words<'_> as Counted>::zero()), 0);
+        assert_eq!(executor::block_on_simple(<Plain as Make<'_>>::make()), "made");
+        assert_eq!(executor::block_on_simple(Plain.get(0)), None);
+        let byte = Byte(1);
+        assert_eq!(executor::block_on_simple(byte.get()), 1);
+        assert_eq!(executor::block_on_simple(byte.len("")), 2);
+        assert_eq!(executor::block_on_simple(byte.sum(1, 1, 1, 1, 1, 1)), 7);
+        assert_eq!(executor::block_on_simple(byte.named()), "byte");
     }
 }
