@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use debezium_support::{engine_properties, Capture, CaptureRun, CapturedRecord};
 use harness::kafka::{free_port, Produce, Tansu};
-use harness::{cluster_with_db, kill9, wait_for, wait_until, Pgdelta, DB};
+use harness::{cluster_with_db, kill9, log_actions, wait_for, wait_until, Pgdelta, DB};
 use serde_json::{json, Value};
 use support::{
     delta_as_strings, http_get, metric_sample, pg_as_strings, read_delta_cdf, PgCluster,
@@ -375,20 +375,12 @@ fn members_share_a_pipeline(write_mode: &str) {
 
 /// The `pgdelta.member` of every commit of the table that names one.
 fn commit_members(path: &std::path::Path) -> Vec<String> {
-    let mut members = Vec::new();
-    for entry in std::fs::read_dir(path.join("_delta_log")).unwrap() {
-        let file = entry.unwrap().path();
-        if file.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        for line in std::fs::read_to_string(&file).unwrap().lines() {
-            let action: Value = serde_json::from_str(line).unwrap();
-            if let Some(member) = action["commitInfo"]["pgdelta.member"].as_str() {
-                members.push(member.to_string());
-            }
-        }
-    }
-    members
+    log_actions(path)
+        .into_iter()
+        .filter_map(|(_, action)| {
+            Some(action["commitInfo"]["pgdelta.member"].as_str()?.to_string())
+        })
+        .collect()
 }
 
 /// The broker comes back empty (topics deleted and created again): offsets restart at 0,

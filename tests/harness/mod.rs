@@ -213,17 +213,14 @@ pub struct TxnAction {
     pub txn_version: i64,
 }
 
-/// Every `txn` action in `<table>/_delta_log/*.json`, in Delta version order.
-pub fn txn_actions(table: &Path) -> Vec<TxnAction> {
-    let log_dir = table.join("_delta_log");
+/// Every action of every commit in `<table>/_delta_log/<version>.json`, with the commit's
+/// version, in version order.
+pub fn log_actions(table: &Path) -> Vec<(u64, Value)> {
     let mut commits: BTreeMap<u64, PathBuf> = BTreeMap::new();
-    for entry in std::fs::read_dir(&log_dir).unwrap() {
+    for entry in std::fs::read_dir(table.join("_delta_log")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let Some(stem) = name.strip_suffix(".json") else {
-            continue;
-        };
-        if let Ok(version) = stem.parse::<u64>() {
+        if let Some(Ok(version)) = name.strip_suffix(".json").map(str::parse::<u64>) {
             commits.insert(version, path);
         }
     }
@@ -233,16 +230,25 @@ pub fn txn_actions(table: &Path) -> Vec<TxnAction> {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let action: Value = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("{}: invalid JSON line ({e}): {line}", path.display()));
-            if let Some(txn) = action.get("txn") {
-                actions.push(TxnAction {
-                    delta_version: version,
-                    app_id: txn["appId"].as_str().unwrap().to_string(),
-                    txn_version: txn["version"].as_i64().unwrap(),
-                });
-            }
+            actions.push((version, action));
         }
     }
     actions
+}
+
+/// Every `txn` action in `<table>/_delta_log/*.json`, in Delta version order.
+pub fn txn_actions(table: &Path) -> Vec<TxnAction> {
+    log_actions(table)
+        .into_iter()
+        .filter_map(|(version, action)| {
+            let txn = action.get("txn")?;
+            Some(TxnAction {
+                delta_version: version,
+                app_id: txn["appId"].as_str().unwrap().to_string(),
+                txn_version: txn["version"].as_i64().unwrap(),
+            })
+        })
+        .collect()
 }
 
 /// Panics unless, per appId, the txn versions strictly increase with the Delta version:
@@ -395,21 +401,11 @@ pub fn publication_exists(cluster: &PgCluster, publication: &str) -> bool {
 
 /// The operation of every Delta commit, by version, from the table's log.
 pub fn commit_operations(table: &Path) -> Vec<(u64, String)> {
-    let mut operations = Vec::new();
-    for entry in std::fs::read_dir(table.join("_delta_log")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let Some(Ok(version)) = name.strip_suffix(".json").map(str::parse::<u64>) else {
-            continue;
-        };
-        let text = std::fs::read_to_string(&path).unwrap();
-        for line in text.lines() {
-            let action: serde_json::Value = serde_json::from_str(line).unwrap();
-            if let Some(operation) = action["commitInfo"]["operation"].as_str() {
-                operations.push((version, operation.to_string()));
-            }
-        }
-    }
-    operations.sort();
-    operations
+    log_actions(table)
+        .into_iter()
+        .filter_map(|(version, action)| {
+            let operation = action["commitInfo"]["operation"].as_str()?;
+            Some((version, operation.to_string()))
+        })
+        .collect()
 }
