@@ -2,10 +2,7 @@ use crate::bound::{has_bound, InferredBound, Supertraits};
 use crate::lifetime::{AddLifetimeToImplTrait, CollectLifetimes};
 use crate::parse::Item;
 use crate::receiver::{has_self_in_block, has_self_in_sig, mut_pat, ReplaceSelf};
-use crate::shim::{
-    drop_mut_of_forwarded_parameters, method_allows_shim, name_elided_impl_lifetimes, shim_block,
-    ImplShape,
-};
+use crate::shim::{method_allows_shim, name_elided_impl_lifetimes, shim_block, ImplShape};
 use crate::verbatim::VerbatimFn;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -116,7 +113,6 @@ pub fn expand(input: &mut Item, is_local: bool) {
                         transform_sig(context, sig, has_self, false, is_local);
                         if let Some(shape) = shape {
                             *block = shim_block(shape, sig, &output, body);
-                            drop_mut_of_forwarded_parameters(sig);
                         }
                         method.attrs.push(lint_suppress_with_body());
                     }
@@ -350,6 +346,14 @@ fn transform_sig(
     };
 }
 
+/// What the async block binds `__self` to: the method's `self`, or the shim's `__self`
+/// parameter (see shim.rs).
+#[derive(Clone, Copy)]
+enum ReceiverBinding {
+    SelfParam,
+    ShimParam,
+}
+
 // Input:
 //     async fn f<T>(&self, x: &T, (a, b): (A, B)) -> Ret {
 //         self + x + a + b
@@ -367,14 +371,6 @@ fn transform_sig(
 //
 //         ___ret
 //     })
-/// What the async block binds `__self` to: the method's `self`, or the shim's `__self`
-/// parameter (see shim.rs).
-#[derive(Clone, Copy)]
-enum ReceiverBinding {
-    SelfParam,
-    ShimParam,
-}
-
 /// Rewrites `block` and returns the async block's contents.
 fn transform_block(
     context: Context,

@@ -198,9 +198,11 @@ fn mentions_self_type(block: &Block) -> bool {
 /// The method's new body: a call of a nested fn that builds and boxes the future.
 /// `sig` is async-trait's rewritten signature (lifetimes named), `output` the method's return
 /// type as written, `body` the async block's contents, whose receiver binding reads `__self`.
+/// The method only forwards its parameters, which the shim binds as written, so they lose
+/// their `mut` (a `mut x: &T` left on the method would be an unused `mut`).
 pub fn shim_block(
     shape: ImplShape,
-    sig: &Signature,
+    sig: &mut Signature,
     output: &ReturnType,
     body: TokenStream,
 ) -> Block {
@@ -256,7 +258,7 @@ pub fn shim_block(
     // where-clause: implied bounds are not part of the ParamEnv. It names the lifetimes of
     // the parameters, which the method's where-clause bounds so (`Self: 'async_trait` for
     // the receiver's); an impl lifetime only in the output has no such bound.
-    parse_quote! {{
+    let block = parse_quote! {{
         #[allow(
             clippy::let_unit_value,
             clippy::no_effect_underscore_binding,
@@ -275,12 +277,12 @@ pub fn shim_block(
             Box::pin(async move { #body })
         }
         #shim(#(#args,)* &(#(#outliving_unit,)*))
-    }}
+    }};
+    drop_mut_of_forwarded_parameters(sig);
+    block
 }
 
-/// The method only forwards its parameters to the shim, which binds them as written: a
-/// `mut x: &T` left on the method would be an unused `mut`.
-pub fn drop_mut_of_forwarded_parameters(sig: &mut Signature) {
+fn drop_mut_of_forwarded_parameters(sig: &mut Signature) {
     for arg in &mut sig.inputs {
         if let FnArg::Typed(arg) = arg {
             if let Pat::Ident(pat) = &mut *arg.pat {

@@ -1874,7 +1874,8 @@ pub mod pgdelta_shim {
         };
     }
 
-    impl_misc!(Byte,
+    impl_misc! {
+        Byte,
         async fn get(&self) -> u8 {
             self.0
         }
@@ -1898,7 +1899,7 @@ pub mod pgdelta_shim {
             }
             name!()
         }
-    );
+    }
 
     fn assert_send<T: Send>(value: T) -> T {
         value
@@ -1930,7 +1931,10 @@ pub mod pgdelta_shim {
         assert_eq!(executor::block_on_simple(words.first(2)), None);
         assert_eq!(executor::block_on_simple(words.count()), 2);
         assert_eq!(executor::block_on_simple(<Words<'_> as Counted>::zero()), 0);
-        assert_eq!(executor::block_on_simple(<Plain as Make<'_>>::make()), "made");
+        assert_eq!(
+            executor::block_on_simple(<Plain as Make<'_>>::make()),
+            "made"
+        );
         assert_eq!(executor::block_on_simple(Plain.get(0)), None);
         let byte = Byte(1);
         assert_eq!(executor::block_on_simple(byte.get()), 1);
